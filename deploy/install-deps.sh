@@ -1,0 +1,43 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Installs every Debian package kova's build and tests need (Debian 12). Safe to run again:
+# it only calls apt-get when something is missing. Runs as root, or through sudo.
+# Why each package is there: README.md, "Dependencies".
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    build-essential cmake pkg-config clang-format
+    # libraries named by the design (agent: HTTP, JSON, state, outbound HTTP)
+    libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev
+    # qcow2 compression (zlib deflate, zstd) and the agent's INI config
+    zlib1g-dev libzstd-dev libinih-dev
+    # fuzzing and sanitizer runtimes (clang, libFuzzer)
+    clang
+    # test peers and the nested-KVM test VM: QEMU, qemu-img, the test guest's busybox, modules
+    qemu-system-x86 qemu-utils busybox-static kmod cpio e2fsprogs acpica-tools
+    # API compatibility tests with Debian's OpenStack client; curl for the README's examples
+    python3-openstackclient curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+# build-assets.sh resolves the kernel package with apt-cache, which needs package lists.
+lists_empty() { ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; }
+
+if [ ${#missing[@]} -gt 0 ] || lists_empty; then
+    echo "install-deps: installing ${missing[*]:-(package lists only)}" >&2
+    $SUDO apt-get update -qq
+    if [ ${#missing[@]} -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+fi
+echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
