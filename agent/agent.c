@@ -1,7 +1,199 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* The agent process: state dir, database, worker threads for slow tasks, the API listeners. */
 #include "kova/agent.h"
+#include "kova/db.h"
 
-const char *kova_agent_name(void)
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+extern int kova_log_level; /* api/util.c */
+
+struct task {
+    kova_task_fn fn;
+    void *arg;
+    struct task *next;
+};
+
+struct workers {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct task *head, *tail;
+    bool stopping;
+    unsigned n;
+    pthread_t *threads;
+};
+
+static void *worker_main(void *p)
 {
-    return "agent";
+    struct workers *w = p;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->head && !w->stopping)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (!w->head)
+            break; /* stopping and drained */
+        struct task *t = w->head;
+        w->head = t->next;
+        if (!w->head)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        t->fn(t->arg);
+        free(t);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int submit(void *opaque, kova_task_fn fn, void *arg)
+{
+    struct workers *w = opaque;
+    struct task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->fn = fn;
+    t->arg = arg;
+    pthread_mutex_lock(&w->lock);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->lock);
+        free(t);
+        return -ESHUTDOWN;
+    }
+    if (w->tail)
+        w->tail->next = t;
+    else
+        w->head = t;
+    w->tail = t;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+static int workers_start(struct workers *w, unsigned n)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->threads = calloc(n, sizeof(pthread_t));
+    if (!w->threads)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        int e = pthread_create(&w->threads[i], NULL, worker_main, w);
+        if (e)
+            return -e;
+        w->n = i + 1;
+    }
+    return 0;
+}
+
+/* Finishes the queued tasks, then joins the threads. */
+static void workers_stop(struct workers *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    for (unsigned i = 0; i < w->n; i++)
+        pthread_join(w->threads[i], NULL);
+    free(w->threads);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int kova_agent_run(const struct kova_agent_config *cfg)
+{
+    struct kova_db *db = NULL;
+    struct kova_api *api = NULL;
+    struct workers w;
+    bool workers_up = false;
+    char path[4200];
+    int r;
+
+    kova_log_level = cfg->log_level;
+    if ((r = mkdir_p(cfg->state_dir)) < 0) {
+        fprintf(stderr, "kova-agent: cannot create state dir %s: %s\n", cfg->state_dir,
+                strerror(-r));
+        return r;
+    }
+    snprintf(path, sizeof(path), "%s/state.db", cfg->state_dir);
+    unsigned nconn = cfg->api_threads * 2 + cfg->workers;
+    if (nconn > 64)
+        nconn = 64;
+    if ((r = kova_db_open(path, nconn, &db)) < 0) {
+        fprintf(stderr, "kova-agent: cannot open %s: %s\n", path, strerror(-r));
+        return r;
+    }
+    if ((r = workers_start(&w, cfg->workers ? cfg->workers : 1)) < 0)
+        goto out;
+    workers_up = true;
+
+    struct kova_api_config ac = {
+        .listen_host = cfg->listen_host,
+        .listen_port = cfg->listen_port,
+        .image_host = cfg->image_host,
+        .image_port = cfg->image_port,
+        .state_dir = cfg->state_dir,
+        .auth_strategy = cfg->auth_strategy,
+        .host_name = cfg->host_name,
+        .availability_zone = cfg->availability_zone,
+        .threads = cfg->api_threads,
+        .max_body = cfg->max_body,
+        .max_image_size = cfg->max_image_size,
+        .max_limit = cfg->max_limit,
+        .quota_instances = cfg->quota_instances,
+        .quota_cores = cfg->quota_cores,
+        .quota_ram = cfg->quota_ram,
+        .quota_key_pairs = cfg->quota_key_pairs,
+        .quota_metadata_items = cfg->quota_metadata_items,
+        .verbose = cfg->log_level,
+        .submit = submit,
+        .submit_opaque = &w,
+    };
+    if ((r = kova_api_start(&ac, db, &api)) < 0)
+        goto out;
+    fprintf(stderr, "kova-agent: compute API on http://%s:%u/v2.1", cfg->listen_host,
+            cfg->listen_port);
+    if (cfg->image_port)
+        fprintf(stderr, ", image API on http://%s:%u/v2", cfg->image_host, cfg->image_port);
+    fprintf(stderr, ", state in %s (schema %d)\n", cfg->state_dir, kova_db_schema_version(db));
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0)
+        r = -EINTR;
+    fprintf(stderr, "kova-agent: signal %d, stopping\n", sig);
+    r = 0;
+out:
+    kova_api_stop(api); /* in-flight requests finish first */
+    if (workers_up)
+        workers_stop(&w);
+    kova_db_close(db);
+    return r;
 }

@@ -1,7 +1,346 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "kova/db.h"
 
-const char *kova_db_name(void)
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Versioned migrations: entry i brings the schema from version i to i + 1. Never edit an entry
+ * once released; append a new one instead.
+ */
+static const char *const migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE flavors ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  ram INTEGER NOT NULL,"
+    "  vcpus INTEGER NOT NULL,"
+    "  disk INTEGER NOT NULL,"
+    "  ephemeral INTEGER NOT NULL DEFAULT 0,"
+    "  swap INTEGER NOT NULL DEFAULT 0,"
+    "  rxtx_factor REAL NOT NULL DEFAULT 1.0,"
+    "  is_public INTEGER NOT NULL DEFAULT 1,"
+    "  disabled INTEGER NOT NULL DEFAULT 0,"
+    "  description TEXT,"
+    "  created_at TEXT NOT NULL);"
+    "CREATE TABLE flavor_extra_specs ("
+    "  flavor_id TEXT NOT NULL REFERENCES flavors(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (flavor_id, key));"
+    "CREATE TABLE keypairs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  public_key TEXT NOT NULL,"
+    "  fingerprint TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL,"
+    "  UNIQUE (user_id, name));"
+    "CREATE TABLE images ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  name TEXT,"
+    "  owner TEXT,"
+    "  status TEXT NOT NULL,"
+    "  visibility TEXT NOT NULL,"
+    "  disk_format TEXT,"
+    "  container_format TEXT,"
+    "  size INTEGER,"
+    "  checksum TEXT,"
+    "  os_hash_algo TEXT,"
+    "  os_hash_value TEXT,"
+    "  min_disk INTEGER NOT NULL DEFAULT 0,"
+    "  min_ram INTEGER NOT NULL DEFAULT 0,"
+    "  protected INTEGER NOT NULL DEFAULT 0,"
+    "  properties TEXT NOT NULL DEFAULT '{}',"
+    "  tags TEXT NOT NULL DEFAULT '[]',"
+    "  created_at TEXT NOT NULL,"
+    "  updated_at TEXT NOT NULL);"
+    "CREATE TABLE servers ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  project_id TEXT NOT NULL,"
+    "  user_id TEXT NOT NULL,"
+    "  image_ref TEXT NOT NULL DEFAULT '',"
+    "  flavor_id TEXT NOT NULL,"
+    "  vcpus INTEGER NOT NULL,"
+    "  ram INTEGER NOT NULL,"
+    "  disk INTEGER NOT NULL,"
+    "  vm_state TEXT NOT NULL,"
+    "  task_state TEXT,"
+    "  power_state INTEGER NOT NULL DEFAULT 0,"
+    "  key_name TEXT,"
+    "  key_data TEXT,"
+    "  user_data TEXT,"
+    "  availability_zone TEXT,"
+    "  config_drive TEXT NOT NULL DEFAULT '',"
+    "  access_ipv4 TEXT NOT NULL DEFAULT '',"
+    "  access_ipv6 TEXT NOT NULL DEFAULT '',"
+    "  disk_config TEXT NOT NULL DEFAULT 'MANUAL',"
+    "  host TEXT,"
+    "  launched_at TEXT,"
+    "  terminated_at TEXT,"
+    "  fault_code INTEGER,"
+    "  fault_message TEXT,"
+    "  fault_details TEXT,"
+    "  fault_created TEXT,"
+    "  created_at TEXT NOT NULL,"
+    "  updated_at TEXT NOT NULL);"
+    "CREATE INDEX servers_project ON servers(project_id, seq);"
+    "CREATE TABLE server_metadata ("
+    "  server_seq INTEGER NOT NULL REFERENCES servers(seq) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (server_seq, key));"
+    "CREATE TABLE instance_actions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  server_seq INTEGER NOT NULL REFERENCES servers(seq) ON DELETE CASCADE,"
+    "  action TEXT NOT NULL,"
+    "  request_id TEXT NOT NULL,"
+    "  user_id TEXT NOT NULL,"
+    "  project_id TEXT NOT NULL,"
+    "  start_time TEXT NOT NULL,"
+    "  finish_time TEXT,"
+    "  message TEXT);"
+    "CREATE INDEX instance_actions_server ON instance_actions(server_seq, id);"
+    "CREATE TABLE instance_action_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  action_id INTEGER NOT NULL REFERENCES instance_actions(id) ON DELETE CASCADE,"
+    "  event TEXT NOT NULL,"
+    "  start_time TEXT NOT NULL,"
+    "  finish_time TEXT,"
+    "  result TEXT,"
+    "  traceback TEXT);",
+};
+
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+#define MAX_CONN    64
+
+struct kova_db {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned nconn;
+    sqlite3 *conn[MAX_CONN];
+    unsigned char busy[MAX_CONN];
+    int version;
+};
+
+int kova_db_errno(int rc)
 {
-    return "db";
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return 0;
+    case SQLITE_CONSTRAINT:
+        return -EEXIST;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    default:
+        return -EIO;
+    }
+}
+
+int kova_db_exec(sqlite3 *conn, const char *sql)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(conn, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "kova-db: %s\n", err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        return kova_db_errno(rc);
+    }
+    return 0;
+}
+
+sqlite3_stmt *kova_db_prepare(sqlite3 *conn, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(conn, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "kova-db: prepare failed: %s: %s\n", sqlite3_errmsg(conn), sql);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+void kova_db_done(sqlite3_stmt *st)
+{
+    sqlite3_finalize(st);
+}
+
+int kova_db_begin(sqlite3 *conn)
+{
+    return kova_db_exec(conn, "BEGIN IMMEDIATE");
+}
+
+int kova_db_commit(sqlite3 *conn)
+{
+    int r = kova_db_exec(conn, "COMMIT");
+    if (r < 0)
+        kova_db_rollback(conn);
+    return r;
+}
+
+void kova_db_rollback(sqlite3 *conn)
+{
+    if (!sqlite3_get_autocommit(conn))
+        sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int open_conn(const char *path, sqlite3 **out)
+{
+    sqlite3 *c = NULL;
+    int rc = sqlite3_open_v2(
+        path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "kova-db: cannot open %s: %s\n", path,
+                c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
+        sqlite3_close(c);
+        return rc == SQLITE_CANTOPEN ? -EACCES : kova_db_errno(rc);
+    }
+    sqlite3_busy_timeout(c, 5000);
+    int r = kova_db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                            "PRAGMA foreign_keys=ON;");
+    if (r < 0) {
+        sqlite3_close(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+static int user_version(sqlite3 *c, int *v)
+{
+    sqlite3_stmt *st = kova_db_prepare(c, "PRAGMA user_version");
+    if (!st)
+        return -EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int(st, 0);
+    kova_db_done(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+static int migrate(sqlite3 *c, int *version)
+{
+    int v, r;
+    for (;;) {
+        /* Read the version inside the write transaction: a second agent on the same file cannot
+         * apply the same migration twice. */
+        if ((r = kova_db_begin(c)) < 0)
+            return r;
+        if ((r = user_version(c, &v)) < 0)
+            goto fail;
+        if (v > NMIGRATIONS) {
+            fprintf(stderr, "kova-db: database schema %d is newer than this build (%d)\n", v,
+                    NMIGRATIONS);
+            r = -EPROTO;
+            goto fail;
+        }
+        if (v == NMIGRATIONS) {
+            kova_db_rollback(c);
+            *version = v;
+            return 0;
+        }
+        if ((r = kova_db_exec(c, migrations[v])) < 0)
+            goto fail;
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", v + 1);
+        if ((r = kova_db_exec(c, sql)) < 0)
+            goto fail;
+        if ((r = kova_db_commit(c)) < 0)
+            return r;
+    }
+fail:
+    kova_db_rollback(c);
+    return r;
+}
+
+int kova_db_open(const char *path, unsigned nconn, struct kova_db **out)
+{
+    if (!path || !out || nconn == 0 || nconn > MAX_CONN)
+        return -EINVAL;
+    struct kova_db *db = calloc(1, sizeof(*db));
+    if (!db)
+        return -ENOMEM;
+    int r;
+    pthread_mutex_init(&db->lock, NULL);
+    pthread_cond_init(&db->cond, NULL);
+    for (unsigned i = 0; i < nconn; i++) {
+        if ((r = open_conn(path, &db->conn[i])) < 0)
+            goto fail;
+        db->nconn = i + 1;
+        if (i == 0 && (r = migrate(db->conn[0], &db->version)) < 0)
+            goto fail;
+    }
+    *out = db;
+    return 0;
+fail:
+    kova_db_close(db);
+    return r;
+}
+
+void kova_db_close(struct kova_db *db)
+{
+    if (!db)
+        return;
+    for (unsigned i = 0; i < db->nconn; i++)
+        sqlite3_close(db->conn[i]);
+    pthread_cond_destroy(&db->cond);
+    pthread_mutex_destroy(&db->lock);
+    free(db);
+}
+
+sqlite3 *kova_db_acquire(struct kova_db *db)
+{
+    pthread_mutex_lock(&db->lock);
+    for (;;) {
+        for (unsigned i = 0; i < db->nconn; i++) {
+            if (!db->busy[i]) {
+                db->busy[i] = 1;
+                pthread_mutex_unlock(&db->lock);
+                return db->conn[i];
+            }
+        }
+        pthread_cond_wait(&db->cond, &db->lock);
+    }
+}
+
+void kova_db_release(struct kova_db *db, sqlite3 *conn)
+{
+    if (!conn)
+        return;
+    /* A handler that forgot to finish its transaction must not leak it to the next user. */
+    kova_db_rollback(conn);
+    pthread_mutex_lock(&db->lock);
+    for (unsigned i = 0; i < db->nconn; i++) {
+        if (db->conn[i] == conn) {
+            db->busy[i] = 0;
+            break;
+        }
+    }
+    pthread_cond_signal(&db->cond);
+    pthread_mutex_unlock(&db->lock);
+}
+
+int kova_db_schema_version(struct kova_db *db)
+{
+    return db->version;
+}
+
+int kova_db_latest_version(void)
+{
+    return NMIGRATIONS;
 }

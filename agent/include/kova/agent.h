@@ -1,9 +1,42 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kova agent library: placeholder until its issue fills it. Errors: 0 or -errno. */
+/*
+ * kova agent: configuration (nova.conf-style INI + command-line overrides), the worker threads
+ * that run slow tasks, and the process's main loop (serve until SIGTERM/SIGINT).
+ * Errors: 0 or -errno.
+ */
 #ifndef KOVA_AGENT_H
 #define KOVA_AGENT_H
 
-/* Returns the library's name; proves the library links. */
-const char *kova_agent_name(void);
+#include "kova/api.h"
+
+struct kova_agent_config {
+    char listen_host[64];
+    unsigned listen_port;
+    char image_host[64];
+    unsigned image_port;
+    char state_dir[4096];
+    char auth_strategy[32];
+    char host_name[256];
+    char availability_zone[256];
+    unsigned api_threads;
+    unsigned workers;
+    unsigned long long max_body;
+    unsigned long long max_image_size;
+    int max_limit;
+    int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
+    int log_level; /* 0 warning, 1 info, 2 debug */
+};
+
+/* Fills cfg with the defaults (listen 127.0.0.1:8774, images on :9292, /var/lib/kova, noauth2). */
+void kova_agent_config_defaults(struct kova_agent_config *cfg);
+/* Reads a nova.conf-style INI file into cfg. Returns 0, -ENOENT, or -EINVAL (bad line/value:
+ * the message names the line). */
+int kova_agent_config_load(struct kova_agent_config *cfg, const char *path);
+/* Parses "HOST:PORT", "[V6]:PORT" or "PORT". */
+int kova_agent_parse_listen(const char *s, char *host, unsigned hostlen, unsigned *port);
+
+/* Runs the agent until SIGTERM/SIGINT (which must be blocked by the caller in every thread).
+ * Returns 0 on a clean stop. */
+int kova_agent_run(const struct kova_agent_config *cfg);
 
 #endif

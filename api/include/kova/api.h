@@ -1,9 +1,56 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kova api library: placeholder until its issue fills it. Errors: 0 or -errno. */
+/*
+ * kova api: the Nova compute API v2.1 (and a Glance v2 subset) over HTTP, backed by kova db.
+ *
+ * Contract:
+ *  - kova_api_start() listens on cfg->listen (compute) and, when image_port != 0, on
+ *    cfg->image_listen (Glance v2 image service); each listener runs its own libmicrohttpd
+ *    thread pool. Every route is one row of a table {service, method, pattern, handler}.
+ *  - Errors reach clients as Nova fault bodies ({"itemNotFound": {"code": 404, "message": ...}});
+ *    hostile input yields 4xx, never a crash.
+ *  - Slow work (finishing a server build, web-download image import) is handed to cfg->submit,
+ *    which runs it on the agent's worker threads.
+ * Errors: 0 or -errno.
+ */
 #ifndef KOVA_API_H
 #define KOVA_API_H
 
-/* Returns the library's name; proves the library links. */
-const char *kova_api_name(void);
+#include <stddef.h>
+#include <stdint.h>
+
+struct kova_db;
+struct kova_api;
+
+/* A unit of slow work; runs on a worker thread. The api owns arg and frees it in fn. */
+typedef void (*kova_task_fn)(void *arg);
+
+struct kova_api_config {
+    const char *listen_host;   /* "127.0.0.1" */
+    unsigned listen_port;      /* 8774 */
+    const char *image_host;    /* Glance listener, "127.0.0.1" */
+    unsigned image_port;       /* 9292; 0 disables the image service listener */
+    const char *state_dir;     /* images live in <state_dir>/images, consoles in instances/ */
+    const char *auth_strategy; /* "noauth2" (the only one for now) */
+    const char *host_name;     /* this compute host's name (hypervisor_hostname) */
+    const char *availability_zone;
+    unsigned threads;        /* HTTP worker threads per listener */
+    size_t max_body;         /* JSON request body cap (bytes); larger gives 413 */
+    uint64_t max_image_size; /* image upload/import cap (bytes) */
+    int max_limit;           /* page size cap for list calls (Nova's max_limit) */
+    /* quotas (per project; -1 = unlimited) */
+    int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
+    int verbose; /* 0 warnings, 1 info, 2 debug (one line per request) */
+    /* Queue slow work; returns 0 or -errno (then the api runs nothing and frees arg itself). */
+    int (*submit)(void *opaque, kova_task_fn fn, void *arg);
+    void *submit_opaque;
+};
+
+int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct kova_api **out);
+/* Stops the listeners (in-flight requests finish first) and frees the api. */
+void kova_api_stop(struct kova_api *api);
+
+/* The microversion range served, as "2.N" strings. */
+const char *kova_api_min_version(void);
+const char *kova_api_max_version(void);
 
 #endif

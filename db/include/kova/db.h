@@ -1,9 +1,51 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kova db library: placeholder until its issue fills it. Errors: 0 or -errno. */
+/*
+ * kova db: the agent's SQLite state (state.db).
+ *
+ * Contract:
+ *  - kova_db_open() creates/opens the database, turns on WAL, a busy timeout and foreign keys on
+ *    every connection, and applies the versioned migrations (PRAGMA user_version) each in one
+ *    transaction, so a crash never leaves a half-migrated schema.
+ *  - The handle is a small pool of connections, safe to share between threads: acquire one for the
+ *    duration of a request, release it afterwards.
+ *  - Every state change runs inside kova_db_begin()/kova_db_commit() (BEGIN IMMEDIATE): one
+ *    transaction per change, rolled back on any error.
+ * Errors: 0 or -errno (-EIO for an SQLite error, logged to stderr).
+ */
 #ifndef KOVA_DB_H
 #define KOVA_DB_H
 
-/* Returns the library's name; proves the library links. */
-const char *kova_db_name(void);
+#include <sqlite3.h>
+
+struct kova_db;
+
+/* Opens (creating if needed) the database at path with nconn pooled connections (1..64). */
+int kova_db_open(const char *path, unsigned nconn, struct kova_db **out);
+void kova_db_close(struct kova_db *db);
+
+/* Borrows a connection (blocks while all are in use); give it back with kova_db_release. */
+sqlite3 *kova_db_acquire(struct kova_db *db);
+void kova_db_release(struct kova_db *db, sqlite3 *conn);
+
+/* The schema version the database is at after open (number of applied migrations). */
+int kova_db_schema_version(struct kova_db *db);
+/* The newest schema version this build knows. */
+int kova_db_latest_version(void);
+
+/* Transactions on a borrowed connection. begin = BEGIN IMMEDIATE (takes the write lock). */
+int kova_db_begin(sqlite3 *conn);
+int kova_db_commit(sqlite3 *conn);
+void kova_db_rollback(sqlite3 *conn);
+
+/* Runs SQL without results; returns 0 or -EIO. */
+int kova_db_exec(sqlite3 *conn, const char *sql);
+
+/* Prepares sql; returns NULL on error (logged). Release with kova_db_done(). */
+sqlite3_stmt *kova_db_prepare(sqlite3 *conn, const char *sql);
+void kova_db_done(sqlite3_stmt *st);
+
+/* Maps an sqlite result code to -errno: SQLITE_CONSTRAINT → -EEXIST, BUSY/LOCKED → -EBUSY,
+ * anything else → -EIO. */
+int kova_db_errno(int rc);
 
 #endif

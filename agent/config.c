@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* nova.conf-style configuration through Debian's libinih. */
+#include "kova/agent.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <strings.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void kova_agent_config_defaults(struct kova_agent_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+    cfg->listen_port = 8774;
+    snprintf(cfg->image_host, sizeof(cfg->image_host), "127.0.0.1");
+    cfg->image_port = 9292;
+    snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/kova");
+    snprintf(cfg->auth_strategy, sizeof(cfg->auth_strategy), "noauth2");
+    if (gethostname(cfg->host_name, sizeof(cfg->host_name) - 1) < 0 || !cfg->host_name[0])
+        snprintf(cfg->host_name, sizeof(cfg->host_name), "localhost");
+    snprintf(cfg->availability_zone, sizeof(cfg->availability_zone), "nova");
+    cfg->api_threads = 2;
+    cfg->workers = 2;
+    cfg->max_body = 114688; /* oslo.middleware's max_request_body_size */
+    cfg->max_image_size = 1ULL << 40;
+    cfg->max_limit = 1000;
+    cfg->quota_instances = 10;
+    cfg->quota_cores = 20;
+    cfg->quota_ram = 51200;
+    cfg->quota_key_pairs = 100;
+    cfg->quota_metadata_items = 128;
+    cfg->log_level = 1;
+}
+
+int kova_agent_parse_listen(const char *s, char *host, unsigned hostlen, unsigned *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) {
+            hl = 0;
+            colon = s - 1; /* only a port */
+        } else {
+            hl = (size_t)(colon - s);
+        }
+    }
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (errno || *end || colon[1] == 0 || p == 0 || p > 65535)
+        return -EINVAL;
+    if (hl) {
+        if (hl >= hostlen)
+            return -EINVAL;
+        memcpy(host, h, hl);
+        host[hl] = 0;
+    }
+    *port = (unsigned)p;
+    return 0;
+}
+
+static int set_int(const char *v, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < min || x > max)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+static int set_str(char *dst, size_t len, const char *v)
+{
+    if (strlen(v) >= len)
+        return 0;
+    snprintf(dst, len, "%s", v);
+    return 1;
+}
+
+static int set_bool(const char *v, int *out)
+{
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcmp(v, "1") || !strcasecmp(v, "on"))
+        *out = 1;
+    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcmp(v, "0") ||
+             !strcasecmp(v, "off"))
+        *out = 0;
+    else
+        return 0;
+    return 1;
+}
+
+static int on_item(void *user, const char *section, const char *name, const char *value)
+{
+    struct kova_agent_config *c = user;
+    long long x;
+    int b;
+#define IS(s, n) (strcasecmp(section, s) == 0 && strcasecmp(name, n) == 0)
+    if (IS("DEFAULT", "osapi_compute_listen") || IS("kova", "listen_host"))
+        return set_str(c->listen_host, sizeof(c->listen_host), value);
+    if (IS("DEFAULT", "osapi_compute_listen_port") || IS("kova", "listen_port")) {
+        if (!set_int(value, 1, 65535, &x))
+            return 0;
+        c->listen_port = (unsigned)x;
+        return 1;
+    }
+    if (IS("DEFAULT", "osapi_compute_workers") || IS("kova", "api_threads")) {
+        if (!set_int(value, 1, 64, &x))
+            return 0;
+        c->api_threads = (unsigned)x;
+        return 1;
+    }
+    if (IS("kova", "listen")) {
+        return kova_agent_parse_listen(value, c->listen_host, sizeof(c->listen_host),
+                                       &c->listen_port) == 0;
+    }
+    if (IS("kova", "image_listen") || IS("glance", "listen")) {
+        return kova_agent_parse_listen(value, c->image_host, sizeof(c->image_host),
+                                       &c->image_port) == 0;
+    }
+    if (IS("kova", "image_service")) {
+        if (!set_bool(value, &b))
+            return 0;
+        if (!b)
+            c->image_port = 0;
+        return 1;
+    }
+    if (IS("DEFAULT", "state_path") || IS("kova", "state_dir"))
+        return set_str(c->state_dir, sizeof(c->state_dir), value);
+    if (IS("DEFAULT", "host"))
+        return set_str(c->host_name, sizeof(c->host_name), value);
+    if (IS("DEFAULT", "default_availability_zone"))
+        return set_str(c->availability_zone, sizeof(c->availability_zone), value);
+    if (IS("api", "auth_strategy") || IS("DEFAULT", "auth_strategy"))
+        return set_str(c->auth_strategy, sizeof(c->auth_strategy), value);
+    if (IS("api", "max_limit")) {
+        if (!set_int(value, 1, 100000, &x))
+            return 0;
+        c->max_limit = (int)x;
+        return 1;
+    }
+    if (IS("oslo_middleware", "max_request_body_size")) {
+        if (!set_int(value, 1024, 1LL << 30, &x))
+            return 0;
+        c->max_body = (unsigned long long)x;
+        return 1;
+    }
+    if (IS("kova", "max_image_size") || IS("glance", "image_size_cap")) {
+        if (!set_int(value, 1, 1LL << 50, &x))
+            return 0;
+        c->max_image_size = (unsigned long long)x;
+        return 1;
+    }
+    if (IS("kova", "workers")) {
+        if (!set_int(value, 1, 64, &x))
+            return 0;
+        c->workers = (unsigned)x;
+        return 1;
+    }
+    if (IS("DEFAULT", "debug")) {
+        if (!set_bool(value, &b))
+            return 0;
+        if (b)
+            c->log_level = 2;
+        return 1;
+    }
+    if (IS("kova", "log_level")) {
+        if (!strcasecmp(value, "warning"))
+            c->log_level = 0;
+        else if (!strcasecmp(value, "info"))
+            c->log_level = 1;
+        else if (!strcasecmp(value, "debug"))
+            c->log_level = 2;
+        else
+            return 0;
+        return 1;
+    }
+    static const struct {
+        const char *name;
+        size_t off;
+    } quotas[] = {
+        {"instances", offsetof(struct kova_agent_config, quota_instances)},
+        {"cores", offsetof(struct kova_agent_config, quota_cores)},
+        {"ram", offsetof(struct kova_agent_config, quota_ram)},
+        {"key_pairs", offsetof(struct kova_agent_config, quota_key_pairs)},
+        {"metadata_items", offsetof(struct kova_agent_config, quota_metadata_items)},
+    };
+    if (strcasecmp(section, "quota") == 0) {
+        for (size_t i = 0; i < sizeof(quotas) / sizeof(quotas[0]); i++) {
+            if (strcasecmp(name, quotas[i].name) == 0) {
+                if (!set_int(value, -1, 1LL << 30, &x))
+                    return 0;
+                *(int *)((char *)c + quotas[i].off) = (int)x;
+                return 1;
+            }
+        }
+    }
+#undef IS
+    /* Unknown options are ignored (a nova.conf carries many that kova has no use for). */
+    return 1;
+}
+
+int kova_agent_config_load(struct kova_agent_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int e = errno;
+        fprintf(stderr, "kova-agent: cannot open config %s: %s\n", path, strerror(e));
+        return -e;
+    }
+    int line = ini_parse_file(f, on_item, cfg);
+    fclose(f);
+    if (line != 0) {
+        fprintf(stderr, "kova-agent: %s:%d: invalid line or value\n", path, line);
+        return -EINVAL;
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Authentication behind one small interface (kova_authenticate). Today's only strategy is Nova's
+ * noauth2: any token is accepted; "user:project" sets both, a bare token is user and project;
+ * the user "admin" is an administrator. Keystone token validation plugs in here later.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool clean_id(const char *s, size_t n)
+{
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f || c == '/')
+            return false;
+    }
+    return true;
+}
+
+static int noauth2(struct kova_req *r)
+{
+    const char *tok = req_header(r, "X-Auth-Token");
+    if (!tok || !tok[0])
+        return -EACCES;
+    const char *colon = strchr(tok, ':');
+    size_t ul = colon ? (size_t)(colon - tok) : strlen(tok);
+    const char *proj = colon ? colon + 1 : tok;
+    size_t pl = strlen(proj);
+    if (pl == 0) { /* "user:" → project = user, as Nova's noauth2 does */
+        proj = tok;
+        pl = ul;
+    }
+    if (!clean_id(tok, ul) || !clean_id(proj, pl))
+        return -EACCES;
+    memcpy(r->auth.user_id, tok, ul);
+    r->auth.user_id[ul] = 0;
+    memcpy(r->auth.project_id, proj, pl);
+    r->auth.project_id[pl] = 0;
+    r->auth.is_admin = strcmp(r->auth.user_id, "admin") == 0;
+    return 0;
+}
+
+int kova_authenticate(struct kova_req *r)
+{
+    /* kova_api_start() accepts only "noauth2" */
+    return noauth2(r);
+}

@@ -1,0 +1,749 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP front: libmicrohttpd listeners, routing, microversions, request ids, reply helpers. */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+static const struct kova_route *const route_tables[] = {
+    kova_version_routes, kova_flavor_routes, kova_keypair_routes,
+    kova_server_routes,  kova_image_routes,  kova_host_routes,
+};
+
+const char *kova_api_min_version(void)
+{
+    return "2.1";
+}
+
+const char *kova_api_max_version(void)
+{
+    return "2.1";
+}
+
+/* ---------------------------------------------------------------- reply helpers */
+
+static const char *fault_name(int status)
+{
+    switch (status) {
+    case 400:
+        return "badRequest";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "itemNotFound";
+    case 405:
+        return "badMethod";
+    case 409:
+        return "conflictingRequest";
+    case 413:
+        return "overLimit";
+    case 415:
+        return "badMediaType";
+    case 429:
+        return "overLimit";
+    case 501:
+        return "notImplemented";
+    case 503:
+        return "serviceUnavailable";
+    default:
+        return "computeFault";
+    }
+}
+
+static const char *status_title(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Request Entity Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 501:
+        return "Not Implemented";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+void reply_json(struct kova_req *r, int status, json_t *obj)
+{
+    if (r->replied) {
+        json_decref(obj);
+        return;
+    }
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!s) {
+        r->status = 500;
+        r->resp = strdup("{\"computeFault\": {\"code\": 500, \"message\": \"out of memory\"}}");
+        r->resp_len = r->resp ? strlen(r->resp) : 0;
+    } else {
+        r->status = status;
+        r->resp = s;
+        r->resp_len = strlen(s);
+    }
+    r->ctype = "application/json";
+    r->replied = true;
+}
+
+void reply_empty(struct kova_req *r, int status)
+{
+    if (r->replied)
+        return;
+    r->status = status;
+    r->replied = true;
+}
+
+void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
+{
+    if (r->replied)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *o;
+    if (r->service == SVC_IMAGE) {
+        /* Glance's error body */
+        char code[64];
+        snprintf(code, sizeof(code), "%d %s", status, status_title(status));
+        o = json_pack("{s:s, s:s, s:s}", "message", msg, "code", code, "title",
+                      status_title(status));
+    } else {
+        o = json_pack("{s:{s:i, s:s}}", fault_name(status), "code", status, "message", msg);
+    }
+    reply_json(r, status, o);
+    if (status >= 500)
+        kova_log(0, "%s %s -> %d: %s", r->method, r->url, status, msg);
+}
+
+void reply_db_error(struct kova_req *r, int err)
+{
+    reply_fault(r, 500, "Internal state error (%s)", strerror(err < 0 ? -err : err));
+}
+
+void set_location(struct kova_req *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->location, sizeof(r->location), fmt, ap);
+    va_end(ap);
+}
+
+const char *req_header(struct kova_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_query(struct kova_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+json_t *req_json(struct kova_req *r)
+{
+    if (!r->body || r->body_len == 0) {
+        reply_fault(r, 400, "The request body is empty; a JSON object is required.");
+        return NULL;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!j) {
+        reply_fault(r, 400, "Malformed request body: %s", err.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        reply_fault(r, 400, "Malformed request body: a JSON object is required.");
+        return NULL;
+    }
+    return j;
+}
+
+json_t *req_json_root(struct kova_req *r, json_t *body, const char *key)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v || !json_is_object(v)) {
+        reply_fault(r, 400, "Invalid input: '%s' is a required object.", key);
+        return NULL;
+    }
+    return v;
+}
+
+bool check_keys(struct kova_req *r, json_t *obj, const char *const *allowed, const char *what)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++) {
+            if (strcmp(*a, k) == 0) {
+                ok = true;
+                break;
+            }
+        }
+        if (!ok) {
+            reply_fault(r, 400,
+                        "Invalid input for field/attribute %s. Additional properties are not "
+                        "allowed ('%.200s' was unexpected)",
+                        what, k);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool req_limit(struct kova_req *r, int *limit)
+{
+    *limit = r->api->cfg.max_limit;
+    const char *l = req_query(r, "limit");
+    if (!l)
+        return true;
+    long long v;
+    if (!kova_parse_int(l, &v) || v < 0) {
+        reply_fault(r, 400, "limit param must be an integer >= 0");
+        return false;
+    }
+    if (v < *limit)
+        *limit = (int)v;
+    return true;
+}
+
+bool require_admin(struct kova_req *r)
+{
+    if (r->auth.is_admin)
+        return true;
+    reply_fault(r, 403, "Policy doesn't allow this operation to be performed.");
+    return false;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static int split_path(char *p, char **segs, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *s = strtok_r(p, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
+        if (n == max)
+            return -1;
+        segs[n++] = s;
+    }
+    return n;
+}
+
+#define MAX_SEGS 12
+
+/* Finds the route for (service, method, path). Returns it, or NULL with *path_known telling
+ * whether some route had that path under another method (405). */
+static const struct kova_route *match_route(struct kova_req *r, bool *path_known)
+{
+    char *copy = strdup(r->path);
+    if (!copy)
+        return NULL;
+    char *segs[MAX_SEGS];
+    int n = split_path(copy, segs, MAX_SEGS);
+    const struct kova_route *found = NULL;
+    *path_known = false;
+    for (size_t t = 0; n >= 0 && !found && t < sizeof(route_tables) / sizeof(route_tables[0]);
+         t++) {
+        for (const struct kova_route *rt = route_tables[t]; rt->pattern; rt++) {
+            if (rt->service != r->service)
+                continue;
+            char pat[256];
+            snprintf(pat, sizeof(pat), "%s", rt->pattern);
+            char *psegs[MAX_SEGS];
+            int pn = split_path(pat, psegs, MAX_SEGS);
+            if (pn != n)
+                continue;
+            bool ok = true;
+            int na = 0;
+            for (int i = 0; i < n && ok; i++) {
+                if (strcmp(psegs[i], "*") == 0)
+                    na++;
+                else if (strcmp(psegs[i], segs[i]) != 0)
+                    ok = false;
+            }
+            if (!ok || na > KOVA_MAX_ARGS)
+                continue;
+            if (strcmp(rt->method, r->method) != 0) {
+                *path_known = true;
+                continue;
+            }
+            r->nargs = 0;
+            for (int i = 0; i < n; i++) {
+                if (strcmp(psegs[i], "*") == 0)
+                    r->arg[r->nargs++] = strdup(segs[i]);
+            }
+            for (int i = 0; i < r->nargs; i++) {
+                if (!r->arg[i]) {
+                    free(copy);
+                    return NULL;
+                }
+            }
+            found = rt;
+            break;
+        }
+    }
+    free(copy);
+    return found;
+}
+
+/* Compute paths: "/v2.1/..." (or the legacy "/v2/...") → "/..."; version documents are matched
+ * by their own routes ("/", "/v2.1", "/v2"). */
+static int normalise_path(struct kova_req *r)
+{
+    const char *u = r->url;
+    size_t len = strlen(u);
+    if (len == 0 || u[0] != '/' || len > 2048)
+        return -EINVAL;
+    char *p = strdup(u);
+    if (!p)
+        return -ENOMEM;
+    if (r->service == SVC_COMPUTE) {
+        const char *rest = NULL;
+        if (strncmp(p, "/v2.1", 5) == 0 && (p[5] == '/' || p[5] == 0)) {
+            r->version_prefix = 21;
+            rest = p + 5;
+        } else if (strncmp(p, "/v2", 3) == 0 && (p[3] == '/' || p[3] == 0)) {
+            r->version_prefix = 20;
+            rest = p + 3;
+        }
+        if (rest) {
+            /* "/v2.1" and "/v2.1/" are the version document: keep them as "/v2.1" */
+            if (rest[0] == 0 || strcmp(rest, "/") == 0) {
+                p[r->version_prefix == 21 ? 5 : 3] = 0;
+            } else {
+                memmove(p, rest, strlen(rest) + 1);
+                r->version_prefix = -r->version_prefix; /* negative: a resource path */
+            }
+        }
+    }
+    size_t pl = strlen(p);
+    while (pl > 1 && p[pl - 1] == '/')
+        p[--pl] = 0;
+    r->path = p;
+    return 0;
+}
+
+/* Microversion negotiation (compute, /v2.1 resources). Returns 0 or the HTTP status to fail. */
+static int negotiate_microversion(struct kova_req *r, char *err, size_t errlen)
+{
+    r->mv = KOVA_MV_MIN;
+    if (r->service != SVC_COMPUTE || r->version_prefix != -21)
+        return 0;
+    const char *h = req_header(r, "OpenStack-API-Version");
+    char val[64] = "";
+    if (h) {
+        /* "compute 2.5" or a comma-separated list of "service version" */
+        const char *p = h;
+        while (*p) {
+            while (*p == ' ' || *p == ',')
+                p++;
+            const char *e = p;
+            while (*e && *e != ',')
+                e++;
+            if ((size_t)(e - p) > 8 && strncasecmp(p, "compute ", 8) == 0) {
+                size_t l = (size_t)(e - p) - 8;
+                const char *v = p + 8;
+                while (l && *v == ' ')
+                    v++, l--;
+                while (l && v[l - 1] == ' ')
+                    l--;
+                if (l >= sizeof(val))
+                    l = sizeof(val) - 1;
+                memcpy(val, v, l);
+                val[l] = 0;
+                break;
+            }
+            p = e;
+        }
+    }
+    if (!val[0]) {
+        h = req_header(r, "X-OpenStack-Nova-API-Version");
+        if (h)
+            snprintf(val, sizeof(val), "%s", h);
+    }
+    if (!val[0])
+        return 0;
+    if (strcasecmp(val, "latest") == 0) {
+        r->mv = KOVA_MV_MAX;
+        return 0;
+    }
+    long long major, minor;
+    char *dot = strchr(val, '.');
+    if (!dot) {
+        snprintf(err, errlen,
+                 "API Version String %.60s is of invalid format. Must be of format "
+                 "MajorNum.MinorNum.",
+                 val);
+        return 400;
+    }
+    *dot = 0;
+    if (!kova_parse_int(val, &major) || !kova_parse_int(dot + 1, &minor) || major < 0 ||
+        minor < 0) {
+        snprintf(err, errlen,
+                 "API Version String is of invalid format. Must be of format "
+                 "MajorNum.MinorNum.");
+        return 400;
+    }
+    if (major != 2 || minor < KOVA_MV_MIN || minor > KOVA_MV_MAX) {
+        snprintf(err, errlen,
+                 "Version %lld.%lld is not supported by the API. Minimum is %s and maximum is %s.",
+                 major, minor, kova_api_min_version(), kova_api_max_version());
+        return 406;
+    }
+    r->mv = (int)minor;
+    return 0;
+}
+
+static void set_base_url(struct kova_req *r)
+{
+    const char *host = req_header(r, "Host");
+    bool ok = host && host[0] && strlen(host) < 256;
+    for (const char *p = host; ok && *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == ':' || c == '-' || c == '[' || c == ']'))
+            ok = false;
+    }
+    if (ok) {
+        snprintf(r->base_url, sizeof(r->base_url), "http://%s", host);
+    } else {
+        const struct kova_api_config *c = &r->api->cfg;
+        if (r->service == SVC_IMAGE)
+            snprintf(r->base_url, sizeof(r->base_url), "http://%s:%u", c->image_host,
+                     c->image_port);
+        else
+            snprintf(r->base_url, sizeof(r->base_url), "http://%s:%u", c->listen_host,
+                     c->listen_port);
+    }
+}
+
+struct svc_cls {
+    struct kova_api *api;
+    int service;
+};
+
+static void req_free(struct kova_req *r)
+{
+    if (!r)
+        return;
+    if (r->upload && !r->upload_done)
+        image_upload_abort(r);
+    if (r->db)
+        kova_db_release(r->api->db, r->db);
+    for (int i = 0; i < r->nargs; i++)
+        free(r->arg[i]);
+    free(r->path);
+    free(r->body);
+    free(r->resp);
+    free(r);
+}
+
+/* First call for a request: route, authenticate, negotiate. Any failure is replied now and the
+ * body (if any) is drained. */
+static void req_start(struct kova_req *r)
+{
+    char err[256], uuid[37];
+    kova_uuid(uuid);
+    snprintf(r->request_id, sizeof(r->request_id), "req-%s", uuid);
+    set_base_url(r);
+    if (normalise_path(r) < 0) {
+        reply_fault(r, 400, "Invalid request path");
+        return;
+    }
+    bool known = false;
+    if (r->service == SVC_COMPUTE && r->version_prefix == 0 && strcmp(r->path, "/") != 0) {
+        reply_fault(r, 404, "The resource could not be found.");
+        return;
+    }
+    r->route = match_route(r, &known);
+    if (!r->route) {
+        if (known)
+            reply_fault(r, 405, "The method %s is not allowed for this resource.", r->method);
+        else
+            reply_fault(r, 404, "The resource could not be found.");
+        return;
+    }
+    int st = negotiate_microversion(r, err, sizeof(err));
+    if (st) {
+        reply_fault(r, st, "%s", err);
+        return;
+    }
+    if (!(r->route->flags & ROUTE_NOAUTH) && kova_authenticate(r) < 0) {
+        reply_fault(r, 401, "Authentication required (noauth2: X-Auth-Token: user:project)");
+        return;
+    }
+    if (r->route->flags & ROUTE_UPLOAD) {
+        r->db = kova_db_acquire(r->api->db);
+        image_upload_begin(r);
+        kova_db_release(r->api->db, r->db);
+        r->db = NULL;
+    }
+}
+
+static enum MHD_Result send_reply(struct kova_req *r)
+{
+    struct MHD_Response *resp;
+    if (r->resp) {
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+        r->resp = NULL;
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp)
+        return MHD_NO;
+    if (r->ctype)
+        MHD_add_response_header(resp, "Content-Type", r->ctype);
+    MHD_add_response_header(resp, "x-openstack-request-id", r->request_id);
+    if (r->service == SVC_COMPUTE) {
+        MHD_add_response_header(resp, "x-compute-request-id", r->request_id);
+        if (r->version_prefix == -21 || r->version_prefix == 21) {
+            char v[32];
+            snprintf(v, sizeof(v), "compute 2.%d", r->mv);
+            MHD_add_response_header(resp, "OpenStack-API-Version", v);
+            MHD_add_response_header(resp, "X-OpenStack-Nova-API-Version", v + 8);
+            MHD_add_response_header(resp, "Vary",
+                                    "OpenStack-API-Version, X-OpenStack-Nova-API-Version");
+        }
+    }
+    if (r->location[0])
+        MHD_add_response_header(resp, "Location", r->location);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    if (kova_log_level >= 2)
+        kova_log(2, "%s %s %d %s", r->method, r->url, r->status, r->request_id);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct svc_cls *svc = cls;
+    struct kova_req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->api = svc->api;
+        r->service = svc->service;
+        r->conn = conn;
+        r->method = method;
+        r->url = url;
+        r->mv = KOVA_MV_MIN;
+        *con_cls = r;
+        req_start(r);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->replied)
+            return MHD_YES; /* drain */
+        if (r->route->flags & ROUTE_UPLOAD) {
+            if (image_upload_chunk(r, upload_data, n) < 0)
+                image_upload_abort(r);
+            return MHD_YES;
+        }
+        if (r->body_too_large)
+            return MHD_YES;
+        if (r->body_len + n > r->api->cfg.max_body) {
+            r->body_too_large = true;
+            free(r->body);
+            r->body = NULL;
+            r->body_len = r->body_cap = 0;
+            return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 4096;
+            while (cap < r->body_len + n + 1)
+                cap *= 2;
+            char *nb = realloc(r->body, cap);
+            if (!nb) {
+                reply_fault(r, 500, "out of memory");
+                return MHD_YES;
+            }
+            r->body = nb;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = 0;
+        return MHD_YES;
+    }
+    /* the whole request is in */
+    if (!r->replied) {
+        if (r->body_too_large) {
+            reply_fault(r, 413, "Request is too large (the limit is %zu bytes).",
+                        r->api->cfg.max_body);
+        } else {
+            r->db = kova_db_acquire(r->api->db);
+            r->route->handler(r);
+            kova_db_release(r->api->db, r->db);
+            r->db = NULL;
+            if (r->upload)
+                r->upload_done = true;
+            if (!r->replied)
+                reply_fault(r, 500, "The handler produced no reply.");
+        }
+    }
+    return send_reply(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_free(*con_cls);
+    *con_cls = NULL;
+}
+
+static struct MHD_Daemon *listen_on(struct kova_api *api, struct svc_cls *cls, const char *host,
+                                    unsigned port)
+{
+    struct sockaddr_in sa4;
+    struct sockaddr_in6 sa6;
+    struct sockaddr *sa;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    memset(&sa4, 0, sizeof(sa4));
+    memset(&sa6, 0, sizeof(sa6));
+    if (port == 0 || port > 65535) {
+        kova_log(0, "invalid port %u", port);
+        return NULL;
+    }
+    if (inet_pton(AF_INET, host, &sa4.sin_addr) == 1) {
+        sa4.sin_family = AF_INET;
+        sa4.sin_port = htons((uint16_t)port);
+        sa = (struct sockaddr *)&sa4;
+    } else if (inet_pton(AF_INET6, host, &sa6.sin6_addr) == 1) {
+        sa6.sin6_family = AF_INET6;
+        sa6.sin6_port = htons((uint16_t)port);
+        sa = (struct sockaddr *)&sa6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        kova_log(0, "invalid listen address '%s' (a numeric IPv4/IPv6 address is needed)", host);
+        return NULL;
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, cls, MHD_OPTION_SOCK_ADDR, sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(api->cfg.threads ? api->cfg.threads : 2),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!d)
+        kova_log(0, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+    return d;
+}
+
+static char *dup_or(const char *s, const char *dflt)
+{
+    return strdup(s && s[0] ? s : dflt);
+}
+
+int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct kova_api **out)
+{
+    if (!cfg || !db || !out || !cfg->state_dir)
+        return -EINVAL;
+    struct kova_api *api = calloc(1, sizeof(*api) + 2 * sizeof(struct svc_cls));
+    if (!api)
+        return -ENOMEM;
+    api->cfg = *cfg;
+    api->listen_host = dup_or(cfg->listen_host, "127.0.0.1");
+    api->image_host = dup_or(cfg->image_host, api->listen_host ? api->listen_host : "127.0.0.1");
+    api->state_dir = dup_or(cfg->state_dir, ".");
+    api->auth_strategy = dup_or(cfg->auth_strategy, "noauth2");
+    api->host_name = dup_or(cfg->host_name, "localhost");
+    api->az = dup_or(cfg->availability_zone, "nova");
+    if (!api->listen_host || !api->image_host || !api->state_dir || !api->auth_strategy ||
+        !api->host_name || !api->az) {
+        kova_api_stop(api);
+        return -ENOMEM;
+    }
+    api->cfg.listen_host = api->listen_host;
+    api->cfg.image_host = api->image_host;
+    api->cfg.state_dir = api->state_dir;
+    api->cfg.auth_strategy = api->auth_strategy;
+    api->cfg.host_name = api->host_name;
+    api->cfg.availability_zone = api->az;
+    if (api->cfg.max_body == 0)
+        api->cfg.max_body = 114688;
+    if (api->cfg.max_limit <= 0)
+        api->cfg.max_limit = 1000;
+    if (strcmp(api->auth_strategy, "noauth2") != 0) {
+        kova_log(0, "auth_strategy '%s' is not supported (only noauth2)", api->auth_strategy);
+        kova_api_stop(api);
+        return -ENOTSUP;
+    }
+    api->db = db;
+    api->started = time(NULL);
+    snprintf(api->images_dir, sizeof(api->images_dir), "%s/images", api->state_dir);
+    snprintf(api->instances_dir, sizeof(api->instances_dir), "%s/instances", api->state_dir);
+    if ((mkdir(api->images_dir, 0750) < 0 && errno != EEXIST) ||
+        (mkdir(api->instances_dir, 0750) < 0 && errno != EEXIST)) {
+        int e = errno;
+        kova_log(0, "cannot create %s: %s", api->images_dir, strerror(e));
+        kova_api_stop(api);
+        return -e;
+    }
+    struct svc_cls *cls = (struct svc_cls *)(api + 1);
+    cls[0].api = api;
+    cls[0].service = SVC_COMPUTE;
+    cls[1].api = api;
+    cls[1].service = SVC_IMAGE;
+    api->compute = listen_on(api, &cls[0], api->listen_host, cfg->listen_port);
+    if (!api->compute) {
+        kova_api_stop(api);
+        return -EADDRINUSE;
+    }
+    if (cfg->image_port) {
+        api->image = listen_on(api, &cls[1], api->image_host, cfg->image_port);
+        if (!api->image) {
+            kova_api_stop(api);
+            return -EADDRINUSE;
+        }
+    }
+    *out = api;
+    return 0;
+}
+
+void kova_api_stop(struct kova_api *api)
+{
+    if (!api)
+        return;
+    if (api->compute)
+        MHD_stop_daemon(api->compute);
+    if (api->image)
+        MHD_stop_daemon(api->image);
+    free(api->listen_host);
+    free(api->image_host);
+    free(api->state_dir);
+    free(api->auth_strategy);
+    free(api->host_name);
+    free(api->az);
+    free(api);
+}

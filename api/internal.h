@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internals shared by the api/ files: request context, route table, reply helpers. */
+#ifndef KOVA_API_INTERNAL_H
+#define KOVA_API_INTERNAL_H
+
+#include "kova/api.h"
+#include "kova/db.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#define KOVA_MV_MIN 1 /* 2.1 */
+#define KOVA_MV_MAX 1 /* 2.1: nothing newer is claimed until its changes are true */
+
+enum kova_service { SVC_COMPUTE = 1, SVC_IMAGE = 2 };
+
+struct kova_api {
+    struct kova_api_config cfg;
+    char *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
+    char images_dir[4096];
+    char instances_dir[4096];
+    struct kova_db *db;
+    struct MHD_Daemon *compute, *image;
+    time_t started;
+};
+
+struct kova_auth {
+    char user_id[256];
+    char project_id[256];
+    bool is_admin;
+};
+
+struct kova_req;
+typedef void (*kova_handler)(struct kova_req *r);
+
+enum route_flags {
+    ROUTE_NOAUTH = 1, /* version discovery */
+    ROUTE_UPLOAD = 2, /* body is streamed to upload_* callbacks instead of buffered */
+};
+
+struct kova_route {
+    int service;
+    const char *method;
+    const char *pattern; /* "/servers/ * /action" with '*' segments captured into r->arg[] */
+    kova_handler handler;
+    int flags;
+};
+
+#define KOVA_MAX_ARGS 4
+
+struct kova_req {
+    struct kova_api *api;
+    struct MHD_Connection *conn;
+    int service;
+    const char *method;
+    const char *url;
+    char *path;         /* normalised: version prefix removed (compute), no trailing '/' */
+    int version_prefix; /* compute: 0 none, 20 "/v2", 21 "/v2.1" */
+    const struct kova_route *route;
+    char *arg[KOVA_MAX_ARGS];
+    int nargs;
+    int mv; /* microversion minor: 2.mv */
+    struct kova_auth auth;
+    char request_id[48];
+    char base_url[300]; /* "http://host:port" from the Host header */
+    sqlite3 *db;
+
+    /* request body (buffered routes) */
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+
+    /* streamed upload state (ROUTE_UPLOAD) */
+    void *upload;
+    bool upload_done;
+
+    /* response */
+    bool replied;
+    int status;
+    char *resp;
+    size_t resp_len;
+    const char *ctype;
+    char location[512];
+};
+
+/* ---- reply helpers (http.c) ---- */
+/* Replies with obj serialised (steals the reference). */
+void reply_json(struct kova_req *r, int status, json_t *obj);
+void reply_empty(struct kova_req *r, int status);
+/* Nova fault body {"<name>": {"code": status, "message": msg}}. */
+void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void set_location(struct kova_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *req_header(struct kova_req *r, const char *name);
+const char *req_query(struct kova_req *r, const char *name);
+/* Parses the body as a JSON object; replies 400 and returns NULL when it is not one. */
+json_t *req_json(struct kova_req *r);
+/* Returns body[key] if it is an object; replies 400 (and returns NULL) otherwise. */
+json_t *req_json_root(struct kova_req *r, json_t *body, const char *key);
+/* Replies 400 and returns false when obj holds a key not in allowed (NULL-terminated). */
+bool check_keys(struct kova_req *r, json_t *obj, const char *const *allowed, const char *what);
+/* limit/marker query parsing: returns false (after replying 400) on bad input. */
+bool req_limit(struct kova_req *r, int *limit);
+bool require_admin(struct kova_req *r);
+/* A DB failure: logs it and replies 500 computeFault. */
+void reply_db_error(struct kova_req *r, int err);
+
+/* ---- util.c ---- */
+void kova_uuid(char out[37]);
+bool kova_is_uuid(const char *s);
+/* "2026-11-26T07:11:32Z" (z=true) or "2026-11-26T07:11:32.000000" */
+void kova_time_iso(char out[32], bool z);
+void kova_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+extern int kova_log_level;
+/* Strict integer parsing of a decimal string (optional sign); false when not an integer. */
+bool kova_parse_int(const char *s, long long *out);
+/* Accepts JSON integer or numeric string in [min, max]. */
+bool json_as_int(json_t *v, long long min, long long max, long long *out);
+/* String of 1..maxlen chars without control characters and not only spaces. */
+bool valid_name(const char *s, size_t maxlen);
+json_t *json_str_or_null(const char *s);
+json_t *link_list(struct kova_req *r, const char *path_fmt, const char *id);
+
+/* ---- auth.c: one small interface; noauth2 is the only strategy today ---- */
+/* Fills r->auth from the request; returns 0, or -EACCES (401). */
+int kova_authenticate(struct kova_req *r);
+
+/* ---- route tables, one per resource file ---- */
+extern const struct kova_route kova_version_routes[];
+extern const struct kova_route kova_flavor_routes[];
+extern const struct kova_route kova_keypair_routes[];
+extern const struct kova_route kova_server_routes[];
+extern const struct kova_route kova_image_routes[];
+extern const struct kova_route kova_host_routes[];
+
+/* versions.c */
+void versions_reply_root(struct kova_req *r);
+
+/* images.c: upload streaming */
+int image_upload_begin(struct kova_req *r);
+int image_upload_chunk(struct kova_req *r, const char *data, size_t len);
+void image_upload_abort(struct kova_req *r);
+
+/* servers.c: used by the agent's build task and by limits */
+int servers_usage(sqlite3 *db, const char *project, long long *instances, long long *cores,
+                  long long *ram);
+
+#endif

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+
+int kova_log_level = 1;
+
+void kova_log(int level, const char *fmt, ...)
+{
+    if (level > kova_log_level)
+        return;
+    static const char *const names[] = {"WARNING", "INFO", "DEBUG"};
+    char ts[32];
+    kova_time_iso(ts, true);
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s kova-agent %s %s\n", ts, names[level < 0 ? 0 : level > 2 ? 2 : level], msg);
+}
+
+void kova_uuid(char out[37])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            abort(); /* no randomness at all: ids would collide */
+        }
+        got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+bool kova_is_uuid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void kova_time_iso(char out[32], bool z)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    if (z)
+        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    else {
+        char b[24];
+        strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(out, 32, "%s.%06ld", b, (long)tv.tv_usec);
+    }
+}
+
+bool kova_parse_int(const char *s, long long *out)
+{
+    if (!s || !*s)
+        return false;
+    const char *p = s;
+    if (*p == '-' || *p == '+')
+        p++;
+    if (!*p)
+        return false;
+    for (const char *q = p; *q; q++) {
+        if (*q < '0' || *q > '9')
+            return false;
+    }
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool json_as_int(json_t *v, long long min, long long max, long long *out)
+{
+    long long x;
+    if (json_is_integer(v)) {
+        x = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        char buf[32];
+        const char *s = json_string_value(v);
+        size_t l = strlen(s);
+        while (l && isspace((unsigned char)*s))
+            s++, l--;
+        while (l && isspace((unsigned char)s[l - 1]))
+            l--;
+        if (l == 0 || l >= sizeof(buf))
+            return false;
+        memcpy(buf, s, l);
+        buf[l] = 0;
+        if (!kova_parse_int(buf, &x))
+            return false;
+    } else {
+        return false;
+    }
+    if (x < min || x > max)
+        return false;
+    *out = x;
+    return true;
+}
+
+bool valid_name(const char *s, size_t maxlen)
+{
+    if (!s)
+        return false;
+    size_t n = strlen(s);
+    if (n == 0 || n > maxlen)
+        return false;
+    bool nonspace = false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+        if (*p != ' ')
+            nonspace = true;
+    }
+    return nonspace;
+}
+
+json_t *json_str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *link_list(struct kova_req *r, const char *path_fmt, const char *id)
+{
+    /* path_fmt is like "servers" → self: <base>/v2.1/servers/<id>, bookmark: <base>/servers/<id>
+     */
+    char self[1024], book[1024];
+    snprintf(self, sizeof(self), "%s/v2.1/%s/%s", r->base_url, path_fmt, id);
+    snprintf(book, sizeof(book), "%s/%s/%s", r->base_url, path_fmt, id);
+    return json_pack("[{s:s,s:s},{s:s,s:s}]", "rel", "self", "href", self, "rel", "bookmark",
+                     "href", book);
+}
