@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <curl/curl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -462,6 +464,8 @@ static void req_free(struct kova_req *r)
     free(r->path);
     free(r->body);
     free(r->resp);
+    if (r->resp_fd >= 0)
+        close(r->resp_fd);
     free(r);
 }
 
@@ -510,7 +514,12 @@ static void req_start(struct kova_req *r)
 static enum MHD_Result send_reply(struct kova_req *r)
 {
     struct MHD_Response *resp;
-    if (r->resp) {
+    if (r->resp_fd >= 0) {
+        resp = MHD_create_response_from_fd64(r->resp_len, r->resp_fd);
+        if (!resp)
+            close(r->resp_fd);
+        r->resp_fd = -1;
+    } else if (r->resp) {
         resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
         r->resp = NULL;
     } else {
@@ -557,6 +566,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->method = method;
         r->url = url;
         r->mv = KOVA_MV_MIN;
+        r->resp_fd = -1;
         *con_cls = r;
         req_start(r);
         return MHD_YES;
@@ -699,6 +709,7 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
         kova_api_stop(api);
         return -ENOTSUP;
     }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     api->db = db;
     api->started = time(NULL);
     snprintf(api->images_dir, sizeof(api->images_dir), "%s/images", api->state_dir);
@@ -745,5 +756,7 @@ void kova_api_stop(struct kova_api *api)
     free(api->auth_strategy);
     free(api->host_name);
     free(api->az);
+    if (api->db)
+        curl_global_cleanup();
     free(api);
 }

@@ -1,13 +1,1110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Images: a Glance v2 subset on the image listener (create, upload with PUT .../file, download,
+ * show, list, update via JSON patch, delete, web-download import with libcurl) and Nova's image
+ * proxy /v2.1/images on the compute listener. Image data lives in <state>/images/<id>.
+ * Images carry Nova's kernel_id, ramdisk_id and os_command_line properties.
+ */
 #include "internal.h"
-const struct kova_route kova_image_routes[] = {{0, NULL, NULL, NULL, 0}};
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define IMAGE_COLS                                                                                 \
+    "id, name, owner, status, visibility, disk_format, container_format, size, checksum, "         \
+    "os_hash_algo, os_hash_value, min_disk, min_ram, protected, properties, tags, created_at, "    \
+    "updated_at"
+
+enum {
+    I_ID,
+    I_NAME,
+    I_OWNER,
+    I_STATUS,
+    I_VIS,
+    I_DISK_FMT,
+    I_CONT_FMT,
+    I_SIZE,
+    I_CHECKSUM,
+    I_HASH_ALGO,
+    I_HASH,
+    I_MIN_DISK,
+    I_MIN_RAM,
+    I_PROTECTED,
+    I_PROPS,
+    I_TAGS,
+    I_CREATED,
+    I_UPDATED,
+};
+
+#define VISIBLE_SQL "(visibility IN ('public','community') OR owner = ?8 OR ?9)"
+
+static const char *const disk_formats[] = {"ami", "ari",   "aki", "vhd", "vhdx",  "vmdk",
+                                           "raw", "qcow2", "vdi", "iso", "ploop", NULL};
+static const char *const container_formats[] = {"ami", "ari",    "aki",        "bare", "ovf",
+                                                "ova", "docker", "compressed", NULL};
+static const char *const visibilities[] = {"public", "private", "shared", "community", NULL};
+/* attributes a client may not set */
+static const char *const readonly_attrs[] = {
+    "status",        "size",       "virtual_size", "checksum",  "os_hash_algo",
+    "os_hash_value", "created_at", "updated_at",   "self",      "file",
+    "schema",        "owner",      "direct_url",   "locations", "deleted",
+    "deleted_at",    NULL};
+
+static const char *icol(sqlite3_stmt *st, int c)
+{
+    return (const char *)sqlite3_column_text(st, c);
+}
+
+static bool in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (strcmp(*list, s) == 0)
+            return true;
+    return false;
+}
+
+static void bind_visibility(struct kova_req *r, sqlite3_stmt *st)
+{
+    sqlite3_bind_text(st, 8, r->auth.project_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 9, r->auth.is_admin);
+}
+
+static json_t *glance_json(sqlite3_stmt *st)
+{
+    const char *id = icol(st, I_ID);
+    char self[80], file[90];
+    snprintf(self, sizeof(self), "/v2/images/%s", id);
+    snprintf(file, sizeof(file), "/v2/images/%s/file", id);
+    json_t *props = json_loads(icol(st, I_PROPS), 0, NULL);
+    json_t *tags = json_loads(icol(st, I_TAGS), 0, NULL);
+    json_t *o = json_pack(
+        "{s:s, s:o, s:s, s:s, s:o, s:b, s:o, s:o, s:o, s:o, s:n, s:I, s:I, s:o, s:o, s:s, s:s, "
+        "s:o, s:s, s:s, s:s, s:b}",
+        "id", id, "name", json_str_or_null(icol(st, I_NAME)), "status", icol(st, I_STATUS),
+        "visibility", icol(st, I_VIS), "owner", json_str_or_null(icol(st, I_OWNER)), "protected",
+        sqlite3_column_int(st, I_PROTECTED), "checksum", json_str_or_null(icol(st, I_CHECKSUM)),
+        "os_hash_algo", json_str_or_null(icol(st, I_HASH_ALGO)), "os_hash_value",
+        json_str_or_null(icol(st, I_HASH)), "size",
+        sqlite3_column_type(st, I_SIZE) == SQLITE_NULL
+            ? json_null()
+            : json_integer(sqlite3_column_int64(st, I_SIZE)),
+        "virtual_size", "min_disk", (json_int_t)sqlite3_column_int64(st, I_MIN_DISK), "min_ram",
+        (json_int_t)sqlite3_column_int64(st, I_MIN_RAM), "disk_format",
+        json_str_or_null(icol(st, I_DISK_FMT)), "container_format",
+        json_str_or_null(icol(st, I_CONT_FMT)), "created_at", icol(st, I_CREATED), "updated_at",
+        icol(st, I_UPDATED), "tags", json_is_array(tags) ? json_incref(tags) : json_array(), "self",
+        self, "file", file, "schema", "/v2/schemas/image", "os_hidden", 0);
+    if (o && json_is_object(props)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(props, k, v)
+        {
+            if (!json_object_get(o, k))
+                json_object_set(o, k, v);
+        }
+    }
+    json_decref(props);
+    json_decref(tags);
+    return o;
+}
+
+/* Loads an image visible to the caller; replies 404 and returns NULL otherwise. */
+static sqlite3_stmt *load_image(struct kova_req *r, const char *id)
+{
+    if (!kova_is_uuid(id)) {
+        reply_fault(r, 404, "No image found with ID %.100s", id);
+        return NULL;
+    }
+    sqlite3_stmt *st =
+        kova_db_prepare(r->db, "SELECT " IMAGE_COLS " FROM images WHERE id = ?1 AND " VISIBLE_SQL);
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return NULL;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    bind_visibility(r, st);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        return st;
+    kova_db_done(st);
+    reply_fault(r, 404, "No image found with ID %.100s", id);
+    return NULL;
+}
+
+static bool may_modify(struct kova_req *r, sqlite3_stmt *st)
+{
+    const char *owner = icol(st, I_OWNER);
+    if (r->auth.is_admin || (owner && strcmp(owner, r->auth.project_id) == 0))
+        return true;
+    reply_fault(r, 403, "You are not permitted to modify image %s.", icol(st, I_ID));
+    return false;
+}
+
+static void image_path(struct kova_req *r, const char *id, const char *suffix, char *out,
+                       size_t len)
+{
+    snprintf(out, len, "%s/%s%s", r->api->images_dir, id, suffix);
+}
+
+/* Validates one settable attribute (create or patch). Returns false after replying. */
+static bool check_attr(struct kova_req *r, const char *k, json_t *v)
+{
+    if (in_list(readonly_attrs, k)) {
+        reply_fault(r, 403, "Attribute '%.100s' is read-only.", k);
+        return false;
+    }
+    if (!strcmp(k, "id")) {
+        if (!json_is_string(v) || !kova_is_uuid(json_string_value(v))) {
+            reply_fault(r, 400, "Invalid id: a UUID is required.");
+            return false;
+        }
+    } else if (!strcmp(k, "name")) {
+        if (!json_is_null(v) && (!json_is_string(v) || json_string_length(v) > 255 ||
+                                 strlen(json_string_value(v)) != json_string_length(v))) {
+            reply_fault(r, 400, "Invalid name: a string of at most 255 characters is required.");
+            return false;
+        }
+    } else if (!strcmp(k, "visibility")) {
+        if (!json_is_string(v) || !in_list(visibilities, json_string_value(v))) {
+            reply_fault(r, 400, "Invalid visibility value: %.100s",
+                        json_is_string(v) ? json_string_value(v) : "(not a string)");
+            return false;
+        }
+        if (!strcmp(json_string_value(v), "public") && !r->auth.is_admin) {
+            reply_fault(r, 403, "You are not authorized to publicize images.");
+            return false;
+        }
+    } else if (!strcmp(k, "disk_format")) {
+        if (!json_is_null(v) &&
+            (!json_is_string(v) || !in_list(disk_formats, json_string_value(v)))) {
+            reply_fault(r, 400, "Invalid disk_format.");
+            return false;
+        }
+    } else if (!strcmp(k, "container_format")) {
+        if (!json_is_null(v) &&
+            (!json_is_string(v) || !in_list(container_formats, json_string_value(v)))) {
+            reply_fault(r, 400, "Invalid container_format.");
+            return false;
+        }
+    } else if (!strcmp(k, "min_disk") || !strcmp(k, "min_ram")) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > 0x7fffffff) {
+            reply_fault(r, 400, "Invalid %s: an integer >= 0 is required.", k);
+            return false;
+        }
+    } else if (!strcmp(k, "protected") || !strcmp(k, "os_hidden")) {
+        if (!json_is_boolean(v)) {
+            reply_fault(r, 400, "Invalid %s: a boolean is required.", k);
+            return false;
+        }
+    } else if (!strcmp(k, "tags")) {
+        size_t i;
+        json_t *t;
+        if (!json_is_array(v) || json_array_size(v) > 128) {
+            reply_fault(r, 400, "Invalid tags: an array of at most 128 strings is required.");
+            return false;
+        }
+        json_array_foreach(v, i, t)
+        {
+            if (!json_is_string(t) || json_string_length(t) == 0 || json_string_length(t) > 255) {
+                reply_fault(r, 400, "Invalid tag.");
+                return false;
+            }
+        }
+    } else {
+        /* an extra property: a string (kernel_id/ramdisk_id must be image UUIDs) */
+        if (strlen(k) == 0 || strlen(k) > 255) {
+            reply_fault(r, 400, "Invalid property name.");
+            return false;
+        }
+        if (json_is_null(v) && (!strcmp(k, "kernel_id") || !strcmp(k, "ramdisk_id")))
+            return true;
+        if (!json_is_string(v) || json_string_length(v) > 65535 ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            reply_fault(r, 400, "Invalid value for property '%.100s': a string is required.", k);
+            return false;
+        }
+        if ((!strcmp(k, "kernel_id") || !strcmp(k, "ramdisk_id")) &&
+            !kova_is_uuid(json_string_value(v))) {
+            reply_fault(r, 400, "Invalid %s: the id of another image is required.", k);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool is_core_attr(const char *k)
+{
+    static const char *const core[] = {
+        "id",        "name", "visibility", "disk_format", "container_format", "min_disk", "min_ram",
+        "protected", "tags", "os_hidden",  NULL};
+    return in_list(core, k);
+}
+
+static void reply_image(struct kova_req *r, const char *id, int status)
+{
+    sqlite3_stmt *st = load_image(r, id);
+    if (!st)
+        return;
+    json_t *o = glance_json(st);
+    kova_db_done(st);
+    reply_json(r, status, o);
+}
+
+static void glance_create(struct kova_req *r)
+{
+    json_t *body = req_json(r);
+    if (!body)
+        return;
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v)
+    {
+        if (!check_attr(r, k, v))
+            goto out;
+    }
+    char id[37];
+    v = json_object_get(body, "id");
+    if (v)
+        snprintf(id, sizeof(id), "%s", json_string_value(v));
+    else
+        kova_uuid(id);
+    json_t *props = json_object();
+    json_object_foreach(body, k, v)
+    {
+        if (!is_core_attr(k) && !json_is_null(v))
+            json_object_set(props, k, v);
+    }
+    char *props_s = json_dumps(props, JSON_COMPACT);
+    json_decref(props);
+    json_t *tags = json_object_get(body, "tags");
+    char *tags_s = tags ? json_dumps(tags, JSON_COMPACT) : strdup("[]");
+    char now[32];
+    kova_time_iso(now, true);
+    sqlite3_stmt *st = kova_db_prepare(r->db, "INSERT INTO images (id, name, owner, status, "
+                                              "visibility, disk_format, container_format, "
+                                              "min_disk, min_ram, protected, properties, tags, "
+                                              "created_at, updated_at) VALUES (?,?,?,'queued',?,?,"
+                                              "?,?,?,?,?,?,?,?)");
+    if (!st || !props_s || !tags_s) {
+        free(props_s);
+        free(tags_s);
+        kova_db_done(st);
+        reply_db_error(r, -EIO);
+        goto out;
+    }
+    json_t *name = json_object_get(body, "name");
+    json_t *vis = json_object_get(body, "visibility");
+    json_t *df = json_object_get(body, "disk_format");
+    json_t *cf = json_object_get(body, "container_format");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (json_is_string(name))
+        sqlite3_bind_text(st, 2, json_string_value(name), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, r->auth.project_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, vis ? json_string_value(vis) : "shared", -1, SQLITE_TRANSIENT);
+    if (json_is_string(df))
+        sqlite3_bind_text(st, 5, json_string_value(df), -1, SQLITE_TRANSIENT);
+    if (json_is_string(cf))
+        sqlite3_bind_text(st, 6, json_string_value(cf), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 7, json_integer_value(json_object_get(body, "min_disk")));
+    sqlite3_bind_int64(st, 8, json_integer_value(json_object_get(body, "min_ram")));
+    sqlite3_bind_int(st, 9, json_is_true(json_object_get(body, "protected")));
+    sqlite3_bind_text(st, 10, props_s, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 11, tags_s, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 13, now, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    kova_db_done(st);
+    free(props_s);
+    free(tags_s);
+    if (rc != SQLITE_DONE) {
+        if (kova_db_errno(rc) == -EEXIST)
+            reply_fault(r, 409, "Image with identifier %s already exists!", id);
+        else
+            reply_db_error(r, kova_db_errno(rc));
+        goto out;
+    }
+    set_location(r, "%s/v2/images/%s", r->base_url, id);
+    reply_image(r, id, 201);
+out:
+    json_decref(body);
+}
+
+static void glance_show(struct kova_req *r)
+{
+    reply_image(r, r->arg[0], 200);
+}
+
+static void glance_list(struct kova_req *r)
+{
+    int limit;
+    if (!req_limit(r, &limit))
+        return;
+    if (limit > 1000)
+        limit = 1000;
+    const char *name = req_query(r, "name");
+    const char *status = req_query(r, "status");
+    const char *vis = req_query(r, "visibility");
+    const char *marker = req_query(r, "marker");
+    const char *owner = req_query(r, "owner");
+    if (vis && strcmp(vis, "all") && !in_list(visibilities, vis)) {
+        reply_fault(r, 400, "Invalid visibility value: %.100s", vis);
+        return;
+    }
+    if (vis && !strcmp(vis, "all"))
+        vis = NULL;
+    sqlite3_int64 mseq = -1;
+    sqlite3_stmt *st;
+    if (marker) {
+        st = kova_db_prepare(r->db, "SELECT seq FROM images WHERE id = ?");
+        if (!st) {
+            reply_db_error(r, -EIO);
+            return;
+        }
+        sqlite3_bind_text(st, 1, marker, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            mseq = sqlite3_column_int64(st, 0);
+        kova_db_done(st);
+        if (mseq < 0) {
+            reply_fault(r, 400, "Invalid marker. Image %.100s could not be found.", marker);
+            return;
+        }
+    }
+    st = kova_db_prepare(r->db, "SELECT " IMAGE_COLS " FROM images WHERE " VISIBLE_SQL
+                                " AND (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR status = ?2) "
+                                "AND (?3 IS NULL OR visibility = ?3) AND (?4 < 0 OR seq < ?4) "
+                                "AND (?5 IS NULL OR owner = ?5) ORDER BY seq DESC LIMIT ?6");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return;
+    }
+    if (name)
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    if (status)
+        sqlite3_bind_text(st, 2, status, -1, SQLITE_TRANSIENT);
+    if (vis)
+        sqlite3_bind_text(st, 3, vis, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, mseq);
+    if (owner)
+        sqlite3_bind_text(st, 5, owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 6, limit);
+    bind_visibility(r, st);
+    json_t *arr = json_array();
+    char last[37] = "";
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(last, sizeof(last), "%s", icol(st, I_ID));
+        json_array_append_new(arr, glance_json(st));
+    }
+    kova_db_done(st);
+    json_t *o = json_pack("{s:o, s:s, s:s}", "images", arr, "first", "/v2/images", "schema",
+                          "/v2/schemas/images");
+    if (last[0] && (int)json_array_size(arr) == limit) {
+        char next[128];
+        snprintf(next, sizeof(next), "/v2/images?marker=%s&limit=%d", last, limit);
+        json_object_set_new(o, "next", json_string(next));
+    }
+    reply_json(r, 200, o);
+}
+
+static int delete_image(struct kova_req *r, const char *id)
+{
+    sqlite3_stmt *st = load_image(r, id);
+    if (!st)
+        return -ENOENT;
+    if (!may_modify(r, st)) {
+        kova_db_done(st);
+        return -EPERM;
+    }
+    if (sqlite3_column_int(st, I_PROTECTED)) {
+        kova_db_done(st);
+        reply_fault(r, 403, "Image %s is protected and cannot be deleted.", id);
+        return -EPERM;
+    }
+    const char *status = icol(st, I_STATUS);
+    if (!strcmp(status, "saving") || !strcmp(status, "importing")) {
+        kova_db_done(st);
+        reply_fault(r, 409, "Image %s is being uploaded and cannot be deleted now.", id);
+        return -EBUSY;
+    }
+    kova_db_done(st);
+    st = kova_db_prepare(r->db, "DELETE FROM images WHERE id = ?");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return -EIO;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    kova_db_done(st);
+    if (rc != SQLITE_DONE) {
+        reply_db_error(r, -EIO);
+        return -EIO;
+    }
+    char path[4200];
+    image_path(r, id, "", path, sizeof(path));
+    unlink(path);
+    return 0;
+}
+
+static void glance_delete(struct kova_req *r)
+{
+    if (delete_image(r, r->arg[0]) == 0)
+        reply_empty(r, 204);
+}
+
+/* PATCH with application/openstack-images-v2.1-json-patch: add/replace/remove of one level. */
+static void glance_patch(struct kova_req *r)
+{
+    json_error_t jerr;
+    json_t *ops = r->body ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!json_is_array(ops)) {
+        json_decref(ops);
+        reply_fault(r, 400, "A JSON patch array is required.");
+        return;
+    }
+    sqlite3_stmt *st = NULL;
+    json_t *img = NULL, *props = NULL;
+    int e = kova_db_begin(r->db);
+    if (e < 0) {
+        reply_db_error(r, e);
+        goto out;
+    }
+    st = load_image(r, r->arg[0]);
+    if (!st || !may_modify(r, st))
+        goto out;
+    img = glance_json(st);
+    props = json_loads(icol(st, I_PROPS), 0, NULL);
+    bool queued = !strcmp(icol(st, I_STATUS), "queued");
+    kova_db_done(st);
+    st = NULL;
+    if (!json_is_object(props)) {
+        json_decref(props);
+        props = json_object();
+    }
+    size_t i;
+    json_t *op;
+    json_array_foreach(ops, i, op)
+    {
+        json_t *o = json_object_get(op, "op"), *p = json_object_get(op, "path");
+        json_t *v = json_object_get(op, "value");
+        if (!json_is_string(o) || !json_is_string(p) || json_string_value(p)[0] != '/' ||
+            strchr(json_string_value(p) + 1, '/')) {
+            reply_fault(r, 400, "Invalid JSON patch operation.");
+            goto out;
+        }
+        const char *opn = json_string_value(o), *k = json_string_value(p) + 1;
+        bool rm = !strcmp(opn, "remove");
+        if (!rm && strcmp(opn, "add") && strcmp(opn, "replace")) {
+            reply_fault(r, 400, "Unsupported JSON patch operation '%.20s'.", opn);
+            goto out;
+        }
+        if (!strcmp(k, "id")) {
+            reply_fault(r, 403, "Attribute 'id' is read-only.");
+            goto out;
+        }
+        if (rm) {
+            if (is_core_attr(k) || in_list(readonly_attrs, k)) {
+                reply_fault(r, 403, "Attribute '%.100s' cannot be removed.", k);
+                goto out;
+            }
+            if (!json_object_get(props, k)) {
+                reply_fault(r, 409, "Property %.100s does not exist.", k);
+                goto out;
+            }
+            json_object_del(props, k);
+            continue;
+        }
+        if (!v || !check_attr(r, k, v))
+            goto out;
+        if ((!strcmp(k, "disk_format") || !strcmp(k, "container_format")) && !queued) {
+            reply_fault(r, 403, "Attribute %s can be only replaced for a queued image.", k);
+            goto out;
+        }
+        if (is_core_attr(k))
+            json_object_set(img, k, v);
+        else
+            json_object_set(props, k, v);
+    }
+    char *props_s = json_dumps(props, JSON_COMPACT);
+    char *tags_s = json_dumps(json_object_get(img, "tags"), JSON_COMPACT);
+    char now[32];
+    kova_time_iso(now, true);
+    st = kova_db_prepare(r->db, "UPDATE images SET name = ?2, visibility = ?3, disk_format = ?4, "
+                                "container_format = ?5, min_disk = ?6, min_ram = ?7, protected = "
+                                "?8, properties = ?9, tags = ?10, updated_at = ?11 WHERE id = ?1");
+    if (!st || !props_s || !tags_s) {
+        free(props_s);
+        free(tags_s);
+        reply_db_error(r, -EIO);
+        goto out;
+    }
+#define BIND_STR(n, key)                                                                           \
+    do {                                                                                           \
+        json_t *x = json_object_get(img, key);                                                     \
+        if (json_is_string(x))                                                                     \
+            sqlite3_bind_text(st, n, json_string_value(x), -1, SQLITE_TRANSIENT);                  \
+    } while (0)
+    sqlite3_bind_text(st, 1, r->arg[0], -1, SQLITE_TRANSIENT);
+    BIND_STR(2, "name");
+    BIND_STR(3, "visibility");
+    BIND_STR(4, "disk_format");
+    BIND_STR(5, "container_format");
+#undef BIND_STR
+    sqlite3_bind_int64(st, 6, json_integer_value(json_object_get(img, "min_disk")));
+    sqlite3_bind_int64(st, 7, json_integer_value(json_object_get(img, "min_ram")));
+    sqlite3_bind_int(st, 8, json_is_true(json_object_get(img, "protected")));
+    sqlite3_bind_text(st, 9, props_s, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 10, tags_s, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 11, now, -1, SQLITE_TRANSIENT);
+    free(props_s);
+    free(tags_s);
+    int rc = sqlite3_step(st);
+    kova_db_done(st);
+    st = NULL;
+    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
+        reply_db_error(r, -EIO);
+        goto out;
+    }
+    reply_image(r, r->arg[0], 200);
+out:
+    kova_db_done(st);
+    json_decref(img);
+    json_decref(props);
+    json_decref(ops);
+}
+
+/* ------------------------------------------------------------------ data: upload, download */
+
+struct upload {
+    char id[37];
+    char part[4200], final[4200];
+    int fd;
+    uint64_t size;
+    EVP_MD_CTX *md5, *sha512;
+    bool failed;
+};
+
+static void upload_free(struct upload *u)
+{
+    if (u->fd >= 0)
+        close(u->fd);
+    EVP_MD_CTX_free(u->md5);
+    EVP_MD_CTX_free(u->sha512);
+    free(u);
+}
+
+/* Sets an image's status from `from` to `to` in one statement; returns rows changed or -EIO. */
+static int set_status(sqlite3 *db, const char *id, const char *from, const char *to)
+{
+    sqlite3_stmt *st = kova_db_prepare(db, "UPDATE images SET status = ?3, updated_at = "
+                                           "strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1 "
+                                           "AND status = ?2");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, from, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, to, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    int n = sqlite3_changes(db);
+    kova_db_done(st);
+    return rc == SQLITE_DONE ? n : -EIO;
+}
+
+static struct upload *upload_new(struct kova_api *api, const char *id)
+{
+    struct upload *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->fd = -1;
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    snprintf(u->part, sizeof(u->part), "%s/%s.part", api->images_dir, id);
+    snprintf(u->final, sizeof(u->final), "%s/%s", api->images_dir, id);
+    u->md5 = EVP_MD_CTX_new();
+    u->sha512 = EVP_MD_CTX_new();
+    if (!u->md5 || !u->sha512 || !EVP_DigestInit_ex(u->md5, EVP_md5(), NULL) ||
+        !EVP_DigestInit_ex(u->sha512, EVP_sha512(), NULL)) {
+        upload_free(u);
+        return NULL;
+    }
+    u->fd = open(u->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (u->fd < 0) {
+        kova_log(0, "cannot create %s: %s", u->part, strerror(errno));
+        upload_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+static int upload_write(struct upload *u, const char *data, size_t len, uint64_t max)
+{
+    if (u->failed)
+        return -EIO;
+    if (u->size + len > max) {
+        u->failed = true;
+        return -EFBIG;
+    }
+    EVP_DigestUpdate(u->md5, data, len);
+    EVP_DigestUpdate(u->sha512, data, len);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(u->fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            u->failed = true;
+            return -errno;
+        }
+        off += (size_t)n;
+    }
+    u->size += len;
+    return 0;
+}
+
+/* Flushes, renames into place and records size and checksums; image goes `from` → active.
+ * expect_* (optional) are validated first. */
+static int upload_finish(sqlite3 *db, struct upload *u, const char *from, const char *expect_md5,
+                         const char *expect_sha512)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    char md5hex[33], shahex[129];
+    EVP_DigestFinal_ex(u->md5, md, &n);
+    for (unsigned i = 0; i < n && i < 16; i++)
+        snprintf(md5hex + 2 * i, 3, "%02x", md[i]);
+    EVP_DigestFinal_ex(u->sha512, md, &n);
+    for (unsigned i = 0; i < n && i < 64; i++)
+        snprintf(shahex + 2 * i, 3, "%02x", md[i]);
+    if ((expect_md5 && strcasecmp(expect_md5, md5hex)) ||
+        (expect_sha512 && strcasecmp(expect_sha512, shahex)))
+        return -EBADMSG;
+    if (fsync(u->fd) < 0)
+        return -errno;
+    close(u->fd);
+    u->fd = -1;
+    if (rename(u->part, u->final) < 0)
+        return -errno;
+    int e = kova_db_begin(db);
+    if (e < 0)
+        return e;
+    sqlite3_stmt *st = kova_db_prepare(db, "UPDATE images SET status = 'active', size = ?2, "
+                                           "checksum = ?3, os_hash_algo = 'sha512', "
+                                           "os_hash_value = ?4, updated_at = "
+                                           "strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1 "
+                                           "AND status = ?5");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, u->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)u->size);
+    sqlite3_bind_text(st, 3, md5hex, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, shahex, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, from, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    int changed = sqlite3_changes(db);
+    kova_db_done(st);
+    if (rc != SQLITE_DONE || changed != 1) {
+        kova_db_rollback(db);
+        unlink(u->final); /* the image was deleted meanwhile */
+        return rc != SQLITE_DONE ? -EIO : -ENOENT;
+    }
+    return kova_db_commit(db);
+}
+
 int image_upload_begin(struct kova_req *r)
 {
+    sqlite3_stmt *st = load_image(r, r->arg[0]);
+    if (!st)
+        return -ENOENT;
+    if (!may_modify(r, st)) {
+        kova_db_done(st);
+        return -EPERM;
+    }
+    kova_db_done(st);
+    int n = set_status(r->db, r->arg[0], "queued", "saving");
+    if (n <= 0) {
+        if (n < 0)
+            reply_db_error(r, n);
+        else
+            reply_fault(r, 409,
+                        "Image status transition to saving is not allowed (the image is "
+                        "not queued).");
+        return -EBUSY;
+    }
+    struct upload *u = upload_new(r->api, r->arg[0]);
+    if (!u) {
+        set_status(r->db, r->arg[0], "saving", "queued");
+        reply_fault(r, 500, "Cannot store image data.");
+        return -EIO;
+    }
+    r->upload = u;
     return 0;
 }
+
 int image_upload_chunk(struct kova_req *r, const char *data, size_t len)
 {
-    return 0;
+    struct upload *u = r->upload;
+    if (!u)
+        return -EINVAL;
+    int e = upload_write(u, data, len, r->api->cfg.max_image_size);
+    if (e == -EFBIG)
+        reply_fault(r, 413, "Image exceeds the storage quota (%llu bytes).",
+                    (unsigned long long)r->api->cfg.max_image_size);
+    else if (e < 0)
+        reply_fault(r, 500, "Cannot store image data: %s", strerror(-e));
+    return e;
 }
+
+/* The upload was cut short or refused: remove the partial data, back to queued. */
 void image_upload_abort(struct kova_req *r)
 {
+    struct upload *u = r->upload;
+    if (!u)
+        return;
+    r->upload = NULL;
+    unlink(u->part);
+    sqlite3 *db = kova_db_acquire(r->api->db);
+    set_status(db, u->id, "saving", "queued");
+    kova_db_release(r->api->db, db);
+    upload_free(u);
 }
+
+static void glance_upload_done(struct kova_req *r)
+{
+    struct upload *u = r->upload;
+    if (!u) {
+        reply_fault(r, 500, "No upload in progress.");
+        return;
+    }
+    int e = upload_finish(r->db, u, "saving", NULL, NULL);
+    if (e < 0) {
+        reply_fault(r, 500, "Cannot store image data: %s", strerror(-e));
+        return; /* the request's end aborts the upload */
+    }
+    r->upload = NULL;
+    upload_free(u);
+    reply_empty(r, 204);
+}
+
+static void glance_download(struct kova_req *r)
+{
+    sqlite3_stmt *st = load_image(r, r->arg[0]);
+    if (!st)
+        return;
+    bool active = !strcmp(icol(st, I_STATUS), "active");
+    kova_db_done(st);
+    if (!active) {
+        reply_empty(r, 204); /* Glance: no data yet */
+        return;
+    }
+    char path[4200];
+    image_path(r, r->arg[0], "", path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        if (fd >= 0)
+            close(fd);
+        reply_fault(r, 404, "Image data for %s is missing.", r->arg[0]);
+        return;
+    }
+    /* Serve the file directly: the reply helpers hold the fd for send_reply(). */
+    r->resp_fd = fd;
+    r->resp_len = (size_t)sb.st_size;
+    r->ctype = "application/octet-stream";
+    r->status = 200;
+    r->replied = true;
+}
+
+/* ------------------------------------------------------------------ web-download import */
+
+struct import_task {
+    struct kova_api *api;
+    struct upload *u;
+    char *uri;
+    char *expect_md5, *expect_sha512;
+};
+
+static size_t import_write(char *data, size_t size, size_t nmemb, void *p)
+{
+    struct import_task *t = p;
+    size_t len = size * nmemb;
+    if (upload_write(t->u, data, len, t->api->cfg.max_image_size) < 0)
+        return 0; /* aborts the transfer */
+    return len;
+}
+
+static void import_run(void *p)
+{
+    struct import_task *t = p;
+    sqlite3 *db = kova_db_acquire(t->api->db);
+    CURL *c = curl_easy_init();
+    CURLcode cc = CURLE_FAILED_INIT;
+    long http = 0;
+    if (c) {
+        curl_easy_setopt(c, CURLOPT_URL, t->uri);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->api->cfg.max_image_size);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, import_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, "kova-agent web-download");
+        cc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
+        curl_easy_cleanup(c);
+    }
+    int e = -EIO;
+    if (cc == CURLE_OK && http >= 200 && http < 300)
+        e = upload_finish(db, t->u, "importing", t->expect_md5, t->expect_sha512);
+    if (e < 0) {
+        kova_log(0, "image %s: web-download of %s failed: %s%s%s (HTTP %ld)", t->u->id, t->uri,
+                 cc != CURLE_OK ? curl_easy_strerror(cc) : "", cc != CURLE_OK ? "" : strerror(-e),
+                 t->u->failed ? ", size limit or write error" : "", http);
+        unlink(t->u->part);
+        set_status(db, t->u->id, "importing", "queued");
+    } else {
+        kova_log(1, "image %s: imported %llu bytes from %s", t->u->id,
+                 (unsigned long long)t->u->size, t->uri);
+    }
+    kova_db_release(t->api->db, db);
+    upload_free(t->u);
+    free(t->uri);
+    free(t->expect_md5);
+    free(t->expect_sha512);
+    free(t);
+}
+
+static void glance_import(struct kova_req *r)
+{
+    json_t *body = req_json(r);
+    if (!body)
+        return;
+    json_t *m = json_object_get(body, "method");
+    json_t *name = json_is_object(m) ? json_object_get(m, "name") : NULL;
+    json_t *uri = json_is_object(m) ? json_object_get(m, "uri") : NULL;
+    if (!json_is_string(name)) {
+        reply_fault(r, 400, "Import request requires a 'method' with a 'name'.");
+        goto out;
+    }
+    if (strcmp(json_string_value(name), "web-download") != 0) {
+        reply_fault(r, 400, "Import method %.60s is not supported (only web-download).",
+                    json_string_value(name));
+        goto out;
+    }
+    if (!json_is_string(uri) || json_string_length(uri) > 2048 ||
+        (strncmp(json_string_value(uri), "http://", 7) &&
+         strncmp(json_string_value(uri), "https://", 8))) {
+        reply_fault(r, 400, "web-download needs an http:// or https:// 'uri'.");
+        goto out;
+    }
+    json_t *vd = json_object_get(m, "validation_data");
+    const char *want_md5 = NULL, *want_sha = NULL;
+    if (vd) {
+        json_t *algo = json_object_get(vd, "os_hash_algo");
+        json_t *hv = json_object_get(vd, "os_hash_value");
+        json_t *ck = json_object_get(vd, "checksum");
+        if (!json_is_object(vd) ||
+            (algo && (!json_is_string(algo) || strcmp(json_string_value(algo), "sha512"))) ||
+            (hv && !json_is_string(hv)) || (ck && !json_is_string(ck))) {
+            reply_fault(r, 400, "Invalid validation_data (os_hash_algo must be sha512).");
+            goto out;
+        }
+        want_md5 = ck ? json_string_value(ck) : NULL;
+        want_sha = hv ? json_string_value(hv) : NULL;
+    }
+    sqlite3_stmt *st = load_image(r, r->arg[0]);
+    if (!st)
+        goto out;
+    if (!may_modify(r, st)) {
+        kova_db_done(st);
+        goto out;
+    }
+    kova_db_done(st);
+    int n = set_status(r->db, r->arg[0], "queued", "importing");
+    if (n <= 0) {
+        reply_fault(r, 409,
+                    "Image status transition to importing is not allowed (the image is "
+                    "not queued).");
+        goto out;
+    }
+    struct import_task *t = calloc(1, sizeof(*t));
+    if (t) {
+        t->api = r->api;
+        t->u = upload_new(r->api, r->arg[0]);
+        t->uri = strdup(json_string_value(uri));
+        t->expect_md5 = want_md5 ? strdup(want_md5) : NULL;
+        t->expect_sha512 = want_sha ? strdup(want_sha) : NULL;
+    }
+    if (!t || !t->u || !t->uri || !r->api->cfg.submit ||
+        r->api->cfg.submit(r->api->cfg.submit_opaque, import_run, t) < 0) {
+        if (t) {
+            if (t->u) {
+                unlink(t->u->part);
+                upload_free(t->u);
+            }
+            free(t->uri);
+            free(t->expect_md5);
+            free(t->expect_sha512);
+            free(t);
+        }
+        set_status(r->db, r->arg[0], "importing", "queued");
+        reply_fault(r, 500, "Cannot start the import.");
+        goto out;
+    }
+    reply_empty(r, 202);
+out:
+    json_decref(body);
+}
+
+static void glance_import_info(struct kova_req *r)
+{
+    reply_json(r, 200,
+               json_pack("{s:{s:s, s:s, s:[s]}}", "import-methods", "description",
+                         "Import methods available.", "type", "array", "value", "web-download"));
+}
+
+/* ------------------------------------------------------------------ Nova's image proxy */
+
+static const char *nova_status(const char *s)
+{
+    if (!strcmp(s, "active"))
+        return "ACTIVE";
+    if (!strcmp(s, "queued") || !strcmp(s, "saving") || !strcmp(s, "importing"))
+        return "SAVING";
+    if (!strcmp(s, "deleted") || !strcmp(s, "pending_delete"))
+        return "DELETED";
+    return "ERROR";
+}
+
+static json_t *nova_image_json(struct kova_req *r, sqlite3_stmt *st, bool detail)
+{
+    const char *id = icol(st, I_ID);
+    json_t *links = link_list(r, "images", id);
+    char alt[600];
+    snprintf(alt, sizeof(alt), "http://%s:%u/images/%s", r->api->image_host, r->api->cfg.image_port,
+             id);
+    json_array_append_new(links, json_pack("{s:s, s:s, s:s}", "rel", "alternate", "type",
+                                           "application/vnd.openstack.image", "href", alt));
+    json_t *o = json_pack("{s:s, s:o, s:o}", "id", id, "name", json_str_or_null(icol(st, I_NAME)),
+                          "links", links);
+    if (!detail)
+        return o;
+    const char *status = nova_status(icol(st, I_STATUS));
+    json_t *md = json_loads(icol(st, I_PROPS), 0, NULL);
+    if (!json_is_object(md)) {
+        json_decref(md);
+        md = json_object();
+    }
+    json_object_update_new(
+        o, json_pack("{s:s, s:I, s:I, s:i, s:s, s:s, s:o, s:o}", "status", status, "minDisk",
+                     (json_int_t)sqlite3_column_int64(st, I_MIN_DISK), "minRam",
+                     (json_int_t)sqlite3_column_int64(st, I_MIN_RAM), "progress",
+                     !strcmp(status, "ACTIVE") ? 100 : (!strcmp(status, "SAVING") ? 25 : 0),
+                     "created", icol(st, I_CREATED), "updated", icol(st, I_UPDATED), "metadata", md,
+                     "OS-EXT-IMG-SIZE:size",
+                     sqlite3_column_type(st, I_SIZE) == SQLITE_NULL
+                         ? json_null()
+                         : json_integer(sqlite3_column_int64(st, I_SIZE))));
+    return o;
+}
+
+static void nova_list_common(struct kova_req *r, bool detail)
+{
+    int limit;
+    if (!req_limit(r, &limit))
+        return;
+    const char *name = req_query(r, "name");
+    const char *status = req_query(r, "status");
+    const char *marker = req_query(r, "marker");
+    sqlite3_int64 mseq = -1;
+    sqlite3_stmt *st;
+    if (marker) {
+        st = kova_db_prepare(r->db, "SELECT seq FROM images WHERE id = ?");
+        if (!st) {
+            reply_db_error(r, -EIO);
+            return;
+        }
+        sqlite3_bind_text(st, 1, marker, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            mseq = sqlite3_column_int64(st, 0);
+        kova_db_done(st);
+        if (mseq < 0) {
+            reply_fault(r, 400, "marker [%.100s] not found", marker);
+            return;
+        }
+    }
+    st = kova_db_prepare(r->db, "SELECT " IMAGE_COLS " FROM images WHERE " VISIBLE_SQL
+                                " AND (?1 IS NULL OR name = ?1) AND (?2 < 0 OR seq < ?2) "
+                                "ORDER BY seq DESC");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return;
+    }
+    if (name)
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, mseq);
+    bind_visibility(r, st);
+    json_t *arr = json_array();
+    while ((int)json_array_size(arr) < limit && sqlite3_step(st) == SQLITE_ROW) {
+        if (status && strcasecmp(status, nova_status(icol(st, I_STATUS))))
+            continue;
+        json_array_append_new(arr, nova_image_json(r, st, detail));
+    }
+    kova_db_done(st);
+    reply_json(r, 200, json_pack("{s:o}", "images", arr));
+}
+
+static void nova_list(struct kova_req *r)
+{
+    nova_list_common(r, false);
+}
+
+static void nova_detail(struct kova_req *r)
+{
+    nova_list_common(r, true);
+}
+
+static void nova_show(struct kova_req *r)
+{
+    if (!kova_is_uuid(r->arg[0])) {
+        reply_fault(r, 404, "Image not found.");
+        return;
+    }
+    sqlite3_stmt *st = load_image(r, r->arg[0]);
+    if (!st)
+        return;
+    json_t *o = nova_image_json(r, st, true);
+    kova_db_done(st);
+    reply_json(r, 200, json_pack("{s:o}", "image", o));
+}
+
+static void nova_delete(struct kova_req *r)
+{
+    if (delete_image(r, r->arg[0]) == 0)
+        reply_empty(r, 204);
+}
+
+const struct kova_route kova_image_routes[] = {
+    {SVC_IMAGE, "POST", "/v2/images", glance_create, 0},
+    {SVC_IMAGE, "GET", "/v2/images", glance_list, 0},
+    {SVC_IMAGE, "GET", "/v2/images/*", glance_show, 0},
+    {SVC_IMAGE, "PATCH", "/v2/images/*", glance_patch, 0},
+    {SVC_IMAGE, "DELETE", "/v2/images/*", glance_delete, 0},
+    {SVC_IMAGE, "PUT", "/v2/images/*/file", glance_upload_done, ROUTE_UPLOAD},
+    {SVC_IMAGE, "GET", "/v2/images/*/file", glance_download, 0},
+    {SVC_IMAGE, "POST", "/v2/images/*/import", glance_import, 0},
+    {SVC_IMAGE, "GET", "/v2/info/import", glance_import_info, 0},
+    {SVC_COMPUTE, "GET", "/images", nova_list, 0},
+    {SVC_COMPUTE, "GET", "/images/detail", nova_detail, 0},
+    {SVC_COMPUTE, "GET", "/images/*", nova_show, 0},
+    {SVC_COMPUTE, "DELETE", "/images/*", nova_delete, 0},
+    {0, NULL, NULL, NULL, 0},
+};

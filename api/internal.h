@@ -82,6 +82,7 @@ struct kova_req {
     int status;
     char *resp;
     size_t resp_len;
+    int resp_fd; /* a file to send instead of resp (-1: none); closed by the reply */
     const char *ctype;
     char location[512];
 };

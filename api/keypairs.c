@@ -1,2 +1,346 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* /os-keypairs: create (generate or import), list, show, delete. Keypairs belong to users. */
 #include "internal.h"
-const struct kova_route kova_keypair_routes[] = {{0, NULL, NULL, NULL, 0}};
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_PUBKEY 16384
+
+static const char *const key_types[] = {"ssh-rsa",
+                                        "ssh-ed25519",
+                                        "ssh-dss",
+                                        "ecdsa-sha2-nistp256",
+                                        "ecdsa-sha2-nistp384",
+                                        "ecdsa-sha2-nistp521",
+                                        "sk-ssh-ed25519@openssh.com",
+                                        "sk-ecdsa-sha2-nistp256@openssh.com",
+                                        NULL};
+
+/* Validates an OpenSSH public key line and computes Nova's fingerprint (MD5 of the key blob,
+ * colon-separated hex). Returns 0 or -EINVAL. */
+static int pubkey_fingerprint(const char *key, char fp[48])
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > MAX_PUBKEY)
+        return -EINVAL;
+    const char *p = key;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    const char *te = p;
+    while (*te && *te != ' ' && *te != '\t')
+        te++;
+    size_t tl = (size_t)(te - p);
+    bool known = false;
+    for (int i = 0; key_types[i]; i++)
+        if (strlen(key_types[i]) == tl && strncmp(key_types[i], p, tl) == 0)
+            known = true;
+    if (!known)
+        return -EINVAL;
+    const char *b = te;
+    while (*b == ' ' || *b == '\t')
+        b++;
+    const char *be = b;
+    while (*be && *be != ' ' && *be != '\t' && *be != '\n' && *be != '\r')
+        be++;
+    size_t bl = (size_t)(be - b);
+    if (bl < 8 || bl % 4 != 0)
+        return -EINVAL;
+    unsigned char *blob = malloc(bl);
+    if (!blob)
+        return -ENOMEM;
+    int dl = EVP_DecodeBlock(blob, (const unsigned char *)b, (int)bl);
+    int r = -EINVAL;
+    if (dl < 4)
+        goto out;
+    /* EVP_DecodeBlock counts the '=' padding as zero bytes */
+    if (b[bl - 1] == '=')
+        dl--;
+    if (b[bl - 2] == '=')
+        dl--;
+    unsigned len =
+        (unsigned)blob[0] << 24 | (unsigned)blob[1] << 16 | (unsigned)blob[2] << 8 | blob[3];
+    if (len != tl || (size_t)dl < 4 + len || memcmp(blob + 4, p, tl) != 0)
+        goto out;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (!EVP_Digest(blob, (size_t)dl, md, &mdlen, EVP_md5(), NULL) || mdlen != 16)
+        goto out;
+    for (unsigned i = 0; i < 16; i++)
+        snprintf(fp + i * 3, 4, i == 15 ? "%02x" : "%02x:", md[i]);
+    r = 0;
+out:
+    free(blob);
+    return r;
+}
+
+static char *read_small_file(const char *path, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t len = 0;
+    while (buf && len < max) {
+        ssize_t n = read(fd, buf + len, max - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (buf)
+        buf[len] = 0;
+    return buf;
+}
+
+/* Generates an ed25519 key pair with ssh-keygen. */
+static int generate_key(char **pub, char **priv)
+{
+    char dir[] = "/tmp/kova-keygen-XXXXXX";
+    if (!mkdtemp(dir))
+        return -errno;
+    char keyfile[64], pubfile[64];
+    snprintf(keyfile, sizeof(keyfile), "%s/key", dir);
+    snprintf(pubfile, sizeof(pubfile), "%s/key.pub", dir);
+    char *argv[] = {"ssh-keygen",        "-q", "-t",    "ed25519", "-N", "", "-C",
+                    "Generated-by-Nova", "-f", keyfile, NULL};
+    pid_t pid;
+    int r = posix_spawnp(&pid, "ssh-keygen", NULL, NULL, argv, environ);
+    if (r == 0) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            r = EIO;
+    }
+    if (r == 0) {
+        *priv = read_small_file(keyfile, MAX_PUBKEY);
+        *pub = read_small_file(pubfile, MAX_PUBKEY);
+        if (!*priv || !*pub) {
+            free(*priv);
+            free(*pub);
+            r = EIO;
+        } else {
+            /* strip the trailing newline of the .pub line */
+            size_t l = strlen(*pub);
+            while (l && ((*pub)[l - 1] == '\n' || (*pub)[l - 1] == '\r'))
+                (*pub)[--l] = 0;
+        }
+    }
+    unlink(keyfile);
+    unlink(pubfile);
+    rmdir(dir);
+    if (r)
+        kova_log(0, "ssh-keygen failed (%s): is openssh-client installed?", strerror(r));
+    return -r;
+}
+
+static bool valid_keypair_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255)
+        return false;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == ' '))
+            return false;
+    }
+    return true;
+}
+
+static void keypair_create(struct kova_req *r)
+{
+    static const char *const allowed[] = {"name", "public_key", NULL};
+    static const char *const allowed_body[] = {"keypair", NULL};
+    char *pub = NULL, *priv = NULL;
+    json_t *body = req_json(r);
+    if (!body)
+        return;
+    json_t *k = req_json_root(r, body, "keypair");
+    if (!k || !check_keys(r, body, allowed_body, "body") || !check_keys(r, k, allowed, "'keypair'"))
+        goto out;
+    json_t *v = json_object_get(k, "name");
+    if (!json_is_string(v) || !valid_keypair_name(json_string_value(v))) {
+        reply_fault(r, 400,
+                    "Invalid input for field/attribute name: 1-255 characters of "
+                    "[a-zA-Z0-9 _-] are required.");
+        goto out;
+    }
+    const char *name = json_string_value(v);
+    v = json_object_get(k, "public_key");
+    char fp[48];
+    if (v) {
+        if (!json_is_string(v) || json_string_length(v) > MAX_PUBKEY ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            reply_fault(r, 400,
+                        "Invalid input for field/attribute public_key: a string is "
+                        "required.");
+            goto out;
+        }
+        pub = strdup(json_string_value(v));
+        if (!pub || pubkey_fingerprint(pub, fp) < 0) {
+            reply_fault(r, 400, "Keypair data is invalid: failed to generate fingerprint");
+            goto out;
+        }
+    } else {
+        int e = generate_key(&pub, &priv);
+        if (e < 0) {
+            reply_fault(r, 500, "Key generation failed");
+            goto out;
+        }
+        if (pubkey_fingerprint(pub, fp) < 0) {
+            reply_fault(r, 500, "Key generation produced an unreadable key");
+            goto out;
+        }
+    }
+    int e = kova_db_begin(r->db);
+    if (e < 0) {
+        reply_db_error(r, e);
+        goto out;
+    }
+    sqlite3_stmt *st =
+        kova_db_prepare(r->db, "SELECT count(*), sum(name = ?2) FROM keypairs WHERE user_id = ?1");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    long long count = 0, dup = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        count = sqlite3_column_int64(st, 0);
+        dup = sqlite3_column_int64(st, 1);
+    }
+    kova_db_done(st);
+    if (dup) {
+        reply_fault(r, 409, "Key pair '%.255s' already exists.", name);
+        goto out;
+    }
+    if (r->api->cfg.quota_key_pairs >= 0 && count >= r->api->cfg.quota_key_pairs) {
+        reply_fault(r, 403, "Quota exceeded, too many key pairs.");
+        goto out;
+    }
+    char now[32];
+    kova_time_iso(now, false);
+    st = kova_db_prepare(r->db, "INSERT INTO keypairs (user_id, name, type, public_key, "
+                                "fingerprint, created_at) VALUES (?,?,?,?,?,?)");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, "ssh", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, pub, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, fp, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, now, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    kova_db_done(st);
+    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
+        reply_db_error(r, rc != SQLITE_DONE ? kova_db_errno(rc) : e);
+        goto out;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "public_key", pub, "fingerprint",
+                          fp, "user_id", r->auth.user_id);
+    if (priv)
+        json_object_set_new(o, "private_key", json_string(priv));
+    reply_json(r, 200, json_pack("{s:o}", "keypair", o));
+out:
+    free(pub);
+    if (priv) {
+        explicit_bzero(priv, strlen(priv));
+        free(priv);
+    }
+    json_decref(body);
+}
+
+static void keypair_list(struct kova_req *r)
+{
+    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT name, public_key, fingerprint FROM "
+                                              "keypairs WHERE user_id = ? ORDER BY name");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return;
+    }
+    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
+    json_t *arr = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_array_append_new(arr,
+                              json_pack("{s:{s:s, s:s, s:s}}", "keypair", "name",
+                                        (const char *)sqlite3_column_text(st, 0), "public_key",
+                                        (const char *)sqlite3_column_text(st, 1), "fingerprint",
+                                        (const char *)sqlite3_column_text(st, 2)));
+    }
+    kova_db_done(st);
+    /* limit/marker paging of keypairs is microversion 2.35; 2.1 lists them all */
+    reply_json(r, 200, json_pack("{s:o}", "keypairs", arr));
+}
+
+static void keypair_show(struct kova_req *r)
+{
+    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT id, name, public_key, fingerprint, "
+                                              "created_at, user_id FROM keypairs WHERE user_id = "
+                                              "? AND name = ?");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return;
+    }
+    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->arg[0], -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:n, s:n}", "id",
+                              (json_int_t)sqlite3_column_int64(st, 0), "name",
+                              (const char *)sqlite3_column_text(st, 1), "public_key",
+                              (const char *)sqlite3_column_text(st, 2), "fingerprint",
+                              (const char *)sqlite3_column_text(st, 3), "created_at",
+                              (const char *)sqlite3_column_text(st, 4), "user_id",
+                              (const char *)sqlite3_column_text(st, 5), "deleted", 0, "deleted_at",
+                              "updated_at");
+        reply_json(r, 200, json_pack("{s:o}", "keypair", o));
+    } else {
+        reply_fault(r, 404, "Keypair %.255s not found for user %s", r->arg[0], r->auth.user_id);
+    }
+    kova_db_done(st);
+}
+
+static void keypair_delete(struct kova_req *r)
+{
+    sqlite3_stmt *st =
+        kova_db_prepare(r->db, "DELETE FROM keypairs WHERE user_id = ? AND name = ?");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return;
+    }
+    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->arg[0], -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    int n = sqlite3_changes(r->db);
+    kova_db_done(st);
+    if (rc != SQLITE_DONE)
+        reply_db_error(r, -EIO);
+    else if (n == 0)
+        reply_fault(r, 404, "Keypair %.255s not found for user %s", r->arg[0], r->auth.user_id);
+    else
+        reply_empty(r, 202);
+}
+
+const struct kova_route kova_keypair_routes[] = {
+    {SVC_COMPUTE, "GET", "/os-keypairs", keypair_list, 0},
+    {SVC_COMPUTE, "POST", "/os-keypairs", keypair_create, 0},
+    {SVC_COMPUTE, "GET", "/os-keypairs/*", keypair_show, 0},
+    {SVC_COMPUTE, "DELETE", "/os-keypairs/*", keypair_delete, 0},
+    {0, NULL, NULL, NULL, 0},
+};

@@ -116,6 +116,13 @@ static const char *const migrations[] = {
     "  finish_time TEXT,"
     "  result TEXT,"
     "  traceback TEXT);",
+    /* 2: the default flavors (Nova's classic set), seeded once on first start */
+    "INSERT INTO flavors (id, name, ram, vcpus, disk, created_at) VALUES"
+    " ('1', 'm1.tiny', 512, 1, 1, strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
+    " ('2', 'm1.small', 2048, 1, 20, strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
+    " ('3', 'm1.medium', 4096, 2, 40, strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
+    " ('4', 'm1.large', 8192, 4, 80, strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
+    " ('5', 'm1.xlarge', 16384, 8, 160, strftime('%Y-%m-%dT%H:%M:%SZ','now'));",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
