@@ -1,9 +1,45 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kova vmm library: placeholder until its issue fills it. Errors: 0 or -errno. */
+/*
+ * kova-vmm: one KVM virtual machine per process, booting a Linux bzImage (64-bit boot protocol)
+ * with an initrd. Devices: 8250 UART (console log), i8042, CMOS RTC, ACPI (HW-reduced: power
+ * button, poweroff, reset), PCI host bridge with virtio-pci (modern, MSI-X) virtio-rng.
+ * Controlled through a unix socket speaking JSON lines (see README "kova-vmm").
+ * Errors: 0 or -errno; kova_vmm_run returns the process exit status below.
+ */
 #ifndef KOVA_VMM_H
 #define KOVA_VMM_H
 
-/* Returns the library's name; proves the library links. */
-const char *kova_vmm_name(void);
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses of kova-vmm. */
+enum kova_vmm_exit {
+    KOVA_VMM_EXIT_OK = 0,           /* the guest powered off, or "quit" / SIGTERM */
+    KOVA_VMM_EXIT_USAGE = 1,        /* bad arguments, unusable kernel/initrd/memory size */
+    KOVA_VMM_EXIT_ERROR = 2,        /* KVM or internal failure */
+    KOVA_VMM_EXIT_TRIPLE_FAULT = 3, /* the guest triple-faulted */
+};
+
+struct kova_vmm_config {
+    const char *kernel;         /* bzImage, required */
+    const char *initrd;         /* optional */
+    const char *cmdline;        /* default "console=ttyS0" */
+    unsigned cpus;              /* 1..KOVA_VMM_MAX_CPUS, default 1 */
+    uint64_t memory_mib;        /* default 256 */
+    const char *console_log;    /* appended; optional */
+    bool console_stdout;        /* also copy the console to stdout */
+    const char *control_socket; /* optional */
+    const char *log_level;      /* error|warn|info|debug, default info */
+};
+
+#define KOVA_VMM_MAX_CPUS       64
+#define KOVA_VMM_MIN_MEMORY_MIB 32
+
+/* Parses the command line. 0: run; 1: --help was printed (exit 0); -EINVAL: message printed. */
+int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg);
+void kova_vmm_usage(FILE *out);
+/* Runs the VM until it powers off or is stopped; returns an enum kova_vmm_exit value. */
+int kova_vmm_run(const struct kova_vmm_config *cfg);
 
 #endif

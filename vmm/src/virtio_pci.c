@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "virtio_pci.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#define PCI_CAP_VNDR 0x09
+#define PCI_CAP_MSIX 0x11
+#define CAP_MSIX     0x40
+#define CAP_COMMON   0x50
+#define CAP_NOTIFY   0x60
+#define CAP_ISR      0x74
+#define CAP_DEVICE   0x84
+
+#define STATUS_FEATURES_OK 0x08
+#define STATUS_NEEDS_RESET 0x40
+
+#define MSIX_ENABLE  0x8000
+#define MSIX_MASKALL 0x4000
+
+static void put(uint8_t *p, uint32_t size, uint64_t v)
+{
+    for (uint32_t i = 0; i < size; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get(const uint8_t *p, uint32_t size)
+{
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < size; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void vndr_cap(uint8_t *cfg, uint8_t at, uint8_t next, uint8_t len, uint8_t type,
+                     uint32_t off, uint32_t length)
+{
+    cfg[at] = PCI_CAP_VNDR;
+    cfg[at + 1] = next;
+    cfg[at + 2] = len;
+    cfg[at + 3] = type;
+    cfg[at + 4] = 0; /* BAR 0 */
+    put(cfg + at + 8, 4, off);
+    put(cfg + at + 12, 4, length);
+}
+
+/* MSI-X control word lives in PCI config space, guarded by the PCI host lock; the device reads
+ * it without that lock (a single 16-bit load), which is all delivery needs. */
+static uint16_t msix_control(const struct virtio_pci_dev *d)
+{
+    return (uint16_t)get((const uint8_t *)d->pci.cfg + CAP_MSIX + 2, 2);
+}
+
+static void msix_fire(struct virtio_pci_dev *d, unsigned vec)
+{
+    if (vec >= d->msix_n)
+        return;
+    uint16_t ctl = msix_control(d);
+    if (!(ctl & MSIX_ENABLE))
+        return;
+    if ((ctl & MSIX_MASKALL) || (d->msix_table[vec][3] & 1)) {
+        d->msix_pending |= 1ULL << vec;
+        return;
+    }
+    uint64_t addr = d->msix_table[vec][0] | (uint64_t)d->msix_table[vec][1] << 32;
+    d->irq->msi(d->irq->opaque, addr, d->msix_table[vec][2]);
+    d->interrupts++;
+}
+
+static void msix_deliver_pending(struct virtio_pci_dev *d)
+{
+    for (unsigned v = 0; v < d->msix_n; v++) {
+        if ((d->msix_pending & (1ULL << v)) && !(d->msix_table[v][3] & 1) &&
+            !(msix_control(d) & MSIX_MASKALL) && (msix_control(d) & MSIX_ENABLE)) {
+            d->msix_pending &= ~(1ULL << v);
+            msix_fire(d, v);
+        }
+    }
+}
+
+void virtio_pci_notify_queue(struct virtio_pci_dev *d, unsigned q)
+{
+    if (q >= d->ops->num_queues || !virtq_should_notify(&d->vq[q]))
+        return;
+    d->isr |= 1;
+    if (msix_control(d) & MSIX_ENABLE)
+        msix_fire(d, d->vq[q].msix_vector);
+}
+
+static void device_reset(struct virtio_pci_dev *d)
+{
+    d->dfselect = d->gfselect = 0;
+    d->driver_features = 0;
+    d->msix_config = VQ_NO_VECTOR;
+    d->status = 0;
+    d->queue_select = 0;
+    d->isr = 0;
+    for (unsigned q = 0; q < d->ops->num_queues; q++)
+        virtq_reset(&d->vq[q], d->ops->queue_size);
+    if (d->ops->reset)
+        d->ops->reset(d);
+}
+
+static uint64_t offered(const struct virtio_pci_dev *d)
+{
+    return d->ops->features | VIRTIO_F_VERSION_1;
+}
+
+/* The common configuration structure (virtio 1.x 4.1.4.3), as one 0x38-byte image. */
+#define CC_LEN 0x38
+
+static void common_image(struct virtio_pci_dev *d, uint8_t *img)
+{
+    memset(img, 0, CC_LEN);
+    struct virtq *vq = d->queue_select < d->ops->num_queues ? &d->vq[d->queue_select] : NULL;
+    put(img + 0x00, 4, d->dfselect);
+    put(img + 0x04, 4, d->dfselect < 2 ? (uint32_t)(offered(d) >> (32 * d->dfselect)) : 0);
+    put(img + 0x08, 4, d->gfselect);
+    put(img + 0x0c, 4, d->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * d->gfselect)) : 0);
+    put(img + 0x10, 2, d->msix_config);
+    put(img + 0x12, 2, d->ops->num_queues);
+    img[0x14] = d->status;
+    img[0x15] = d->config_generation;
+    put(img + 0x16, 2, d->queue_select);
+    if (vq) {
+        put(img + 0x18, 2, vq->size);
+        put(img + 0x1a, 2, vq->msix_vector);
+        put(img + 0x1c, 2, vq->enabled);
+        put(img + 0x1e, 2, d->queue_select); /* queue_notify_off */
+        put(img + 0x20, 8, vq->desc_gpa);
+        put(img + 0x28, 8, vq->avail_gpa);
+        put(img + 0x30, 8, vq->used_gpa);
+    }
+}
+
+static void set_u64_part(uint64_t *field, uint32_t rel, uint32_t size, uint64_t v)
+{
+    if (size == 8 && rel == 0)
+        *field = v;
+    else if (size == 4 && rel == 0)
+        *field = (*field & 0xffffffff00000000ULL) | (uint32_t)v;
+    else if (size == 4 && rel == 4)
+        *field = (*field & 0xffffffffULL) | (v << 32);
+}
+
+static void common_write(struct virtio_pci_dev *d, uint32_t off, uint32_t size, uint64_t v)
+{
+    struct virtq *vq = d->queue_select < d->ops->num_queues ? &d->vq[d->queue_select] : NULL;
+    bool live = vq && !vq->enabled; /* queue fields are writable only before enabling */
+    switch (off) {
+    case 0x00:
+        d->dfselect = (uint32_t)v;
+        return;
+    case 0x08:
+        d->gfselect = (uint32_t)v;
+        return;
+    case 0x0c:
+        if (d->gfselect < 2 && !(d->status & STATUS_FEATURES_OK)) {
+            uint64_t mask = 0xffffffffULL << (32 * d->gfselect);
+            d->driver_features =
+                (d->driver_features & ~mask) | (((uint64_t)(uint32_t)v << (32 * d->gfselect)));
+        }
+        return;
+    case 0x10:
+        d->msix_config = (uint16_t)v;
+        return;
+    case 0x14: {
+        uint8_t st = (uint8_t)v;
+        if (st == 0) {
+            device_reset(d);
+            return;
+        }
+        if ((st & STATUS_FEATURES_OK) && !(d->status & STATUS_FEATURES_OK)) {
+            uint64_t f = d->driver_features;
+            if ((f & ~offered(d)) || !(f & VIRTIO_F_VERSION_1))
+                st &= (uint8_t)~STATUS_FEATURES_OK; /* the driver sees the refusal */
+        }
+        d->status = (uint8_t)(st | (d->status & STATUS_NEEDS_RESET));
+        return;
+    }
+    case 0x16:
+        d->queue_select = (uint16_t)v;
+        return;
+    case 0x18:
+        if (live)
+            vq->size = (uint16_t)v;
+        return;
+    case 0x1a:
+        if (vq)
+            vq->msix_vector = (uint16_t)v < d->msix_n ? (uint16_t)v : VQ_NO_VECTOR;
+        return;
+    case 0x1c:
+        if (live && v == 1) {
+            if (virtq_enable(vq, d->mem) < 0) {
+                log_warn("%s: queue %u: invalid size or ring address", d->ops->name,
+                         d->queue_select);
+                d->status |= STATUS_NEEDS_RESET;
+            }
+        }
+        return;
+    }
+    if (!live)
+        return;
+    if (off >= 0x20 && off < 0x28)
+        set_u64_part(&vq->desc_gpa, off - 0x20, size, v);
+    else if (off >= 0x28 && off < 0x30)
+        set_u64_part(&vq->avail_gpa, off - 0x28, size, v);
+    else if (off >= 0x30 && off < 0x38)
+        set_u64_part(&vq->used_gpa, off - 0x30, size, v);
+}
+
+static void bar_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+    struct virtio_pci_dev *d = opaque;
+    memset(data, 0, size);
+    pthread_mutex_lock(&d->lock);
+    if (off + size <= VPCI_COMMON_OFF + CC_LEN) {
+        uint8_t img[CC_LEN];
+        common_image(d, img);
+        memcpy(data, img + off, size);
+    } else if (off == VPCI_ISR_OFF) {
+        data[0] = d->isr;
+        d->isr = 0; /* read to clear */
+    } else if (off >= VPCI_DEVICE_OFF && off + size <= VPCI_DEVICE_OFF + d->ops->config_len) {
+        if (d->ops->config_read)
+            d->ops->config_read(d, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
+    } else if (off >= VPCI_MSIX_OFF && off + size <= VPCI_MSIX_OFF + 16ULL * d->msix_n &&
+               (size == 4 || size == 8) && (off & 3) == 0) {
+        uint64_t rel = off - VPCI_MSIX_OFF;
+        uint32_t *e = d->msix_table[rel / 16];
+        unsigned w = (unsigned)(rel % 16) / 4;
+        put(data, 4, e[w]);
+        if (size == 8 && w < 3)
+            put(data + 4, 4, e[w + 1]);
+    } else if (off >= VPCI_PBA_OFF && off + size <= VPCI_PBA_OFF + 8) {
+        uint8_t pba[8];
+        put(pba, 8, d->msix_pending);
+        memcpy(data, pba + (off - VPCI_PBA_OFF), size);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void bar_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+    struct virtio_pci_dev *d = opaque;
+    uint64_t v = get(data, size);
+    pthread_mutex_lock(&d->lock);
+    if (off + size <= VPCI_COMMON_OFF + CC_LEN) {
+        common_write(d, (uint32_t)off, size, v);
+    } else if (off >= VPCI_NOTIFY_OFF && off < VPCI_NOTIFY_OFF + VPCI_NOTIFY_MUL * 64ULL) {
+        unsigned q = (unsigned)(off - VPCI_NOTIFY_OFF) / VPCI_NOTIFY_MUL;
+        if (q < d->ops->num_queues && d->vq[q].enabled && (d->status & 0x04) && d->ops->notify)
+            d->ops->notify(d, q);
+    } else if (off >= VPCI_DEVICE_OFF && off + size <= VPCI_DEVICE_OFF + d->ops->config_len) {
+        if (d->ops->config_write)
+            d->ops->config_write(d, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
+    } else if (off >= VPCI_MSIX_OFF && off + size <= VPCI_MSIX_OFF + 16ULL * d->msix_n &&
+               (size == 4 || size == 8) && (off & 3) == 0) {
+        uint64_t rel = off - VPCI_MSIX_OFF;
+        uint32_t *e = d->msix_table[rel / 16];
+        unsigned w = (unsigned)(rel % 16) / 4;
+        e[w] = (uint32_t)v;
+        if (size == 8 && w < 3)
+            e[w + 1] = (uint32_t)(v >> 32);
+        msix_deliver_pending(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+static const struct bus_ops virtio_bar_ops = {bar_read, bar_write};
+
+/* Called with the PCI host lock held after a config space write. */
+static void cfg_written(struct pci_dev *p, uint32_t off, uint32_t size)
+{
+    struct virtio_pci_dev *d =
+        (struct virtio_pci_dev *)((char *)p - offsetof(struct virtio_pci_dev, pci));
+    if (off <= CAP_MSIX + 3 && off + size > CAP_MSIX + 2) {
+        pthread_mutex_lock(&d->lock);
+        msix_deliver_pending(d);
+        pthread_mutex_unlock(&d->lock);
+    }
+}
+
+int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, void *opaque,
+                    const struct guest_mem *mem, const struct irq_sink *irq)
+{
+    if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->config_len > 0x1000)
+        return -EINVAL;
+    memset(d, 0, sizeof(*d));
+    pthread_mutex_init(&d->lock, NULL);
+    d->ops = ops;
+    d->opaque = opaque;
+    d->mem = mem;
+    d->irq = irq;
+    d->msix_n = ops->num_queues + 1;
+    for (unsigned v = 0; v < d->msix_n; v++)
+        d->msix_table[v][3] = 1; /* masked */
+    device_reset(d);
+
+    struct pci_dev *p = &d->pci;
+    /* Modern-only device: PCI device id 0x1040 + type; class "other". */
+    pci_dev_init(p, 0x1af4, (uint16_t)(0x1040 + ops->device_id), 0xff0000, 1, 0x1af4,
+                 ops->device_id);
+    p->name = ops->name;
+    p->cfg_written = cfg_written;
+    p->cfg[0x06] = 0x10; /* status: capability list */
+    p->cfg[0x34] = CAP_MSIX;
+    p->cfg[0x3d] = 0; /* no INTx pin: MSI-X only */
+    /* MSI-X capability. */
+    p->cfg[CAP_MSIX] = PCI_CAP_MSIX;
+    p->cfg[CAP_MSIX + 1] = CAP_COMMON;
+    put(p->cfg + CAP_MSIX + 2, 2, d->msix_n - 1);
+    put(p->cfg + CAP_MSIX + 4, 4, VPCI_MSIX_OFF); /* BIR 0 */
+    put(p->cfg + CAP_MSIX + 8, 4, VPCI_PBA_OFF);
+    p->wmask[CAP_MSIX + 3] = (MSIX_ENABLE | MSIX_MASKALL) >> 8;
+    /* virtio capabilities. */
+    vndr_cap(p->cfg, CAP_COMMON, CAP_NOTIFY, 16, 1, VPCI_COMMON_OFF, CC_LEN);
+    vndr_cap(p->cfg, CAP_NOTIFY, CAP_ISR, 20, 2, VPCI_NOTIFY_OFF,
+             VPCI_NOTIFY_MUL * ops->num_queues);
+    put(p->cfg + CAP_NOTIFY + 16, 4, VPCI_NOTIFY_MUL);
+    vndr_cap(p->cfg, CAP_ISR, ops->config_len ? CAP_DEVICE : 0, 16, 3, VPCI_ISR_OFF, 1);
+    if (ops->config_len)
+        vndr_cap(p->cfg, CAP_DEVICE, 0, 16, 4, VPCI_DEVICE_OFF, ops->config_len);
+    pci_dev_set_bar(p, 0, VPCI_BAR_SIZE, &virtio_bar_ops, d);
+    return 0;
+}
+
+void virtio_pci_destroy(struct virtio_pci_dev *d)
+{
+    pthread_mutex_destroy(&d->lock);
+}

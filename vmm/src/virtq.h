@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Split virtqueues (virtio 1.x, section 2.7). This file is the one place where the guest's rings
+ * and descriptor chains are read: ring addresses are checked when the queue is enabled, every
+ * descriptor index, flag, buffer address and length when a chain is popped. A bad chain is an
+ * error for the device (it then needs a reset), never a crash.
+ */
+#ifndef KOVA_VMM_VIRTQ_H
+#define KOVA_VMM_VIRTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mem.h"
+
+#define VQ_MAX_CHAIN 260 /* descriptors in one chain we accept */
+#define VQ_NO_VECTOR 0xffff
+
+struct virtq {
+    /* As programmed by the driver through the common configuration. */
+    uint16_t size, max_size;
+    uint16_t msix_vector;
+    bool enabled;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    /* Set by virtq_enable. */
+    volatile uint8_t *desc, *avail, *used;
+    uint16_t last_avail;
+    uint16_t used_idx;
+    bool broken;
+};
+
+struct vq_buf {
+    uint8_t *ptr;
+    uint32_t len;
+    bool writable;
+};
+
+struct vq_chain {
+    uint16_t head;
+    unsigned n;
+    uint64_t readable, writable; /* total bytes of each kind */
+    struct vq_buf buf[VQ_MAX_CHAIN];
+};
+
+/* Validates size and ring addresses and starts using the queue. 0 or -EINVAL. */
+int virtq_enable(struct virtq *vq, const struct guest_mem *mem);
+void virtq_reset(struct virtq *vq, uint16_t max_size);
+/* 1: a chain was taken; 0: none available; -EINVAL: the guest broke the queue (vq->broken). */
+int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c);
+/* Returns chain head with len bytes written to the used ring. */
+void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
+/* Whether the driver wants an interrupt now (VIRTQ_AVAIL_F_NO_INTERRUPT clear). */
+bool virtq_should_notify(const struct virtq *vq);
+
+#endif

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kova-vmm's process: arguments, input files, the control socket and the VM's life cycle. */
+#include "kova/vmm.h"
+#include "boot.h"
+#include "control.h"
+#include "log.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+void kova_vmm_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: kova-vmm --kernel BZIMAGE [options]\n"
+            "Boots a Linux bzImage in a KVM virtual machine.\n\n"
+            "  --kernel PATH          Linux bzImage (64-bit boot protocol), required\n"
+            "  --initrd PATH          initramfs / initrd image\n"
+            "  --cmdline TEXT         kernel command line (default \"console=ttyS0\")\n"
+            "  --cpus N               vCPUs, 1..%d (default 1)\n"
+            "  --memory MIB           guest memory in MiB, at least %d (default 256)\n"
+            "  --console-log PATH     append the serial console (COM1) to this file\n"
+            "  --console-stdout       also copy the serial console to stdout\n"
+            "  --control-socket PATH  unix socket for JSON-lines control (status, pause,\n"
+            "                         resume, powerdown, reset, quit, boot-time)\n"
+            "  --log-level LEVEL      error, warn, info (default) or debug; logs go to stderr\n"
+            "  --help                 this text\n\n"
+            "Exit status: 0 guest powered off or quit, 1 bad arguments or input files,\n"
+            "2 KVM or internal error, 3 guest triple fault. A guest reboot restarts the guest\n"
+            "in the same process.\n",
+            KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB);
+}
+
+static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s || *s == '-')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
+{
+    enum {
+        O_KERNEL = 256,
+        O_INITRD,
+        O_CMDLINE,
+        O_CPUS,
+        O_MEMORY,
+        O_LOG,
+        O_STDOUT,
+        O_CTL,
+        O_LEVEL,
+        O_HELP
+    };
+    static const struct option opts[] = {
+        {"kernel", required_argument, NULL, O_KERNEL},
+        {"initrd", required_argument, NULL, O_INITRD},
+        {"cmdline", required_argument, NULL, O_CMDLINE},
+        {"cpus", required_argument, NULL, O_CPUS},
+        {"memory", required_argument, NULL, O_MEMORY},
+        {"console-log", required_argument, NULL, O_LOG},
+        {"console-stdout", no_argument, NULL, O_STDOUT},
+        {"control-socket", required_argument, NULL, O_CTL},
+        {"log-level", required_argument, NULL, O_LEVEL},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->cmdline = "console=ttyS0";
+    cfg->cpus = 1;
+    cfg->memory_mib = 256;
+    cfg->log_level = "info";
+    optind = 1;
+    opterr = 0;
+    int o;
+    uint64_t v;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_KERNEL:
+            cfg->kernel = optarg;
+            break;
+        case O_INITRD:
+            cfg->initrd = optarg;
+            break;
+        case O_CMDLINE:
+            cfg->cmdline = optarg;
+            break;
+        case O_CPUS:
+            if (parse_uint(optarg, KOVA_VMM_MAX_CPUS, &v) < 0 || v == 0) {
+                fprintf(stderr, "kova-vmm: --cpus takes a number from 1 to %d\n",
+                        KOVA_VMM_MAX_CPUS);
+                return -EINVAL;
+            }
+            cfg->cpus = (unsigned)v;
+            break;
+        case O_MEMORY:
+            if (parse_uint(optarg, UINT64_C(1) << 40, &v) < 0 || v < KOVA_VMM_MIN_MEMORY_MIB) {
+                fprintf(stderr, "kova-vmm: --memory takes MiB, at least %d\n",
+                        KOVA_VMM_MIN_MEMORY_MIB);
+                return -EINVAL;
+            }
+            cfg->memory_mib = v;
+            break;
+        case O_LOG:
+            cfg->console_log = optarg;
+            break;
+        case O_STDOUT:
+            cfg->console_stdout = true;
+            break;
+        case O_CTL:
+            cfg->control_socket = optarg;
+            break;
+        case O_LEVEL: {
+            enum vlog_level l;
+            if (vlog_parse_level(optarg, &l) < 0) {
+                fprintf(stderr, "kova-vmm: --log-level is error, warn, info or debug\n");
+                return -EINVAL;
+            }
+            cfg->log_level = optarg;
+            break;
+        }
+        case O_HELP:
+            kova_vmm_usage(stdout);
+            return 1;
+        default:
+            fprintf(stderr, "kova-vmm: unknown or incomplete option %s (see --help)\n",
+                    argv[optind - 1]);
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kova-vmm: unexpected argument %s (see --help)\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (!cfg->kernel) {
+        fprintf(stderr, "kova-vmm: --kernel is required (see --help)\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Reads a whole regular file. 0 or -errno. */
+static int read_file(const char *path, uint8_t **data, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int r = 0;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        goto out;
+    }
+    if (st.st_size > (off_t)1 << 34) {
+        r = -EFBIG;
+        goto out;
+    }
+    *size = (size_t)st.st_size;
+    *data = malloc(*size ? *size : 1);
+    if (!*data) {
+        r = -ENOMEM;
+        goto out;
+    }
+    size_t got = 0;
+    while (got < *size) {
+        ssize_t n = read(fd, *data + got, *size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = n < 0 ? -errno : -EIO;
+            free(*data);
+            *data = NULL;
+            goto out;
+        }
+        got += (size_t)n;
+    }
+out:
+    close(fd);
+    return r;
+}
+
+struct vmm {
+    const struct kova_vmm_config *cfg;
+    struct vm *vm;
+    uint64_t process_t0;
+    unsigned boots;
+    uint64_t last_boot_ms; /* boot timer of the previous boot, or 0 */
+};
+
+static json_t *ok(void)
+{
+    return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *fail(const char *msg)
+{
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *boot_time(struct vm *vm)
+{
+    uint64_t ns = atomic_load(&vm->boot_timer_ns);
+    return ns ? json_real((double)ns / 1e6) : json_null();
+}
+
+static json_t *handle(void *opaque, const char *cmd, json_t *req)
+{
+    struct vmm *m = opaque;
+    struct vm *vm = m->vm;
+    if (strcmp(cmd, "status") == 0) {
+        json_t *r = ok();
+        json_object_set_new(r, "state", json_string(vm_paused(vm) ? "paused" : "running"));
+        json_object_set_new(r, "vcpus", json_integer(vm->ncpus));
+        json_object_set_new(r, "memory_mib", json_integer((json_int_t)m->cfg->memory_mib));
+        json_object_set_new(r, "uptime_s", json_real((double)(vm_now_ns() - vm->start_ns) / 1e9));
+        json_object_set_new(r, "vmm_uptime_s",
+                            json_real((double)(vm_now_ns() - m->process_t0) / 1e9));
+        json_object_set_new(r, "boots", json_integer(m->boots));
+        json_object_set_new(r, "boot_time_ms", boot_time(vm));
+        json_object_set_new(r, "pid", json_integer(getpid()));
+        return r;
+    }
+    if (strcmp(cmd, "boot-time") == 0) {
+        json_t *r = ok();
+        json_object_set_new(r, "boot_time_ms", boot_time(vm));
+        json_object_set_new(r, "since", json_string(m->boots ? "reset" : "vmm-start"));
+        return r;
+    }
+    if (strcmp(cmd, "pause") == 0) {
+        vm_pause(vm);
+        log_info("paused");
+        return ok();
+    }
+    if (strcmp(cmd, "resume") == 0 || strcmp(cmd, "cont") == 0) {
+        vm_resume(vm);
+        log_info("resumed");
+        return ok();
+    }
+    if (strcmp(cmd, "powerdown") == 0) {
+        if (vm_paused(vm))
+            return fail("the VM is paused");
+        int r = vm_power_button(vm);
+        log_info("power button pressed");
+        return r < 0 ? fail("cannot raise the power button interrupt") : ok();
+    }
+    if (strcmp(cmd, "reset") == 0) {
+        vm_stop(vm, VM_RESET, NULL);
+        return ok();
+    }
+    if (strcmp(cmd, "quit") == 0) {
+        vm_stop(vm, VM_QUIT, NULL);
+        return ok();
+    }
+    return fail("unknown command");
+}
+
+static void kick_handler(int sig)
+{
+    (void)sig; /* only interrupts KVM_RUN */
+}
+
+int kova_vmm_run(const struct kova_vmm_config *cfg)
+{
+    struct vmm m = {.cfg = cfg, .process_t0 = vm_now_ns()};
+    int rc = KOVA_VMM_EXIT_ERROR;
+    uint8_t *kernel = NULL, *initrd = NULL;
+    size_t kernel_size = 0, initrd_size = 0;
+    int console_fd = -1, sig_fd = -1;
+    struct ctl_server ctl;
+    ctl_init(&ctl);
+    struct vm *vm = calloc(1, sizeof(*vm));
+    enum vlog_level level = VLOG_INFO;
+    if (cfg->log_level)
+        vlog_parse_level(cfg->log_level, &level);
+    vlog_set_level(level);
+    if (!vm) {
+        log_err("out of memory");
+        return KOVA_VMM_EXIT_ERROR;
+    }
+
+    /* Signals: SIGUSR1 kicks vCPUs out of KVM_RUN; SIGINT/SIGTERM/SIGHUP mean quit. */
+    sigset_t set;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = kick_handler; /* no SA_RESTART: KVM_RUN returns EINTR */
+    sigaction(SIGUSR1, &sa, NULL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sigdelset(&set, SIGUSR1);
+    sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sig_fd < 0) {
+        log_err("signalfd: %s", strerror(errno));
+        goto out;
+    }
+
+    /* Inputs, checked before KVM is touched. */
+    int r = read_file(cfg->kernel, &kernel, &kernel_size);
+    if (r < 0) {
+        log_err("cannot read kernel %s: %s", cfg->kernel, strerror(-r));
+        rc = KOVA_VMM_EXIT_USAGE;
+        goto out;
+    }
+    struct bzimage k;
+    const char *why = NULL;
+    if (bzimage_parse(kernel, kernel_size, &k, &why) < 0) {
+        log_err("kernel %s: %s", cfg->kernel, why);
+        rc = KOVA_VMM_EXIT_USAGE;
+        goto out;
+    }
+    if (cfg->initrd && (r = read_file(cfg->initrd, &initrd, &initrd_size)) < 0) {
+        log_err("cannot read initrd %s: %s", cfg->initrd, strerror(-r));
+        rc = KOVA_VMM_EXIT_USAGE;
+        goto out;
+    }
+    struct sysinfo si;
+    uint64_t mem = cfg->memory_mib << 20;
+    if (sysinfo(&si) == 0) {
+        uint64_t host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+        if (mem > host) {
+            log_err("--memory %llu MiB is more than this host has (%llu MiB RAM + swap)",
+                    (unsigned long long)cfg->memory_mib, (unsigned long long)(host >> 20));
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (cfg->console_log) {
+        console_fd = open(cfg->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (console_fd < 0) {
+            log_err("cannot open console log %s: %s", cfg->console_log, strerror(errno));
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (cfg->control_socket && (r = ctl_listen(&ctl, cfg->control_socket)) < 0) {
+        log_err("cannot listen on %s: %s", cfg->control_socket, strerror(-r));
+        rc = KOVA_VMM_EXIT_USAGE;
+        goto out;
+    }
+
+    struct vm_params p = {
+        .cpus = cfg->cpus,
+        .mem_bytes = mem,
+        .kernel = kernel,
+        .kernel_size = kernel_size,
+        .initrd = initrd,
+        .initrd_size = initrd_size,
+        .cmdline = cfg->cmdline,
+        .console_fd = console_fd,
+        .stdout_fd = cfg->console_stdout ? STDOUT_FILENO : -1,
+        .t0_ns = m.process_t0,
+    };
+    for (;;) {
+        r = vm_create(vm, &p, &why);
+        if (r < 0) {
+            log_err("%s: %s", why ? why : "cannot create the VM", strerror(-r));
+            rc = (r == -ENOMEM || r == -E2BIG || r == -ENOEXEC) ? KOVA_VMM_EXIT_USAGE
+                                                                : KOVA_VMM_EXIT_ERROR;
+            vm_destroy(vm);
+            goto out;
+        }
+        m.vm = vm;
+        if (m.boots == 0)
+            log_info("started: %u vCPUs, %llu MiB, kernel %s", cfg->cpus,
+                     (unsigned long long)cfg->memory_mib, cfg->kernel);
+        vm_start(vm);
+        for (;;) {
+            struct pollfd pfds[2 + 1 + CTL_MAX_CLIENTS];
+            pfds[0] = (struct pollfd){.fd = vm->done_fd, .events = POLLIN};
+            pfds[1] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
+            size_t n = 2 + ctl_pollfds(&ctl, pfds + 2, 1 + CTL_MAX_CLIENTS);
+            if (poll(pfds, n, -1) < 0) {
+                if (errno == EINTR)
+                    continue;
+                vm_stop(vm, VM_ERROR, "poll failed");
+                break;
+            }
+            if (pfds[1].revents) {
+                struct signalfd_siginfo si2;
+                if (read(sig_fd, &si2, sizeof(si2)) == sizeof(si2)) {
+                    log_info("signal %u: stopping", si2.ssi_signo);
+                    vm_stop(vm, VM_QUIT, NULL);
+                }
+            }
+            if (pfds[0].revents)
+                break;
+            ctl_process(&ctl, pfds + 2, n - 2, handle, &m);
+        }
+        enum vm_state st = vm->state;
+        char err[sizeof(vm->error)];
+        memcpy(err, vm->error, sizeof(err));
+        vm_destroy(vm);
+        if (st == VM_RESET) {
+            m.boots++;
+            p.t0_ns = vm_now_ns();
+            log_info("guest reset: restarting (boot %u)", m.boots + 1);
+            continue;
+        }
+        switch (st) {
+        case VM_POWEROFF:
+            log_info("guest powered off");
+            rc = KOVA_VMM_EXIT_OK;
+            break;
+        case VM_QUIT:
+            log_info("stopped on request");
+            rc = KOVA_VMM_EXIT_OK;
+            break;
+        case VM_SHUTDOWN:
+            log_err("guest triple fault: stopped");
+            rc = KOVA_VMM_EXIT_TRIPLE_FAULT;
+            break;
+        default:
+            log_err("stopped on error: %s", err[0] ? err : "unknown");
+            rc = KOVA_VMM_EXIT_ERROR;
+            break;
+        }
+        break;
+    }
+out:
+    ctl_close(&ctl);
+    if (console_fd >= 0)
+        close(console_fd);
+    if (sig_fd >= 0)
+        close(sig_fd);
+    free(kernel);
+    free(initrd);
+    free(vm);
+    return rc;
+}
