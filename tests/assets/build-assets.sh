@@ -42,9 +42,13 @@ work=$(mktemp -d "$out/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # 1. The kernel package, downloaded (not installed) and unpacked.
-echo "build-assets: fetching $kpkg" >&2
-(cd "$work" && apt-get download -q "$kpkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
-deb=$(ls "$work"/"$kpkg"_*.deb 2>/dev/null | head -1)
+echo "build-assets: building from $kpkg" >&2
+mkdir -p "$out/debs"
+deb=$(ls "$out/debs/$kpkg"_*.deb 2>/dev/null | head -1)
+if [ -z "$deb" ]; then
+    (cd "$out/debs" && apt-get download -q "$kpkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+    deb=$(ls "$out/debs/$kpkg"_*.deb 2>/dev/null | head -1)
+fi
 [ -n "$deb" ] || die "apt-get download $kpkg failed"
 dpkg-deb -x "$deb" "$work/pkg"
 kver=${kpkg#linux-image-}
@@ -91,16 +95,16 @@ make_tree "$work/l1" "$top/tests/nested/l1-init"
 add_modules "$work/l1" kvm-amd virtio_pci 9p 9pnet_virtio
 pack "$work/l1" "$work/l1-initrd.cpio.gz"
 
-# 3. The test guest: virtio-pci, -blk, -net, -rng and ext4.
+# 3. The test guest: virtio-pci, -blk, -net, -rng, ext4 (+crc32c) and the ACPI power button.
 make_tree "$work/guest" "$here/guest-init"
-add_modules "$work/guest" virtio_pci virtio_blk virtio_net virtio_rng ext4
+add_modules "$work/guest" virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4 button evdev
 pack "$work/guest" "$work/guest-initrd.cpio.gz"
 
 # 4. The test guest's root disk: the same busybox and init, marked as a disk root.
 mkdir -p "$work/rootfs"
 make_tree "$work/rootfs" "$here/guest-init"
 echo "kova test guest root disk" >"$work/rootfs/etc/kova-root"
-mkfs.ext4 -q -F -L kova-root -d "$work/rootfs" "$work/guest-root.ext4" 64M
+mkfs.ext4 -q -F -L kova-root -d "$work/rootfs" "$work/guest-root.ext4" 64M >/dev/null
 
 # 5. Publish.
 cp "$work/pkg/boot/vmlinuz-$kver" "$out/vmlinuz"
