@@ -1,0 +1,77 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# kova's whole test suite, the README's test command. Installs what it needs (Debian packages,
+# via deploy/install-deps.sh), then builds and tests twice:
+#   build/default  the normal build (RelWithDebInfo): every test
+#   build/asan     ASan + UBSan: every test that runs kova's compiled code (label "nosan" skipped:
+#                  those exercise only scripts, the test guest or QEMU)
+# Integration tests that need /dev/kvm run through tests/nested/kova-nested-run (the host's
+# /dev/kvm, else the nested-KVM test VM). Ends with "N passed, N failed" over both passes.
+# Options: --quick skips the ASan pass. Extra arguments after -- go to ctest (e.g. -R '^api\.').
+set -uo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top" || exit 1
+quick=0
+ctest_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) quick=1; shift ;;
+    --) shift; ctest_args=("$@"); break ;;
+    *) echo "usage: tests/run-all.sh [--quick] [-- CTEST-ARGS...]" >&2; exit 2 ;;
+    esac
+done
+
+deploy/install-deps.sh || { echo "run-all: installing dependencies failed" >&2; exit 1; }
+
+jobs=$(nproc)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+total_pass=0
+total_fail=0
+status=0
+
+# pass NAME CMAKE-ARGS... : configures, builds and runs ctest in build/NAME.
+pass() {
+    local name=$1
+    shift
+    local dir="build/$name"
+    local extra=()
+    [ "$name" = asan ] && extra=(-LE nosan)
+    echo "=== run-all: $name: configure and build ==="
+    if ! cmake -S . -B "$dir" "$@" >"build/$name.configure.log" 2>&1; then
+        cat "build/$name.configure.log"
+        echo "run-all: $name: configure failed"
+        total_fail=$((total_fail + 1)); status=1; return
+    fi
+    if ! cmake --build "$dir" -j"$jobs" >"build/$name.build.log" 2>&1; then
+        grep -E 'error|Error' "build/$name.build.log" | head -40
+        echo "run-all: $name: build failed (log: build/$name.build.log)"
+        total_fail=$((total_fail + 1)); status=1; return
+    fi
+    echo "=== run-all: $name: tests ==="
+    ctest --test-dir "$dir" -j"$jobs" --output-on-failure "${extra[@]}" "${ctest_args[@]}" \
+        2>&1 | tee "build/$name.ctest.log"
+    local rc=${PIPESTATUS[0]}
+    local line n_fail n_total
+    line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "build/$name.ctest.log" | tail -1)
+    if [ -n "$line" ]; then
+        n_fail=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+        n_total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+        total_pass=$((total_pass + n_total - n_fail))
+        total_fail=$((total_fail + n_fail))
+    elif [ "$rc" != 0 ]; then
+        total_fail=$((total_fail + 1))
+    fi
+    [ "$rc" = 0 ] || status=1
+}
+
+mkdir -p build
+start=$(date +%s)
+pass default -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKOVA_SANITIZE=OFF
+[ "$quick" = 1 ] || pass asan -DCMAKE_BUILD_TYPE=Debug -DKOVA_SANITIZE=ON
+echo "run-all: $(($(date +%s) - start)) s in all"
+echo "$total_pass passed, $total_fail failed"
+exit $status
