@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Library tests without qemu-img: create/open/read/write/check round trips, raw backend,
+ * backing chains (loops, depth, missing format), refusal cases, concurrent use. */
+#include "kova/qcow2.h"
+#include "qcow2_format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static char dir[256];
+static char err[512];
+
+static const char *p(const char *name)
+{
+    static char bufs[4][512];
+    static int k;
+    char *b = bufs[k++ % 4];
+    snprintf(b, 512, "%s/%s", dir, name);
+    return b;
+}
+
+static void fill(uint8_t *b, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)((i * 31 + seed * 7 + (i >> 9)) ^ seed);
+}
+
+static int check_clean(struct kova_disk *d)
+{
+    struct kova_qcow2_check r;
+    int rc = kova_qcow2_check(d, &r, NULL, NULL);
+    if (rc < 0 || r.corruptions || r.leaks) {
+        fprintf(stderr, "check: rc=%d corruptions=%llu leaks=%llu\n", rc,
+                (unsigned long long)r.corruptions, (unsigned long long)r.leaks);
+        return 0;
+    }
+    return 1;
+}
+
+static void test_roundtrip(unsigned cb, uint64_t size)
+{
+    struct kova_qcow2_create_opts o = {.size = size, .cluster_bits = cb};
+    CHECK(kova_qcow2_create(p("rt.qcow2"), &o, err, sizeof(err)) == 0);
+    struct kova_disk *d;
+    CHECK(kova_disk_open(&d, p("rt.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == 0);
+    if (!d)
+        return;
+    CHECK(kova_disk_size(d) == size);
+    uint8_t *ref = calloc(1, size), *got = malloc(size), *tmp = malloc(size);
+    unsigned seed = 1;
+    if (cb == 9) { /* fill the whole disk: the file outgrows the first refcount table */
+        for (uint64_t off = 0; off < size; off += 65536) {
+            fill(tmp, 65536, seed++);
+            CHECK(kova_disk_pwrite(d, tmp, 65536, off) == 0);
+            memcpy(ref + off, tmp, 65536);
+        }
+    }
+    for (int i = 0; i < 200; i++) {
+        uint64_t len = 1 + (uint64_t)rand() % 70000, off;
+        if (len > size)
+            len = size;
+        off = (uint64_t)rand() % (size - len + 1);
+        int op = rand() % 10;
+        if (op == 0) {
+            CHECK(kova_disk_write_zeroes(d, off, len) == 0);
+            memset(ref + off, 0, len);
+        } else if (op == 1) {
+            CHECK(kova_disk_flush(d) == 0);
+        } else {
+            fill(tmp, len, seed++);
+            CHECK(kova_disk_pwrite(d, tmp, len, off) == 0);
+            memcpy(ref + off, tmp, len);
+        }
+    }
+    CHECK(kova_disk_pread(d, got, size, 0) == 0);
+    CHECK(memcmp(got, ref, size) == 0);
+    /* Discard whole disk: reads zeros afterwards (no backing file). */
+    CHECK(kova_disk_flush(d) == 0);
+    CHECK(check_clean(d));
+    /* Out of range and argument errors. */
+    CHECK(kova_disk_pread(d, got, 2, size - 1) == -EINVAL);
+    CHECK(kova_disk_pwrite(d, got, 1, size) == -EINVAL);
+    CHECK(kova_disk_pwrite(d, got, 0, size) == 0);
+    CHECK(kova_disk_pread(d, got, 1, UINT64_MAX) == -EINVAL);
+    kova_disk_close(d);
+
+    /* A second read-write open while one is held fails; read-only works. */
+    CHECK(kova_disk_open(&d, p("rt.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY, err, sizeof(err)) ==
+          0);
+    CHECK(kova_disk_pread(d, got, size, 0) == 0);
+    CHECK(memcmp(got, ref, size) == 0);
+    CHECK(kova_disk_pwrite(d, got, 1, 0) == -EROFS);
+    CHECK(check_clean(d));
+    kova_disk_close(d);
+
+    CHECK(kova_disk_open(&d, p("rt.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == 0);
+    CHECK(kova_disk_discard(d, 0, size) == 0);
+    CHECK(kova_disk_pread(d, got, size, 0) == 0);
+    memset(ref, 0, size);
+    CHECK(memcmp(got, ref, size) == 0);
+    CHECK(check_clean(d));
+    struct kova_disk *d2 = NULL;
+    CHECK(kova_disk_open(&d2, p("rt.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == -EBUSY);
+    kova_disk_close(d);
+    free(ref);
+    free(got);
+    free(tmp);
+}
+
+static void write_raw(const char *path, const uint8_t *b, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && write(fd, b, n) == (ssize_t)n);
+    close(fd);
+}
+
+static void test_raw_and_backing(void)
+{
+    const size_t n = 3 << 20;
+    uint8_t *base = malloc(n), *got = malloc(n);
+    fill(base, n, 99);
+    write_raw(p("base.raw"), base, n);
+
+    struct kova_disk *d;
+    CHECK(kova_disk_open(&d, p("base.raw"), KOVA_DISK_RAW, 0, err, sizeof(err)) == 0);
+    CHECK(kova_disk_size(d) == n);
+    CHECK(kova_disk_pread(d, got, n, 0) == 0 && memcmp(got, base, n) == 0);
+    kova_disk_close(d);
+
+    /* Overlay (relative backing name), 1 MiB larger than its backing file. */
+    struct kova_qcow2_create_opts o = {
+        .size = n + (1 << 20), .backing_file = "base.raw", .backing_format = KOVA_DISK_RAW};
+    CHECK(kova_qcow2_create(p("ovl.qcow2"), &o, err, sizeof(err)) == 0);
+    o.backing_format = 0;
+    CHECK(kova_qcow2_create(p("bad.qcow2"), &o, err, sizeof(err)) == -EINVAL);
+    o.backing_format = KOVA_DISK_RAW;
+    o.backing_file = "missing.raw";
+    CHECK(kova_qcow2_create(p("bad.qcow2"), &o, err, sizeof(err)) == -ENOENT);
+
+    CHECK(kova_disk_open(&d, p("ovl.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == 0);
+    uint8_t *big = calloc(1, n + (1 << 20));
+    CHECK(kova_disk_pread(d, big, n + (1 << 20), 0) == 0);
+    CHECK(memcmp(big, base, n) == 0);
+    uint8_t z[4096] = {0};
+    CHECK(memcmp(big + n, z, sizeof(z)) == 0);
+    uint8_t w[1000];
+    fill(w, sizeof(w), 5);
+    CHECK(kova_disk_pwrite(d, w, sizeof(w), 70001) == 0); /* partial cluster: COW */
+    memcpy(base + 70001, w, sizeof(w));
+    CHECK(kova_disk_write_zeroes(d, 1 << 20, 1 << 16) == 0); /* whole cluster: zero flag */
+    memset(base + (1 << 20), 0, 1 << 16);
+    CHECK(kova_disk_discard(d, 2 << 20, 1 << 16) == 0); /* must not expose... anything */
+    CHECK(kova_disk_pread(d, got, n, 0) == 0);
+    CHECK(memcmp(got, base, (2 << 20)) == 0);
+    CHECK(memcmp(got + (2 << 20) + (1 << 16), base + (2 << 20) + (1 << 16),
+                 n - (2 << 20) - (1 << 16)) == 0);
+    CHECK(check_clean(d));
+    kova_disk_close(d);
+
+    /* The backing file is untouched. */
+    struct kova_disk *b;
+    CHECK(kova_disk_open(&b, p("base.raw"), KOVA_DISK_RAW, KOVA_DISK_RDONLY, err, sizeof(err)) ==
+          0);
+    fill(base, n, 99);
+    CHECK(kova_disk_pread(b, got, n, 0) == 0 && memcmp(got, base, n) == 0);
+    kova_disk_close(b);
+    free(big);
+    free(base);
+    free(got);
+}
+
+/* Adds a backing file name + format to an image made without one. */
+static void set_backing(const char *img, const char *name, const char *fmt)
+{
+    int fd = open(img, O_RDWR);
+    uint8_t hdr[1024];
+    CHECK(fd >= 0 && pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr));
+    be32_put(hdr + 112, QCOW2_EXT_BACKING_FORMAT);
+    be32_put(hdr + 116, (uint32_t)strlen(fmt));
+    memset(hdr + 120, 0, 16);
+    memcpy(hdr + 120, fmt, strlen(fmt));
+    memset(hdr + 136, 0, 8);
+    if (name) {
+        be64_put(hdr + 8, 512);
+        be32_put(hdr + 16, (uint32_t)strlen(name));
+        memcpy(hdr + 512, name, strlen(name));
+    } else {
+        be64_put(hdr + 8, 0);
+    }
+    CHECK(pwrite(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr));
+    close(fd);
+}
+
+static void test_chains(void)
+{
+    struct kova_qcow2_create_opts o = {.size = 1 << 20};
+    struct kova_disk *d;
+    CHECK(kova_qcow2_create(p("a.qcow2"), &o, err, sizeof(err)) == 0);
+    CHECK(kova_qcow2_create(p("b.qcow2"), &o, err, sizeof(err)) == 0);
+    set_backing(p("a.qcow2"), "b.qcow2", "qcow2");
+    set_backing(p("b.qcow2"), "a.qcow2", "qcow2");
+    CHECK(kova_disk_open(&d, p("a.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == -ELOOP);
+    CHECK(strstr(err, "loop") != NULL);
+    /* NO_BACKING opens it (info/check). */
+    CHECK(kova_disk_open(&d, p("a.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY | KOVA_DISK_NO_BACKING,
+                         err, sizeof(err)) == 0);
+    kova_disk_close(d);
+
+    /* A chain of 20 images is refused with a depth error. */
+    char name[64], prev[64];
+    CHECK(kova_qcow2_create(p("c0.qcow2"), &o, err, sizeof(err)) == 0);
+    for (int i = 1; i < 20; i++) {
+        snprintf(name, sizeof(name), "c%d.qcow2", i);
+        snprintf(prev, sizeof(prev), "c%d.qcow2", i - 1);
+        CHECK(kova_qcow2_create(p(name), &o, err, sizeof(err)) == 0);
+        set_backing(p(name), prev, "qcow2");
+    }
+    CHECK(kova_disk_open(&d, p("c19.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY, err, sizeof(err)) ==
+          -ELOOP);
+    CHECK(kova_disk_open(&d, p("c10.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY, err, sizeof(err)) ==
+          0);
+    kova_disk_close(d);
+
+    /* Backing file without a recorded format: refused, not probed. */
+    set_backing(p("a.qcow2"), "b.qcow2", "");
+    CHECK(kova_disk_open(&d, p("a.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY, err, sizeof(err)) ==
+          -ENOTSUP);
+    CHECK(strstr(err, "no recorded format") != NULL);
+    set_backing(p("a.qcow2"), "b.qcow2", "vmdk");
+    CHECK(kova_disk_open(&d, p("a.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY, err, sizeof(err)) ==
+          -ENOTSUP);
+}
+
+static void test_refusals(void)
+{
+    struct kova_disk *d;
+    uint8_t junk[4096];
+    fill(junk, sizeof(junk), 3);
+    write_raw(p("junk"), junk, sizeof(junk));
+    CHECK(kova_disk_open(&d, p("junk"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "magic") != NULL);
+    CHECK(kova_disk_open(&d, p("nonexistent"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == -ENOENT);
+
+    struct kova_qcow2_create_opts o = {.size = 1 << 20};
+    CHECK(kova_qcow2_create(p("dirty.qcow2"), &o, err, sizeof(err)) == 0);
+    int fd = open(p("dirty.qcow2"), O_RDWR);
+    uint8_t v[8];
+    be64_put(v, QCOW2_INCOMPAT_DIRTY);
+    CHECK(pwrite(fd, v, 8, 72) == 8);
+    close(fd);
+    CHECK(kova_disk_open(&d, p("dirty.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == -ENOTSUP);
+    CHECK(strstr(err, "dirty") != NULL);
+    CHECK(kova_disk_open(&d, p("dirty.qcow2"), KOVA_DISK_QCOW2, KOVA_DISK_RDONLY, err,
+                         sizeof(err)) == 0);
+    kova_disk_close(d);
+
+    o.exclusive = 1;
+    CHECK(kova_qcow2_create(p("dirty.qcow2"), &o, err, sizeof(err)) == -EEXIST);
+}
+
+struct thr {
+    struct kova_disk *d;
+    int id;
+    int ok;
+};
+
+static void *worker(void *arg)
+{
+    struct thr *t = arg;
+    uint8_t w[5000], r[5000];
+    t->ok = 1;
+    for (int i = 0; i < 300; i++) {
+        uint64_t off = (uint64_t)t->id * (1 << 20) + (uint64_t)(i * 3331) % ((1 << 20) - 5000);
+        fill(w, sizeof(w), (unsigned)(t->id * 1000 + i));
+        if (kova_disk_pwrite(t->d, w, sizeof(w), off) < 0 ||
+            kova_disk_pread(t->d, r, sizeof(r), off) < 0 || memcmp(w, r, sizeof(w)))
+            t->ok = 0;
+        if (i % 50 == 0 && kova_disk_flush(t->d) < 0)
+            t->ok = 0;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    struct kova_qcow2_create_opts o = {.size = 4 << 20, .cluster_bits = 12};
+    CHECK(kova_qcow2_create(p("thr.qcow2"), &o, err, sizeof(err)) == 0);
+    struct kova_disk *d;
+    CHECK(kova_disk_open(&d, p("thr.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == 0);
+    pthread_t th[4];
+    struct thr t[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (struct thr){.d = d, .id = i};
+        pthread_create(&th[i], NULL, worker, &t[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(t[i].ok);
+    }
+    CHECK(check_clean(d));
+    kova_disk_close(d);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/kova-qcow2-test.XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    srand(42);
+    test_roundtrip(16, 5 << 20);
+    test_roundtrip(12, 3 << 20);
+    test_roundtrip(9, 12 << 20); /* 512-byte clusters: refcount table growth */
+    test_raw_and_backing();
+    test_chains();
+    test_refusals();
+    test_threads();
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+    if (failures) {
+        fprintf(stderr, "%d failures\n", failures);
+        return 1;
+    }
+    printf("qcow2 disk tests passed\n");
+    return 0;
+}
