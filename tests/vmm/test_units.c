@@ -1,0 +1,717 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of kova-vmm's pure parts: bus, guest memory, boot parameters and e820, ACPI tables,
+ * UART, i8042, CMOS, PCI config space, virtio-pci + virtqueue validation, control lines. */
+#include "acpi.h"
+#include "boot.h"
+#include "bus.h"
+#include "control.h"
+#include "legacy.h"
+#include "mem.h"
+#include "pci.h"
+#include "platform.h"
+#include "serial.h"
+#include "virtio_pci.h"
+#include "virtq.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int failures;
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t rd(const uint8_t *p, unsigned n)
+{
+    return le_get(p, n);
+}
+
+/* ---- bus ---- */
+
+struct fake_dev {
+    uint64_t last_off;
+    uint32_t last_size;
+    uint8_t last_data[8];
+    int reads, writes;
+};
+
+static void fake_read(void *o, uint64_t off, uint8_t *d, uint32_t size)
+{
+    struct fake_dev *f = o;
+    f->reads++;
+    f->last_off = off;
+    f->last_size = size;
+    for (uint32_t i = 0; i < size; i++)
+        d[i] = (uint8_t)(0x10 + off + i);
+}
+static void fake_write(void *o, uint64_t off, const uint8_t *d, uint32_t size)
+{
+    struct fake_dev *f = o;
+    f->writes++;
+    f->last_off = off;
+    f->last_size = size;
+    memcpy(f->last_data, d, size);
+}
+static const struct bus_ops fake_ops = {fake_read, fake_write};
+
+static void test_bus(void)
+{
+    struct bus b;
+    struct fake_dev a = {0}, c = {0};
+    bus_init(&b, "test");
+    CHECK(bus_register(&b, 0x100, 8, &fake_ops, &a, "a") == 0);
+    CHECK(bus_register(&b, 0x200, 0x100, &fake_ops, &c, "c") == 0);
+    CHECK(bus_register(&b, 0x104, 8, &fake_ops, &c, "overlap") == -EEXIST);
+    CHECK(bus_register(&b, 0xf0, 0x11, &fake_ops, &c, "overlap2") == -EEXIST);
+    CHECK(bus_register(&b, 0x1ff, 2, &fake_ops, &c, "overlap3") == -EEXIST);
+    CHECK(bus_register(&b, 0x50, 0, &fake_ops, &c, "empty") == -EINVAL);
+    CHECK(bus_register(&b, UINT64_MAX - 2, 8, &fake_ops, &c, "wraps") == -EINVAL);
+    CHECK(bus_register(&b, 0x108, 8, &fake_ops, &c, "adjacent") == 0);
+
+    uint8_t d[8];
+    CHECK(bus_read(&b, 0x102, d, 2) == 0 && a.last_off == 2 && a.last_size == 2 && d[0] == 0x12);
+    CHECK(bus_read(&b, 0x250, d, 4) == 0 && c.last_off == 0x50);
+    /* An access that straddles the end of a range is not given to the device. */
+    a.reads = 0;
+    CHECK(bus_read(&b, 0x106, d, 4) == -ENOENT && a.reads == 0);
+    CHECK(d[0] == 0xff && d[3] == 0xff);
+    CHECK(bus_read(&b, 0x2ff, d, 2) == -ENOENT);
+    CHECK(bus_read(&b, 0x5000, d, 1) == -ENOENT);
+    CHECK(bus_read(&b, 0x100, d, 0) == -EINVAL);
+    CHECK(bus_read(&b, 0x100, d, 9) == -EINVAL);
+    uint8_t w[4] = {1, 2, 3, 4};
+    CHECK(bus_write(&b, 0x2fc, w, 4) == 0 && c.last_off == 0xfc && c.last_data[3] == 4);
+    CHECK(bus_write(&b, 0x2fd, w, 4) == -ENOENT);
+    CHECK(bus_write(&b, UINT64_MAX, w, 4) == -ENOENT);
+    CHECK(atomic_load(&b.unknown_reads) == 3 && atomic_load(&b.unknown_writes) == 2);
+    CHECK(atomic_load(&b.bad_size) == 2);
+    bus_destroy(&b);
+}
+
+/* ---- guest memory ---- */
+
+static void test_mem(void)
+{
+    struct guest_mem gm;
+    gm_layout(&gm, 256ULL << 20);
+    CHECK(gm.low_size == 256ULL << 20 && gm.high_size == 0);
+    gm_layout(&gm, 4ULL << 30);
+    CHECK(gm.low_size == GM_GAP_START && gm.high_size == (1ULL << 30));
+
+    CHECK(gm_alloc(&gm, 3ULL << 30 | 64ULL << 20) == 0);
+    CHECK(gm_ptr(&gm, 0, 16) == gm.host);
+    CHECK(gm_ptr(&gm, GM_GAP_START - 8, 8) != NULL);
+    CHECK(gm_ptr(&gm, GM_GAP_START - 8, 9) == NULL); /* runs into the gap */
+    CHECK(gm_ptr(&gm, GM_GAP_START, 1) == NULL);
+    CHECK(gm_ptr(&gm, 0xfee00000, 4) == NULL);
+    CHECK(gm_ptr(&gm, GM_HIGH_START, 4) == gm.host + gm.low_size);
+    CHECK(gm_ptr(&gm, GM_HIGH_START + (64ULL << 20) - 4, 4) != NULL);
+    CHECK(gm_ptr(&gm, GM_HIGH_START + (64ULL << 20) - 4, 5) == NULL);
+    CHECK(gm_ptr(&gm, UINT64_MAX - 3, 8) == NULL);
+    CHECK(gm_ptr(&gm, 16, UINT64_MAX) == NULL);
+    uint32_t v = 0x12345678, back = 0;
+    CHECK(gm_write(&gm, 0x1000, &v, 4) == 0 && gm_read(&gm, 0x1000, &back, 4) == 0 && back == v);
+    CHECK(gm_write(&gm, GM_GAP_START - 2, &v, 4) == -EFAULT);
+    gm_free(&gm);
+    CHECK(gm_alloc(&gm, 0) == -EINVAL);
+}
+
+/* ---- boot ---- */
+
+static uint8_t *fake_bzimage(size_t size)
+{
+    uint8_t *k = calloc(1, size);
+    k[0x1f1] = 1; /* setup_sects: setup = 2 * 512 bytes */
+    k[0x1fe] = 0x55;
+    k[0x1ff] = 0xaa;
+    k[0x200] = 0xeb;
+    k[0x201] = 0x6a; /* header ends at 0x26c */
+    memcpy(k + 0x202, "HdrS", 4);
+    le_put(k + 0x206, 2, 0x020f);
+    k[0x211] = 0x01;
+    le_put(k + 0x22c, 4, 0x7fffffff);
+    k[0x234] = 1;
+    le_put(k + 0x236, 2, 0x7f);
+    le_put(k + 0x238, 4, 2047);
+    le_put(k + 0x258, 8, 0x1000000);
+    le_put(k + 0x260, 4, 0x800000);
+    for (size_t i = 0x400; i < size; i++)
+        k[i] = (uint8_t)i;
+    return k;
+}
+
+static void test_boot(void)
+{
+    const char *why = NULL;
+    struct bzimage k;
+    uint8_t junk[8192] = {0};
+    CHECK(bzimage_parse(junk, sizeof(junk), &k, &why) == -ENOEXEC && why);
+    CHECK(bzimage_parse(junk, 100, &k, &why) == -ENOEXEC);
+
+    size_t ksz = 64 * 1024;
+    uint8_t *img = fake_bzimage(ksz);
+    CHECK(bzimage_parse(img, ksz, &k, &why) == 0);
+    CHECK(k.version == 0x020f && k.setup_size == 1024 && k.pref_address == 0x1000000);
+    CHECK(k.init_size == 0x800000 && k.cmdline_size == 2047);
+    le_put(img + 0x236, 2, 0);
+    CHECK(bzimage_parse(img, ksz, &k, &why) == -ENOEXEC); /* no 64-bit entry */
+    le_put(img + 0x236, 2, 0x7f);
+    le_put(img + 0x206, 2, 0x0209);
+    CHECK(bzimage_parse(img, ksz, &k, &why) == -ENOEXEC); /* too old */
+    le_put(img + 0x206, 2, 0x020f);
+    img[0x1f1] = 200; /* setup larger than the file */
+    CHECK(bzimage_parse(img, ksz, &k, &why) == -ENOEXEC);
+    img[0x1f1] = 1;
+    CHECK(bzimage_parse(img, ksz, &k, &why) == 0);
+
+    struct guest_mem gm;
+    CHECK(gm_alloc(&gm, 64ULL << 20) == 0);
+    size_t rdsz = 3 << 20;
+    uint8_t *initrd = malloc(rdsz);
+    memset(initrd, 0xab, rdsz);
+    struct boot_result res;
+    CHECK(boot_load(&gm, &k, initrd, rdsz, "console=ttyS0 quiet", 0xe0000, &res, &why) == 0);
+    uint8_t *zp = gm_ptr(&gm, BOOT_ZERO_PAGE, 4096);
+    CHECK(res.entry == 0x1000200 && res.zero_page == BOOT_ZERO_PAGE);
+    CHECK(memcmp(gm_ptr(&gm, 0x1000000, 16), img + 1024, 16) == 0);
+    CHECK(memcmp(zp + 0x202, "HdrS", 4) == 0);
+    CHECK(zp[0x210] == 0xff);                 /* type_of_loader */
+    CHECK(zp[0x211] & 0x01);                  /* LOADED_HIGH */
+    CHECK(rd(zp + 0x228, 4) == BOOT_CMDLINE); /* cmd_line_ptr */
+    CHECK(strcmp((char *)gm_ptr(&gm, BOOT_CMDLINE, 20), "console=ttyS0 quiet") == 0);
+    CHECK(rd(zp + 0x070, 8) == 0xe0000); /* acpi_rsdp_addr */
+    uint64_t rdaddr = rd(zp + 0x218, 4), rdlen = rd(zp + 0x21c, 4);
+    CHECK(rdlen == rdsz && rdaddr % 4096 == 0 && rdaddr + rdlen <= gm.low_size);
+    CHECK(rdaddr >= res.kernel_end);
+    CHECK(*(uint8_t *)gm_ptr(&gm, rdaddr, 1) == 0xab);
+    /* e820: RAM below the EBDA, reserved to 1 MiB, RAM to the end. */
+    CHECK(zp[0x1e8] == 3);
+    struct e820_entry e[3];
+    memcpy(e, zp + 0x2d0, sizeof(e));
+    CHECK(e[0].addr == 0 && e[0].size == BOOT_EBDA_START && e[0].type == E820_RAM);
+    CHECK(e[1].addr == BOOT_EBDA_START && e[1].addr + e[1].size == HIMEM_START &&
+          e[1].type == E820_RESERVED);
+    CHECK(e[2].addr == HIMEM_START && e[2].addr + e[2].size == (64ULL << 20) &&
+          e[2].type == E820_RAM);
+    /* Identity page tables and the GDT. */
+    CHECK(rd(gm_ptr(&gm, BOOT_PML4_ADDR, 8), 8) == (BOOT_PDPT_ADDR | 3));
+    CHECK(rd(gm_ptr(&gm, BOOT_PD_ADDR + 8 * 8, 8), 8) == ((8ULL << 21) | 0x83));
+    CHECK(rd(gm_ptr(&gm, BOOT_GDT_ADDR + BOOT_CS, 8), 8) == boot_gdt[BOOT_CS / 8]);
+
+    /* Things that do not fit. */
+    char *longline = malloc(4096);
+    memset(longline, 'x', 4095);
+    longline[4095] = 0;
+    CHECK(boot_load(&gm, &k, NULL, 0, longline, 0, &res, &why) == -E2BIG);
+    free(longline);
+    size_t big = 60ULL << 20;
+    uint8_t *bigrd = calloc(1, big);
+    CHECK(boot_load(&gm, &k, bigrd, big, "", 0, &res, &why) == -ENOMEM && why);
+    free(bigrd);
+    gm_free(&gm);
+    CHECK(gm_alloc(&gm, 20ULL << 20) == 0); /* smaller than load address + init_size */
+    CHECK(boot_load(&gm, &k, NULL, 0, "", 0, &res, &why) == -ENOMEM);
+    gm_free(&gm);
+
+    /* Memory above 4 GiB: e820 gets the high part. */
+    gm_layout(&gm, 5ULL << 30);
+    struct e820_entry map[8];
+    int n = boot_e820(&gm, map, 8);
+    CHECK(n == 4);
+    CHECK(map[2].addr + map[2].size == GM_GAP_START);
+    CHECK(map[3].addr == GM_HIGH_START && map[3].size == (2ULL << 30));
+    CHECK(boot_e820(&gm, map, 2) == -ENOSPC);
+    free(initrd);
+    free(img);
+}
+
+/* ---- ACPI ---- */
+
+static void test_acpi(void)
+{
+    static uint8_t buf[0x10000];
+    struct acpi_tables t;
+    for (unsigned n = 1; n <= 16; n *= 2) {
+        CHECK(acpi_build(buf, sizeof(buf), ACPI_TABLES, n, &t) == 0);
+        uint8_t *rsdp = buf + t.rsdp_off;
+        CHECK(memcmp(rsdp, "RSD PTR ", 8) == 0);
+        CHECK(acpi_checksum(rsdp, 20) == 0 && acpi_checksum(rsdp, 36) == 0);
+        uint64_t xsdt = rd(rsdp + 24, 8);
+        CHECK(xsdt == ACPI_TABLES + t.xsdt_off);
+        const uint8_t *x = buf + t.xsdt_off;
+        CHECK(memcmp(x, "XSDT", 4) == 0 && acpi_checksum(x, rd(x + 4, 4)) == 0);
+        const uint8_t *f = buf + (rd(x + 36, 8) - ACPI_TABLES);
+        const uint8_t *m = buf + (rd(x + 44, 8) - ACPI_TABLES);
+        CHECK(memcmp(f, "FACP", 4) == 0 && rd(f + 4, 4) == 276 && acpi_checksum(f, 276) == 0);
+        CHECK(rd(f + 112, 4) & (1u << 20)); /* HW_REDUCED_ACPI */
+        CHECK(rd(f + 244 + 4, 8) == PIO_ACPI_SLEEP_CTL && f[244] == 1);
+        CHECK(rd(f + 116 + 4, 8) == PIO_ACPI_RESET && f[128] == ACPI_RESET_VALUE);
+        const uint8_t *d = buf + (rd(f + 140, 8) - ACPI_TABLES);
+        CHECK(memcmp(d, "DSDT", 4) == 0 && acpi_checksum(d, rd(d + 4, 4)) == 0);
+        CHECK(memcmp(m, "APIC", 4) == 0 && acpi_checksum(m, rd(m + 4, 4)) == 0);
+        /* MADT: n enabled local APICs with IDs 0..n-1, then an IOAPIC. */
+        unsigned lapics = 0, ioapics = 0;
+        for (size_t off = 44; off < rd(m + 4, 4); off += m[off + 1]) {
+            if (m[off + 1] == 0)
+                break;
+            if (m[off] == 0) {
+                CHECK(m[off + 3] == lapics && (rd(m + off + 4, 4) & 1));
+                lapics++;
+            } else if (m[off] == 1) {
+                CHECK(rd(m + off + 4, 4) == IOAPIC_ADDR);
+                ioapics++;
+            }
+        }
+        CHECK(lapics == n && ioapics == 1);
+        CHECK(t.total <= ACPI_TABLES_MAX);
+    }
+    CHECK(acpi_build(buf, sizeof(buf), ACPI_TABLES, 0, &t) == -EINVAL);
+    CHECK(acpi_build(buf, 100, ACPI_TABLES, 1, &t) == -ENOSPC);
+}
+
+/* ---- devices ---- */
+
+struct irq_rec {
+    int level[32];
+    int edges[32];
+    int msis;
+    uint64_t msi_addr;
+    uint32_t msi_data;
+};
+static int rec_level(void *o, uint32_t gsi, int level)
+{
+    struct irq_rec *r = o;
+    if (level && !r->level[gsi])
+        r->edges[gsi]++;
+    r->level[gsi] = level;
+    return 0;
+}
+static int rec_msi(void *o, uint64_t addr, uint32_t data)
+{
+    struct irq_rec *r = o;
+    r->msis++;
+    r->msi_addr = addr;
+    r->msi_data = data;
+    return 0;
+}
+
+static uint8_t in8(const struct bus_ops *ops, void *dev, uint64_t off)
+{
+    uint8_t v;
+    ops->read(dev, off, &v, 1);
+    return v;
+}
+static void out8(const struct bus_ops *ops, void *dev, uint64_t off, uint8_t v)
+{
+    ops->write(dev, off, &v, 1);
+}
+
+static void test_serial(void)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    struct irq_rec rec = {0};
+    struct irq_sink sink = {&rec, rec_level, rec_msi};
+    struct serial s;
+    serial_init(&s, &sink, 4, p[1], -1);
+    const struct bus_ops *o = &serial_ops;
+    /* Scratch register and the loopback test of the 8250 probe. */
+    out8(o, &s, 7, 0x5a);
+    CHECK(in8(o, &s, 7) == 0x5a);
+    out8(o, &s, 4, 0x1a);
+    CHECK((in8(o, &s, 6) & 0xf0) == 0x90);
+    out8(o, &s, 4, 0x0b);
+    CHECK(in8(o, &s, 5) & 0x20);           /* THR empty */
+    CHECK((in8(o, &s, 2) & 0x0f) == 0x01); /* no interrupt */
+    /* Enabling the THRE interrupt raises it; reading IIR acknowledges it. */
+    out8(o, &s, 1, 0x02);
+    CHECK(rec.level[4] == 1 && rec.edges[4] == 1);
+    CHECK((in8(o, &s, 2) & 0x0f) == 0x02);
+    CHECK(rec.level[4] == 0);
+    CHECK((in8(o, &s, 2) & 0x0f) == 0x01);
+    /* Each transmitted byte raises it again. */
+    const char *msg = "hi\n";
+    for (const char *c = msg; *c; c++) {
+        out8(o, &s, 0, (uint8_t)*c);
+        CHECK(rec.level[4] == 1);
+        in8(o, &s, 2);
+    }
+    CHECK(rec.edges[4] == 4);
+    char got[8] = {0};
+    CHECK(read(p[0], got, sizeof(got)) == 3 && strcmp(got, "hi\n") == 0);
+    /* Divisor latch access does not transmit. */
+    out8(o, &s, 3, 0x80);
+    out8(o, &s, 0, 0x01);
+    CHECK(in8(o, &s, 0) == 0x01);
+    out8(o, &s, 3, 0x03);
+    /* FIFO enabled shows in IIR. */
+    out8(o, &s, 2, 0x07);
+    CHECK((in8(o, &s, 2) & 0xc0) == 0xc0);
+    out8(o, &s, 0, 'x');
+    serial_destroy(&s);
+    CHECK(read(p[0], got, sizeof(got)) == 1 && got[0] == 'x');
+    close(p[0]);
+    close(p[1]);
+}
+
+struct power_rec {
+    int off, reset, timer;
+};
+static void prec_event(void *o, enum power_event ev)
+{
+    struct power_rec *p = o;
+    if (ev == POWER_OFF)
+        p->off++;
+    else if (ev == POWER_RESET)
+        p->reset++;
+}
+static void prec_timer(void *o)
+{
+    ((struct power_rec *)o)->timer++;
+}
+
+static void test_legacy(void)
+{
+    struct power_rec pr = {0};
+    struct power_sink ps = {&pr, prec_event, prec_timer};
+    struct i8042 k;
+    i8042_init(&k, &ps);
+    const struct bus_ops *o = &i8042_ops;
+    out8(o, &k, 4, 0xaa); /* self test */
+    CHECK(in8(o, &k, 4) & 1);
+    CHECK(in8(o, &k, 0) == 0x55);
+    CHECK(!(in8(o, &k, 4) & 1));
+    out8(o, &k, 4, 0x60);
+    out8(o, &k, 0, 0x47);
+    out8(o, &k, 4, 0x20);
+    CHECK(in8(o, &k, 0) == 0x47);
+    CHECK(pr.reset == 0);
+    out8(o, &k, 4, 0xfe); /* pulse reset */
+    CHECK(pr.reset == 1);
+
+    struct cmos c;
+    cmos_init(&c);
+    cmos_fill_time(&c, 1700000000); /* 2023-11-14 22:13:20 UTC */
+    CHECK(c.ram[0] == 0x20 && c.ram[2] == 0x13 && c.ram[4] == 0x22);
+    CHECK(c.ram[7] == 0x14 && c.ram[8] == 0x11 && c.ram[9] == 0x23 && c.ram[0x32] == 0x20);
+    out8(&cmos_ops, &c, 0, 0x0b);
+    CHECK(in8(&cmos_ops, &c, 1) == 0x02);
+    out8(&cmos_ops, &c, 0, 0x0d);
+    CHECK(in8(&cmos_ops, &c, 1) == 0x80);
+    out8(&cmos_ops, &c, 0, 0x40);
+    out8(&cmos_ops, &c, 1, 0x99);
+    CHECK(in8(&cmos_ops, &c, 1) == 0x99);
+
+    struct acpi_pm pm = {&ps};
+    out8(&acpi_pm_ops, &pm, 0, (ACPI_S5_TYP << 2)); /* no SLP_EN */
+    CHECK(pr.off == 0);
+    out8(&acpi_pm_ops, &pm, 0, (ACPI_S5_TYP << 2) | 0x20);
+    CHECK(pr.off == 1);
+    out8(&acpi_pm_ops, &pm, 2, 0x55);
+    CHECK(pr.reset == 1);
+    out8(&acpi_pm_ops, &pm, 2, ACPI_RESET_VALUE);
+    CHECK(pr.reset == 2);
+    out8(&boot_timer_ops, &ps, 0, 1);
+    CHECK(pr.timer == 0);
+    out8(&boot_timer_ops, &ps, 0, BOOT_TIMER_MAGIC);
+    CHECK(pr.timer == 1);
+}
+
+/* ---- PCI + virtio ---- */
+
+static uint32_t conf(struct pci_host *h, unsigned slot, unsigned off, unsigned size)
+{
+    uint8_t a[4], d[4];
+    le_put(a, 4, 0x80000000U | (slot << 11) | (off & 0xfc));
+    pci_conf1_ops.write(h, 0, a, 4);
+    pci_conf1_ops.read(h, 4 + (off & 3), d, size);
+    return (uint32_t)le_get(d, size);
+}
+static void conf_w(struct pci_host *h, unsigned slot, unsigned off, unsigned size, uint32_t v)
+{
+    uint8_t a[4], d[4];
+    le_put(a, 4, 0x80000000U | (slot << 11) | (off & 0xfc));
+    pci_conf1_ops.write(h, 0, a, 4);
+    le_put(d, 4, v);
+    pci_conf1_ops.write(h, 4 + (off & 3), d, size);
+}
+
+static void mmio_w(struct bus *mmio, uint64_t addr, unsigned size, uint64_t v)
+{
+    uint8_t d[8];
+    le_put(d, size, v);
+    bus_write(mmio, addr, d, size);
+}
+static uint64_t mmio_r(struct bus *mmio, uint64_t addr, unsigned size)
+{
+    uint8_t d[8];
+    bus_read(mmio, addr, d, size);
+    return le_get(d, size);
+}
+
+static void test_pci_virtio(void)
+{
+    struct bus pio, mmio;
+    bus_init(&pio, "pio");
+    bus_init(&mmio, "mmio");
+    struct pci_host h;
+    CHECK(pci_host_init(&h, &pio, &mmio) == 0);
+    struct guest_mem gm;
+    CHECK(gm_alloc(&gm, 64ULL << 20) == 0);
+    struct irq_rec rec = {0};
+    struct irq_sink sink = {&rec, rec_level, rec_msi};
+    struct virtio_pci_dev *rng;
+    CHECK(virtio_rng_create(&rng, &gm, &sink) == 0);
+    CHECK(pci_host_add(&h, &rng->pci) == 0);
+
+    CHECK(conf(&h, 0, 0x0a, 2) == 0x0600); /* host bridge class */
+    CHECK(conf(&h, 1, 0, 4) == 0x10441af4);
+    CHECK(conf(&h, 2, 0, 4) == 0xffffffff); /* empty slot */
+    CHECK(conf(&h, 1, 0x06, 2) & 0x10);     /* capability list */
+    /* BAR sizing. */
+    uint32_t bar = conf(&h, 1, 0x10, 4);
+    CHECK(bar == MMIO_PCI_START);
+    conf_w(&h, 1, 0x10, 4, 0xffffffff);
+    CHECK(conf(&h, 1, 0x10, 4) == (uint32_t) ~(VPCI_BAR_SIZE - 1));
+    conf_w(&h, 1, 0x10, 4, bar);
+    /* The capability chain: MSI-X, then the virtio structures. */
+    unsigned cap = conf(&h, 1, 0x34, 1), seen = 0, types = 0;
+    while (cap && seen < 10) {
+        unsigned id = conf(&h, 1, cap, 1);
+        if (id == 0x09)
+            types |= 1u << conf(&h, 1, cap + 3, 1);
+        seen++;
+        cap = conf(&h, 1, cap + 1, 1);
+    }
+    CHECK(types == ((1u << 1) | (1u << 2) | (1u << 3)));
+    /* Memory decoding off: BAR accesses go nowhere. */
+    CHECK(mmio_r(&mmio, bar + VPCI_COMMON_OFF + 0x12, 2) == 0xffff);
+    conf_w(&h, 1, 0x04, 2, 0x06);
+    CHECK(mmio_r(&mmio, bar + VPCI_COMMON_OFF + 0x12, 2) == 1); /* num_queues */
+
+    /* Driver initialisation. */
+    uint64_t cc = bar + VPCI_COMMON_OFF;
+    mmio_w(&mmio, cc + 0x14, 1, 0);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2);
+    mmio_w(&mmio, cc + 0x00, 4, 1);
+    CHECK(mmio_r(&mmio, cc + 0x04, 4) == 1); /* VERSION_1 */
+    mmio_w(&mmio, cc + 0x08, 4, 1);
+    mmio_w(&mmio, cc + 0x0c, 4, 1);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 8);
+    CHECK(mmio_r(&mmio, cc + 0x14, 1) & 8); /* FEATURES_OK kept */
+    /* MSI-X on, vector 1 for the queue. */
+    conf_w(&h, 1, 0x42, 2, 0x8000);
+    uint64_t tbl = bar + VPCI_MSIX_OFF + 16;
+    mmio_w(&mmio, tbl + 0, 4, 0xfee00000);
+    mmio_w(&mmio, tbl + 4, 4, 0);
+    mmio_w(&mmio, tbl + 8, 4, 0x41);
+    mmio_w(&mmio, tbl + 12, 4, 0);
+    mmio_w(&mmio, cc + 0x16, 2, 0);
+    CHECK(mmio_r(&mmio, cc + 0x18, 2) == 256);
+    mmio_w(&mmio, cc + 0x18, 2, 8);
+    mmio_w(&mmio, cc + 0x1a, 2, 1);
+    CHECK(mmio_r(&mmio, cc + 0x1a, 2) == 1);
+    uint64_t desc = 0x100000, avail = 0x101000, used = 0x102000, data = 0x200000;
+    mmio_w(&mmio, cc + 0x20, 4, desc);
+    mmio_w(&mmio, cc + 0x24, 4, 0);
+    mmio_w(&mmio, cc + 0x28, 8, avail);
+    mmio_w(&mmio, cc + 0x30, 4, used);
+    mmio_w(&mmio, cc + 0x34, 4, 0);
+    mmio_w(&mmio, cc + 0x1c, 2, 1);
+    CHECK(mmio_r(&mmio, cc + 0x1c, 2) == 1);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 4 | 8);
+
+    /* One good request of 32 bytes split over two descriptors. */
+    uint8_t *d = gm_ptr(&gm, desc, 16 * 8);
+    memset(gm_ptr(&gm, data, 64), 0, 64);
+    le_put(d + 0, 8, data);
+    le_put(d + 8, 4, 16);
+    le_put(d + 12, 2, 1 | 2); /* NEXT | WRITE */
+    le_put(d + 14, 2, 1);
+    le_put(d + 16, 8, data + 16);
+    le_put(d + 24, 4, 16);
+    le_put(d + 28, 2, 2);
+    uint8_t *av = gm_ptr(&gm, avail, 64), *us = gm_ptr(&gm, used, 128);
+    le_put(av + 4, 2, 0);
+    le_put(av + 2, 2, 1);
+    mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
+    CHECK(le_get(us + 2, 2) == 1);
+    CHECK(le_get(us + 4, 4) == 0 && le_get(us + 8, 4) == 32);
+    uint8_t zero[32] = {0};
+    CHECK(memcmp(gm_ptr(&gm, data, 32), zero, 32) != 0);
+    CHECK(rec.msis == 1 && rec.msi_addr == 0xfee00000 && rec.msi_data == 0x41);
+
+    /* Masked vector: pending, delivered on unmask. */
+    mmio_w(&mmio, tbl + 12, 4, 1);
+    le_put(av + 6, 2, 0);
+    le_put(av + 2, 2, 2);
+    mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
+    CHECK(le_get(us + 2, 2) == 2 && rec.msis == 1);
+    CHECK(mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 2);
+    mmio_w(&mmio, tbl + 12, 4, 0);
+    CHECK(rec.msis == 2 && mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 0);
+
+    /* Hostile chains: each breaks the queue (device needs reset), nothing crashes. */
+    struct {
+        uint64_t addr;
+        uint32_t len;
+        uint16_t flags, next;
+    } bad[] = {
+        {gm.size - 8, 16, 2, 0}, /* buffer runs past the end of RAM */
+        {0xfee00000, 4, 2, 0},   /* buffer in MMIO */
+        {data, 16, 2 | 1, 9},    /* next out of range */
+        {data, 16, 2 | 1, 0},    /* loop */
+        {data, 16, 4, 0},        /* indirect, not negotiated */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        mmio_w(&mmio, cc + 0x14, 1, 0); /* reset */
+        CHECK(mmio_r(&mmio, cc + 0x14, 1) == 0);
+        mmio_w(&mmio, cc + 0x14, 1, 1 | 2);
+        mmio_w(&mmio, cc + 0x08, 4, 1);
+        mmio_w(&mmio, cc + 0x0c, 4, 1);
+        mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 8);
+        mmio_w(&mmio, cc + 0x18, 2, 8);
+        mmio_w(&mmio, cc + 0x20, 8, desc);
+        mmio_w(&mmio, cc + 0x28, 8, avail);
+        mmio_w(&mmio, cc + 0x30, 8, used);
+        mmio_w(&mmio, cc + 0x1c, 2, 1);
+        mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 4 | 8);
+        le_put(d, 8, bad[i].addr);
+        le_put(d + 8, 4, bad[i].len);
+        le_put(d + 12, 2, bad[i].flags);
+        le_put(d + 14, 2, bad[i].next);
+        memset(us, 0, 128);
+        le_put(av + 4, 2, 0);
+        le_put(av + 2, 2, 1);
+        mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
+        CHECK(le_get(us + 2, 2) == 0);
+        CHECK(mmio_r(&mmio, cc + 0x14, 1) & 0x40); /* DEVICE_NEEDS_RESET */
+    }
+    /* Bad ring placement and queue sizes are refused at enable time. */
+    mmio_w(&mmio, cc + 0x14, 1, 0);
+    mmio_w(&mmio, cc + 0x18, 2, 3); /* not a power of two */
+    mmio_w(&mmio, cc + 0x1c, 2, 1);
+    CHECK(mmio_r(&mmio, cc + 0x1c, 2) == 0);
+    mmio_w(&mmio, cc + 0x14, 1, 0);
+    mmio_w(&mmio, cc + 0x20, 8, 0xfffff000);
+    mmio_w(&mmio, cc + 0x1c, 2, 1);
+    CHECK(mmio_r(&mmio, cc + 0x1c, 2) == 0);
+    /* Avail index running ahead. */
+    mmio_w(&mmio, cc + 0x14, 1, 0);
+    mmio_w(&mmio, cc + 0x18, 2, 8);
+    mmio_w(&mmio, cc + 0x20, 8, desc);
+    mmio_w(&mmio, cc + 0x28, 8, avail);
+    mmio_w(&mmio, cc + 0x30, 8, used);
+    mmio_w(&mmio, cc + 0x1c, 2, 1);
+    mmio_w(&mmio, cc + 0x14, 1, 15);
+    le_put(av + 2, 2, 100);
+    mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
+    CHECK(mmio_r(&mmio, cc + 0x14, 1) & 0x40);
+    /* Unaligned / odd accesses to the BAR are ignored. */
+    mmio_r(&mmio, bar + VPCI_MSIX_OFF + 1, 2);
+    mmio_w(&mmio, bar + 0x7fff, 1, 0xff);
+
+    virtio_rng_free(rng);
+    pci_host_destroy(&h);
+    gm_free(&gm);
+    bus_destroy(&pio);
+    bus_destroy(&mmio);
+}
+
+/* ---- control lines ---- */
+
+static json_t *echo_handler(void *opaque, const char *cmd, json_t *req)
+{
+    int *calls = opaque;
+    (*calls)++;
+    if (strcmp(cmd, "status") == 0)
+        return json_pack("{s:b, s:s}", "ok", 1, "state", "running");
+    return json_pack("{s:b, s:s}", "ok", 0, "error", "unknown command");
+}
+
+static int reply_ok(json_t *r)
+{
+    int ok = json_is_true(json_object_get(r, "ok"));
+    json_decref(r);
+    return ok;
+}
+
+static void test_control(void)
+{
+    int calls = 0;
+    const char *bad[] = {"{",
+                         "[1,2]",
+                         "\"status\"",
+                         "{\"cmd\": 5}",
+                         "{\"nocmd\": 1}",
+                         "{\"cmd\":\"status\",\"cmd\":\"x\"}",
+                         "\x01\x02\xff",
+                         "null"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK(!reply_ok(ctl_handle_line(bad[i], strlen(bad[i]), echo_handler, &calls)));
+    CHECK(calls == 0);
+    CHECK(reply_ok(ctl_handle_line("{\"cmd\":\"status\"}", 16, echo_handler, &calls)));
+    CHECK(!reply_ok(ctl_handle_line("{\"cmd\":\"frobnicate\"}", 20, echo_handler, &calls)));
+    CHECK(calls == 2);
+    const char *with_id = "{\"cmd\":\"status\",\"id\":7}";
+    json_t *r = ctl_handle_line(with_id, strlen(with_id), echo_handler, &calls);
+    CHECK(json_integer_value(json_object_get(r, "id")) == 7);
+    json_decref(r);
+
+    /* Through a socket: a malformed line, an overlong line, then a good one. */
+    struct ctl_server s;
+    ctl_init(&s);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(ctl_add_client(&s, sv[0]) == 0);
+    char *big = malloc(CTL_LINE_MAX + 100);
+    memset(big, 'a', CTL_LINE_MAX + 99);
+    big[CTL_LINE_MAX + 99] = '\n';
+    CHECK(write(sv[1], "garbage\n", 8) == 8);
+    CHECK(write(sv[1], big, CTL_LINE_MAX + 100) == CTL_LINE_MAX + 100);
+    CHECK(write(sv[1], "{\"cmd\":\"status\"}\n", 17) == 17);
+    free(big);
+    for (int i = 0; i < 20; i++) {
+        struct pollfd pfd[CTL_MAX_CLIENTS + 1];
+        size_t n = ctl_pollfds(&s, pfd, CTL_MAX_CLIENTS + 1);
+        if (poll(pfd, n, 0) <= 0)
+            break;
+        ctl_process(&s, pfd, n, echo_handler, &calls);
+    }
+    char out[1024] = {0};
+    ssize_t got = read(sv[1], out, sizeof(out) - 1);
+    CHECK(got > 0);
+    /* Three replies: error, error, ok. */
+    char *l1 = strtok(out, "\n"), *l2 = strtok(NULL, "\n"), *l3 = strtok(NULL, "\n");
+    CHECK(l1 && strstr(l1, "malformed"));
+    CHECK(l2 && strstr(l2, "too long"));
+    CHECK(l3 && strstr(l3, "\"ok\":true"));
+    ctl_close(&s);
+    close(sv[1]);
+}
+
+int main(void)
+{
+    test_bus();
+    test_mem();
+    test_boot();
+    test_acpi();
+    test_serial();
+    test_legacy();
+    test_pci_virtio();
+    test_control();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("vmm unit tests: all checks passed\n");
+    return 0;
+}
