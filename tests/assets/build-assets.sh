@@ -44,10 +44,10 @@ trap 'rm -rf "$work"' EXIT
 # 1. The kernel package, downloaded (not installed) and unpacked.
 echo "build-assets: building from $kpkg" >&2
 mkdir -p "$out/debs"
-deb=$(ls "$out/debs/$kpkg"_*.deb 2>/dev/null | head -1)
+deb=$(ls "$out/debs/$kpkg"_*.deb 2>/dev/null | head -1 || true)
 if [ -z "$deb" ]; then
     (cd "$out/debs" && apt-get download -q "$kpkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
-    deb=$(ls "$out/debs/$kpkg"_*.deb 2>/dev/null | head -1)
+    deb=$(ls "$out/debs/$kpkg"_*.deb 2>/dev/null | head -1 || true)
 fi
 [ -n "$deb" ] || die "apt-get download $kpkg failed"
 dpkg-deb -x "$deb" "$work/pkg"
