@@ -16,8 +16,8 @@
 #include <netinet/in.h>
 
 static const struct kova_route *const route_tables[] = {
-    kova_version_routes, kova_flavor_routes, kova_keypair_routes,
-    kova_server_routes,  kova_image_routes,  kova_host_routes,
+    kova_version_routes, kova_flavor_routes, kova_keypair_routes,  kova_server_routes,
+    kova_image_routes,   kova_host_routes,   kova_identity_routes,
 };
 
 const char *kova_api_min_version(void)
@@ -464,6 +464,7 @@ static void req_free(struct kova_req *r)
     free(r->path);
     free(r->body);
     free(r->resp);
+    free(r->subject_token);
     if (r->resp_fd >= 0)
         close(r->resp_fd);
     free(r);
@@ -482,7 +483,8 @@ static void req_start(struct kova_req *r)
         return;
     }
     bool known = false;
-    if (r->service == SVC_COMPUTE && r->version_prefix == 0 && strcmp(r->path, "/") != 0) {
+    if (r->service == SVC_COMPUTE && r->version_prefix == 0 && strcmp(r->path, "/") != 0 &&
+        strncmp(r->path, "/identity", 9) != 0) {
         reply_fault(r, 404, "The resource could not be found.");
         return;
     }
@@ -543,6 +545,8 @@ static enum MHD_Result send_reply(struct kova_req *r)
     }
     if (r->location[0])
         MHD_add_response_header(resp, "Location", r->location);
+    if (r->subject_token)
+        MHD_add_response_header(resp, "X-Subject-Token", r->subject_token);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     if (kova_log_level >= 2)
@@ -663,8 +667,7 @@ static struct MHD_Daemon *listen_on(struct kova_api *api, struct svc_cls *cls, c
         flags, (uint16_t)port, NULL, NULL, on_request, cls, MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(api->cfg.threads ? api->cfg.threads : 2),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
     if (!d)
         kova_log(0, "cannot listen on %s:%u: %s", host, port, strerror(errno));
     return d;

@@ -85,6 +85,7 @@ struct kova_req {
     int resp_fd; /* a file to send instead of resp (-1: none); closed by the reply */
     const char *ctype;
     char location[512];
+    char *subject_token; /* identity: X-Subject-Token of an issued token */
 };
 
 /* ---- reply helpers (http.c) ---- */
@@ -136,6 +137,7 @@ extern const struct kova_route kova_keypair_routes[];
 extern const struct kova_route kova_server_routes[];
 extern const struct kova_route kova_image_routes[];
 extern const struct kova_route kova_host_routes[];
+extern const struct kova_route kova_identity_routes[];
 
 /* versions.c */
 void versions_reply_root(struct kova_req *r);

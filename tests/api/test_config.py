@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: Apache-2.0
+"""api.config: the agent's process behaviour — INI config, command-line errors, SIGTERM/SIGINT,
+state that survives a restart, configured limits (body size, image size cap, quotas).
+
+usage: /usr/bin/python3 test_config.py --agent PATH/kova-agent
+"""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+
+AGENT_BIN = None
+CONFIG = """
+[DEFAULT]
+# a nova.conf-style file; unknown options are ignored
+my_ip = 10.0.0.1
+host = kova-test-host
+default_availability_zone = az-test
+
+[api]
+auth_strategy = noauth2
+max_limit = 3
+
+[oslo_middleware]
+max_request_body_size = 2048
+
+[glance]
+image_size_cap = 1000
+
+[quota]
+instances = 2
+key_pairs = 1
+"""
+
+
+class Config(unittest.TestCase):
+    def run_agent(self, args, timeout=10):
+        return subprocess.run([AGENT_BIN] + args, capture_output=True, text=True, timeout=timeout)
+
+    def assert_clean_stop(self, agent):
+        rc, log = agent.stop()
+        self.assertEqual(rc, 0, log[-3000:])
+        self.assertEqual(sanitizer_problems(log), [], log[-3000:])
+
+    def test_bad_command_lines(self):
+        for args in (["--listen", "nonsense"], ["--listen", "127.0.0.1:99999"], ["--bogus", "x"],
+                     ["--state-dir"], ["--log-level", "loud"]):
+            r = self.run_agent(args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+        r = self.run_agent(["--help"])
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--state-dir", r.stdout)
+
+    def test_bad_config_files(self):
+        a = Agent(AGENT_BIN)
+        try:
+            bad = os.path.join(a.tmp, "bad.conf")
+            for text in ("[DEFAULT]\nosapi_compute_listen_port = seventy\n",
+                         "[quota]\ninstances = -5\n", "not an ini line\n"):
+                with open(bad, "w") as f:
+                    f.write(text)
+                r = self.run_agent(["--config", bad, "--state-dir", a.state_dir])
+                self.assertEqual(r.returncode, 1, (text, r.stderr))
+                self.assertIn("bad.conf", r.stderr)
+            r = self.run_agent(["--config", "/nonexistent/kova.conf"])
+            self.assertEqual(r.returncode, 1)
+            r = self.run_agent(["--auth-strategy", "keystone", "--state-dir", a.state_dir,
+                                "--listen", "127.0.0.1:1"])
+            self.assertNotEqual(r.returncode, 0)
+        finally:
+            a.cleanup()
+
+    def test_config_values_apply(self):
+        a = Agent(AGENT_BIN, config_text=CONFIG).start()
+        try:
+            st, _, b = a.request("GET", "/v2.1/os-availability-zone")
+            self.assertEqual(b["availabilityZoneInfo"][0]["zoneName"], "az-test")
+            st, _, b = a.request("GET", "/v2.1/os-hypervisors", token="admin:admin")
+            self.assertEqual(b["hypervisors"][0]["hypervisor_hostname"], "kova-test-host")
+            st, _, b = a.request("GET", "/v2.1/flavors")
+            self.assertEqual(len(b["flavors"]), 3)  # max_limit
+            st, _, b = a.request("POST", "/v2.1/os-keypairs", {"keypair": {"name": "x" * 3000}})
+            self.assertEqual(st, 413)
+            self.assertIn("overLimit", b)
+            st, _, b = a.request("POST", "/v2.1/os-keypairs", {"keypair": {"name": "one"}})
+            self.assertEqual(st, 200, b)
+            st, _, b = a.request("POST", "/v2.1/os-keypairs", {"keypair": {"name": "two"}})
+            self.assertEqual(st, 403, b)
+            st, _, img = a.request("POST", "/v2/images", {"name": "cap", "disk_format": "raw",
+                                                           "container_format": "bare"},
+                                   image=True)
+            self.assertEqual(st, 201)
+            st, _, b = a.request("PUT", "/v2/images/%s/file" % img["id"], raw=b"x" * 5000,
+                                 headers={"Content-Type": "application/octet-stream"},
+                                 image=True)
+            self.assertEqual(st, 413, b)
+            st, _, b = a.request("GET", "/v2/images/%s" % img["id"], image=True)
+            self.assertEqual(b["status"], "queued")  # back to queued, partial data gone
+            self.assertFalse([f for f in os.listdir(os.path.join(a.state_dir, "images"))])
+            st, _, b = a.request("PUT", "/v2/images/%s/file" % img["id"], raw=b"x" * 1000,
+                                 headers={"Content-Type": "application/octet-stream"},
+                                 image=True)
+            self.assertEqual(st, 204, b)
+            st, _, b = a.request("POST", "/v2.1/servers", {"server": {
+                "name": "q", "imageRef": img["id"], "flavorRef": "1", "max_count": 5}})
+            self.assertEqual(st, 202, b)
+            st, _, b = a.request("GET", "/v2.1/servers")
+            self.assertEqual(len(b["servers"]), 2)  # as many as the quota allows
+            self.assert_clean_stop(a)
+        finally:
+            a.cleanup()
+
+    def test_state_survives_restart_and_sigint(self):
+        a = Agent(AGENT_BIN).start()
+        try:
+            st, _, _ = a.request("DELETE", "/v2.1/flavors/1", token="admin:admin")
+            self.assertEqual(st, 202)
+            st, _, k = a.request("POST", "/v2.1/os-keypairs", {"keypair": {"name": "keep"}})
+            self.assertEqual(st, 200)
+            a.proc.send_signal(signal.SIGINT)
+            self.assertEqual(a.proc.wait(timeout=20), 0)
+            a.proc = None
+            a.log.close()
+            a.start()
+            st, _, b = a.request("GET", "/v2.1/flavors/1")
+            self.assertEqual(st, 404)  # the seed migration ran once only
+            st, _, b = a.request("GET", "/v2.1/os-keypairs/keep")
+            self.assertEqual(b["keypair"]["fingerprint"], k["keypair"]["fingerprint"])
+            self.assert_clean_stop(a)
+            db = sqlite3.connect(os.path.join(a.state_dir, "state.db"))
+            self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
+            db.close()
+        finally:
+            a.cleanup()
+
+    def test_newer_schema_is_refused(self):
+        a = Agent(AGENT_BIN)
+        try:
+            os.makedirs(a.state_dir)
+            db = sqlite3.connect(os.path.join(a.state_dir, "state.db"))
+            db.execute("PRAGMA user_version = 999")
+            db.close()
+            r = self.run_agent(["--state-dir", a.state_dir, "--listen", "127.0.0.1:1"])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("newer", r.stderr)
+        finally:
+            a.cleanup()
+
+    def test_port_in_use(self):
+        a = Agent(AGENT_BIN).start()
+        try:
+            r = self.run_agent(["--state-dir", os.path.join(a.tmp, "s2"), "--listen",
+                                "127.0.0.1:%d" % a.port, "--no-image-service"])
+            self.assertEqual(r.returncode, 1)
+            self.assert_clean_stop(a)
+        finally:
+            a.cleanup()
+
+
+def main():
+    global AGENT_BIN
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--agent":
+        AGENT_BIN = os.path.abspath(args[1])
+        args = args[2:]
+    else:
+        print(__doc__)
+        return 2
+    prog = unittest.main(argv=[sys.argv[0]] + args, exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
