@@ -19,6 +19,9 @@ PACKAGES=(
     qemu-system-x86 qemu-utils busybox-static kmod cpio e2fsprogs acpica-tools
     # API compatibility tests with Debian's OpenStack client; curl for the README's examples
     python3-openstackclient curl
+    # agent: keypair generation (ssh-keygen), MD5/SHA-2 for Glance checksums and fingerprints
+    # (libcrypto), the API benchmark's load generator
+    openssh-client libssl-dev wrk
 )
 
 missing=()
