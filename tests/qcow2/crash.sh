@@ -5,7 +5,7 @@
 # must read back (bytes written after the last acknowledged flush may be old or new).
 # crash.sh QCOW2_TOOL KOVA_IMG [ROUNDS]
 set -euo pipefail
-tool=$(realpath "$1") kimg=$(realpath "$2") rounds=${3:-8}
+tool=$(realpath "$1") kimg=$(realpath "$2") rounds=${3:-6}
 work=$(mktemp -d /tmp/kova-qcow2-crash.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"

@@ -886,6 +886,23 @@ static int read_part(struct kova_disk *d, const struct qcow2_l2e *e, uint8_t *bu
     }
 }
 
+/* Can the cluster after a run of `prev` be read together with it? */
+static int same_run(const struct kova_disk *d, const struct qcow2_l2e *prev, uint64_t run_len,
+                    uint64_t in, const struct qcow2_l2e *next)
+{
+    switch (prev->type) {
+    case QCOW2_CL_NORMAL:
+        return next->type == QCOW2_CL_NORMAL && next->offset == prev->offset + in + run_len;
+    case QCOW2_CL_UNALLOCATED:
+        return next->type == QCOW2_CL_UNALLOCATED;
+    case QCOW2_CL_ZERO_PLAIN:
+    case QCOW2_CL_ZERO_ALLOC:
+        return next->type == QCOW2_CL_ZERO_PLAIN || next->type == QCOW2_CL_ZERO_ALLOC;
+    default:
+        return 0;
+    }
+}
+
 static int qcow2_pread(struct kova_disk *d, uint8_t *buf, size_t len, uint64_t off)
 {
     while (len) {
@@ -893,12 +910,25 @@ static int qcow2_pread(struct kova_disk *d, uint8_t *buf, size_t len, uint64_t o
         size_t n = (size_t)(d->cs - in);
         if (n > len)
             n = len;
-        struct lookup lk;
+        struct lookup lk, nx;
         int rc = lookup(d, off, &lk);
-        if (rc == 0)
-            rc = read_part(d, &lk.e, buf, n, off);
         if (rc < 0)
             return rc;
+        /* Contiguous host clusters, runs of unallocated or zero clusters: one request. */
+        while (n < len && lk.e.type != QCOW2_CL_COMPRESSED) {
+            if ((rc = lookup(d, off + n, &nx)) < 0)
+                return rc;
+            if (!same_run(d, &lk.e, n, in, &nx.e))
+                break;
+            n += (size_t)(len - n < d->cs ? len - n : d->cs);
+        }
+        if (lk.e.type == QCOW2_CL_NORMAL) {
+            rc = kd_pread_full(d->fd, buf, n, lk.e.offset + in);
+            if (rc < 0)
+                return kd_error(d, rc, "read: %s", strerror(-rc));
+        } else if ((rc = read_part(d, &lk.e, buf, n, off)) < 0) {
+            return rc;
+        }
         buf += n;
         off += n;
         len -= n;
