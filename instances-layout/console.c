@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kova_layout: console.log rotation (writer side) and os-getConsoleOutput (reader side). */
+#include "kova/layout.h"
+#include "layout_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How far back from the cut a rotation looks for a newline to end the old file on. */
+#define NEWLINE_WINDOW 80
+
+int kova_console_open(struct kova_console_writer *w, const char *path, int fd, uint64_t max_size,
+                      unsigned backups)
+{
+    memset(w, 0, sizeof(*w));
+    w->fd = -1;
+    if (!path || !path[0] || backups > 99)
+        return -EINVAL;
+    int rc = lpath(w->path, sizeof(w->path), "%s", path);
+    if (rc < 0)
+        return rc;
+    if (fd < 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return -errno;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    w->fd = fd;
+    w->size = (uint64_t)st.st_size;
+    w->max_size = max_size ? max_size : KOVA_CONSOLE_ROTATE_SIZE;
+    w->backups = backups;
+    return 0;
+}
+
+void kova_console_close(struct kova_console_writer *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+}
+
+int kova_console_rotate(struct kova_console_writer *w)
+{
+    char from[KOVA_LAYOUT_PATH_MAX + 8], to[KOVA_LAYOUT_PATH_MAX + 8];
+    int rc;
+
+    if (w->fd < 0)
+        return -EBADF;
+    if (w->backups == 0) {
+        if (unlink(w->path) < 0 && errno != ENOENT)
+            return -errno;
+    } else {
+        /* The oldest backup is replaced by the rename onto it. */
+        for (unsigned i = w->backups - 1; i > 0; i--) {
+            if ((rc = lpath(from, sizeof(from), "%s.%u", w->path, i - 1)) < 0 ||
+                (rc = lpath(to, sizeof(to), "%s.%u", w->path, i)) < 0)
+                return rc;
+            if (rename(from, to) < 0 && errno != ENOENT)
+                return -errno;
+        }
+        if ((rc = lpath(to, sizeof(to), "%s.0", w->path)) < 0)
+            return rc;
+        if (rename(w->path, to) < 0 && errno != ENOENT)
+            return -errno;
+    }
+    int fd = open(w->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    close(w->fd);
+    w->fd = fd;
+    w->size = 0;
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int kova_console_write(struct kova_console_writer *w, const void *buf, size_t len)
+{
+    const char *p = buf;
+    if (w->fd < 0)
+        return -EBADF;
+    while (len > 0) {
+        size_t room = w->size < w->max_size ? (size_t)(w->max_size - w->size) : 0;
+        size_t chunk = len;
+        int full = 0;
+        if (len >= room) {
+            chunk = room;
+            full = 1;
+            /* End the old file on a line boundary when one is close to the cut. */
+            for (size_t i = chunk; i > 0 && chunk - i < NEWLINE_WINDOW; i--) {
+                if (p[i - 1] == '\n') {
+                    chunk = i;
+                    break;
+                }
+            }
+        }
+        if (chunk > 0) {
+            int rc = write_all(w->fd, p, chunk);
+            if (rc < 0)
+                return rc;
+            w->size += chunk;
+            p += chunk;
+            len -= chunk;
+        }
+        if (full) {
+            int rc = kova_console_rotate(w);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Reads the last `want` bytes of `path` into the front of buf (buf holds at least want).
+ * Returns the byte count, 0 for an empty file, -ENOENT when it is missing, -errno else. */
+static ssize_t read_tail(const char *path, char *buf, size_t want)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    ssize_t rc;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    size_t size = (size_t)st.st_size;
+    size_t n = size < want ? size : want;
+    off_t off = (off_t)(size - n);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, n - got, off + (off_t)got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            goto out;
+        }
+        if (r == 0)
+            break; /* truncated meanwhile (rotation): take what there is */
+        got += (size_t)r;
+    }
+    rc = (ssize_t)got;
+out:
+    close(fd);
+    return rc;
+}
+
+int kova_console_read(const char *log_path, int64_t length, char **out, size_t *outlen, char *err,
+                      size_t errlen)
+{
+    char path[KOVA_LAYOUT_PATH_MAX + 8];
+    const size_t cap = KOVA_CONSOLE_READ_MAX;
+    char *data = NULL, *tmp = NULL, *res = NULL;
+    size_t have = 0; /* bytes at the end of data[cap] */
+    int rc = 0;
+
+    *out = NULL;
+    if (outlen)
+        *outlen = 0;
+    if (!log_path || lpath(path, sizeof(path), "%s", log_path) < 0)
+        return lerr(err, errlen, -EINVAL, "bad console log path");
+    data = malloc(cap);
+    tmp = malloc(cap);
+    if (!data || !tmp) {
+        rc = lerr(err, errlen, -ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Newest file first; each older one is prepended until the cap is reached. */
+    for (unsigned i = 0; have < cap && i <= 1000; i++) {
+        if (i > 0 && lpath(path, sizeof(path), "%s.%u", log_path, i - 1) < 0)
+            break;
+        ssize_t n = read_tail(path, tmp, cap - have);
+        if (n == -ENOENT)
+            break;
+        if (n < 0) {
+            rc = lerr(err, errlen, (int)n, "read %s: %s", path, strerror((int)-n));
+            goto out;
+        }
+        memcpy(data + cap - have - (size_t)n, tmp, (size_t)n);
+        have += (size_t)n;
+    }
+    const char *s = data + cap - have;
+    size_t slen = have;
+
+    /* Nova's _tail_log: pieces = log.split("\n"); "\n".join(pieces[-length:]). */
+    if (length == 0) {
+        slen = 0;
+    } else if (length != KOVA_CONSOLE_ALL) {
+        size_t pieces = 1;
+        for (size_t i = 0; i < slen; i++)
+            pieces += s[i] == '\n';
+        uint64_t skip; /* pieces dropped from the front */
+        if (length > 0)
+            skip = (uint64_t)length >= pieces ? 0 : pieces - (uint64_t)length;
+        else
+            skip = (uint64_t)(-(length + 1)) + 1 >= pieces ? pieces : (uint64_t)(-(length + 1)) + 1;
+        if (skip == pieces) {
+            slen = 0;
+        } else {
+            size_t i = 0;
+            for (uint64_t k = 0; k < skip; i++)
+                k += s[i] == '\n';
+            s += i;
+            slen -= i;
+        }
+    }
+
+    /* Non-ASCII bytes become U+FFFD (3 bytes); control bytes other than \t \n vanish. */
+    res = malloc(slen * 3 + 1);
+    if (!res) {
+        rc = lerr(err, errlen, -ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < slen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            res[o++] = (char)0xef;
+            res[o++] = (char)0xbf;
+            res[o++] = (char)0xbd;
+        } else if (c >= 0x20 || c == '\t' || c == '\n') {
+            res[o++] = (char)c;
+        }
+    }
+    res[o] = '\0';
+    *out = res;
+    res = NULL;
+    if (outlen)
+        *outlen = o;
+out:
+    free(res);
+    free(tmp);
+    free(data);
+    return rc;
+}
