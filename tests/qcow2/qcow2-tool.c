@@ -3,9 +3,9 @@
  * Test driver for kova_qcow2 (used by the interop and crash test scripts):
  *   dump IMG FMT OUT                    read the whole disk in odd-sized pieces into a raw file
  *   randwrite IMG FMT REF SEED N [MAX]  N random writes/zeroes/discards/flushes, mirrored to REF
- *   crashwriter IMG FMT SEED ACK        random writes in flushed groups until killed; after each
+ *   crashwriter IMG FMT SEED ACK [MAX]  random writes in flushed groups until killed; after each
  *                                       completed flush, the number of ops covered goes to ACK
- *   verify IMG FMT SEED ACK BASE NEW    after a kill: every acknowledged write is there, every
+ *   verify IMG FMT SEED ACK BASE NEW [MAX]  after a kill: every acknowledged write is there, every
  *                                       other byte is the old one or from the unacknowledged group
  *   bench IMG FMT OP BS COUNT seq|rand   timed I/O through the library (see cmd_bench)
  */
@@ -17,7 +17,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* Crash-point injection for the crash test: with KOVA_TEST_CRASH_AT=N the process exits (like a
+ * kill) just before its N-th pwrite, so every write boundary of the library can be a crash
+ * point. This definition takes the place of libc's pwrite for the library linked in here. */
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    static long count = -1, at;
+    if (count < 0) {
+        const char *e = getenv("KOVA_TEST_CRASH_AT");
+        at = e ? atol(e) : 0;
+        count = 0;
+    }
+    if (at > 0 && ++count >= at)
+        _exit(70);
+    return syscall(SYS_pwrite64, fd, buf, n, off);
+}
 
 static uint64_t rng_state;
 static uint64_t rnd(void)
@@ -211,17 +228,19 @@ struct cop {
     int zero;
     int flush_after;
 };
+static uint64_t crash_maxlen = 131072;
 static struct cop crash_op(uint64_t seed, uint64_t i, uint64_t size)
 {
     struct cop c;
     uint64_t h = mix(seed * 1000003 + i);
-    c.len = 1 + mix(h) % 131072;
+    c.len = 1 + mix(h) % crash_maxlen;
     if (c.len > size)
         c.len = size;
     c.off = mix(h + 1) % (size - c.len + 1);
     if (mix(h + 2) % 3 == 0) {
-        c.off &= ~65535ull;
-        c.len = (c.len + 65535) & ~65535ull;
+        uint64_t al = crash_maxlen < 65536 ? 4096 : 65536;
+        c.off &= ~(al - 1);
+        c.len = (c.len + al - 1) & ~(al - 1);
         if (c.off + c.len > size)
             c.len = size - c.off;
     }
@@ -234,8 +253,12 @@ static uint8_t crash_byte(uint64_t seed, uint64_t i, uint64_t pos)
     return (uint8_t)(mix(seed ^ (i << 24) ^ (pos >> 6)) >> ((pos & 7) * 8)) ^ (uint8_t)(pos >> 3);
 }
 
-static int cmd_crashwriter(char **a)
+static int cmd_crashwriter(char **a, int n_args)
 {
+    if (n_args > 4)
+        crash_maxlen = strtoull(a[4], NULL, 0);
+    if (crash_maxlen < 1 || crash_maxlen > 131072)
+        crash_maxlen = 131072;
     struct kova_disk *d = open_disk(a[0], a[1], 0);
     uint64_t seed = strtoull(a[2], NULL, 0), size = kova_disk_size(d);
     int ack = open(a[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -267,8 +290,12 @@ static int cmd_crashwriter(char **a)
     }
 }
 
-static int cmd_verify(char **a)
+static int cmd_verify(char **a, int n_args)
 {
+    if (n_args > 6)
+        crash_maxlen = strtoull(a[6], NULL, 0);
+    if (crash_maxlen < 1 || crash_maxlen > 131072)
+        crash_maxlen = 131072;
     struct kova_disk *d = open_disk(a[0], a[1], KOVA_DISK_RDONLY);
     uint64_t seed = strtoull(a[2], NULL, 0), size = kova_disk_size(d);
     uint64_t acked = 0;
@@ -367,9 +394,9 @@ int main(int argc, char **argv)
     if (argc >= 7 && !strcmp(argv[1], "randwrite"))
         return cmd_randwrite(argv + 2, argc - 2);
     if (argc >= 6 && !strcmp(argv[1], "crashwriter"))
-        return cmd_crashwriter(argv + 2);
+        return cmd_crashwriter(argv + 2, argc - 2);
     if (argc >= 8 && !strcmp(argv[1], "verify"))
-        return cmd_verify(argv + 2);
+        return cmd_verify(argv + 2, argc - 2);
     if (argc >= 8 && !strcmp(argv[1], "bench"))
         return cmd_bench(argv + 2);
     fprintf(stderr, "usage: see the comment at the top of qcow2-tool.c\n");
