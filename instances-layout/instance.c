@@ -60,11 +60,18 @@ static int image_virtual_size(const char *base, enum kova_disk_format fmt, uint6
     return 0;
 }
 
+/* Building happens in instances/.partial-<uuid>/, renamed to instances/<uuid> when complete:
+ * an instance dir that exists is whole, even after a crash (or SIGKILL) half-way. */
+#define PARTIAL_PREFIX ".partial-"
+
 int kova_layout_create_instance(const struct kova_layout *l, const struct kova_instance_spec *spec,
                                 uint64_t *disk_bytes_out, char *err, size_t errlen)
 {
-    char dir[KOVA_LAYOUT_PATH_MAX], disk[KOVA_LAYOUT_PATH_MAX], info[KOVA_LAYOUT_PATH_MAX];
-    char log[KOVA_LAYOUT_PATH_MAX], base[KOVA_LAYOUT_PATH_MAX], inst_dir[KOVA_LAYOUT_PATH_MAX];
+    char dir[KOVA_LAYOUT_PATH_MAX], final_disk[KOVA_LAYOUT_PATH_MAX];
+    char base[KOVA_LAYOUT_PATH_MAX], inst_dir[KOVA_LAYOUT_PATH_MAX];
+    char part[KOVA_LAYOUT_PATH_MAX], disk[KOVA_LAYOUT_PATH_MAX + 16];
+    char info[KOVA_LAYOUT_PATH_MAX + 16], log[KOVA_LAYOUT_PATH_MAX + 16];
+    char info_tmp[KOVA_LAYOUT_PATH_MAX + 32];
     char json[2 * KOVA_LAYOUT_PATH_MAX + 32];
     uint64_t vsize = 0, size;
     int rc;
@@ -80,12 +87,18 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
         return lerr(err, errlen, rc, "invalid image id");
     if (kova_layout_instances_dir(l, inst_dir, sizeof(inst_dir)) < 0 ||
         kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_DIR, dir, sizeof(dir)) < 0 ||
-        kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_DISK, disk, sizeof(disk)) < 0 ||
-        kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_DISK_INFO, info, sizeof(info)) < 0 ||
-        kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_CONSOLE_LOG, log, sizeof(log)) < 0)
+        kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_DISK, final_disk,
+                                  sizeof(final_disk)) < 0 ||
+        lpath(part, sizeof(part), "%s/" PARTIAL_PREFIX "%s", inst_dir, spec->uuid) < 0 ||
+        lpath(disk, sizeof(disk), "%s/disk", part) < 0 ||
+        lpath(info, sizeof(info), "%s/disk.info", part) < 0 ||
+        lpath(info_tmp, sizeof(info_tmp), "%s.tmp", info) < 0 ||
+        lpath(log, sizeof(log), "%s/console.log", part) < 0)
         return lerr(err, errlen, -ENAMETOOLONG, "path too long");
 
     struct stat st;
+    if (lstat(dir, &st) == 0)
+        return lerr(err, errlen, -EEXIST, "%s exists", dir);
     if (stat(base, &st) < 0)
         return lerr(err, errlen, -errno, "base image for %s not cached (%s): %s", spec->image_id,
                     base, strerror(errno));
@@ -99,8 +112,9 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
                     spec->root_bytes, vsize);
     size = spec->root_bytes ? spec->root_bytes : vsize;
 
+    /* disk.info names the disk where it will live: in instances/<uuid>/. */
     size_t pos = 0;
-    if (json_str(json, sizeof(json), &pos, disk) < 0 ||
+    if (json_str(json, sizeof(json), &pos, final_disk) < 0 ||
         pos + sizeof(": \"qcow2\"}\n") + 1 > sizeof(json))
         return lerr(err, errlen, -ENAMETOOLONG, "disk.info does not fit");
     memmove(json + 1, json, pos + 1);
@@ -110,8 +124,13 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
     rc = lmkdir(inst_dir, 0755);
     if (rc < 0)
         return lerr(err, errlen, rc, "create %s: %s", inst_dir, strerror(-rc));
-    if (mkdir(dir, 0755) < 0)
-        return lerr(err, errlen, -errno, "create %s: %s", dir, strerror(errno));
+    if (mkdir(part, 0755) < 0) {
+        rc = -errno;
+        return lerr(err, errlen, rc, "create %s: %s%s", part, strerror(-rc),
+                    rc == -EEXIST ? " (another create of this instance is running, or a "
+                                    "crashed one left it: kova_layout_sweep_partial)"
+                                  : "");
+    }
 
     char msg[256] = "";
     struct kova_qcow2_create_opts o = {
@@ -123,13 +142,14 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
     rc = kova_qcow2_create(disk, &o, msg, sizeof(msg));
     if (rc < 0) {
         /* -EFBIG is reserved for FlavorDiskSmallerThanImage. */
-        lerr(err, errlen, rc == -EFBIG ? -EINVAL : rc, "create overlay %s: %s", disk, msg);
-        rc = rc == -EFBIG ? -EINVAL : rc;
+        rc = rc == -EFBIG ? -EIO : rc;
+        lerr(err, errlen, rc, "create overlay %s: %s", disk, msg);
         goto undo_disk;
     }
 
-    rc = lwrite_atomic(dir, info, json, strlen(json), 0644);
+    rc = lwrite_atomic(part, info, json, strlen(json), 0644);
     if (rc < 0) {
+        rc = rc == -EFBIG ? -EIO : rc;
         lerr(err, errlen, rc, "write %s: %s", info, strerror(-rc));
         goto undo_info;
     }
@@ -141,26 +161,38 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
     }
     close(fd);
 
-    if ((rc = lfsync_dir(dir)) < 0 || (rc = lfsync_dir(inst_dir)) < 0) {
-        lerr(err, errlen, rc, "fsync %s: %s", dir, strerror(-rc));
+    if ((rc = lfsync_dir(part)) < 0) {
+        lerr(err, errlen, rc, "fsync %s: %s", part, strerror(-rc));
         goto undo_log;
+    }
+    /* NOREPLACE: an empty directory made meanwhile at instances/<uuid> is not overwritten. */
+    if (renameat2(AT_FDCWD, part, AT_FDCWD, dir, RENAME_NOREPLACE) < 0) {
+        rc = lerr(err, errlen, -errno, "rename %s to %s: %s", part, dir, strerror(errno));
+        goto undo_log;
+    }
+    if ((rc = lfsync_dir(inst_dir)) < 0) {
+        lerr(err, errlen, rc, "fsync %s: %s", inst_dir, strerror(-rc));
+        goto undo_final;
     }
     if (disk_bytes_out)
         *disk_bytes_out = (size + 511) & ~(uint64_t)511;
     return 0;
 
+undo_final:
+    /* Moved into place but not durable: take it out again, the same files by their new names. */
+    if (lpath(part, sizeof(part), "%s", dir) < 0 || lpath(disk, sizeof(disk), "%s/disk", dir) < 0 ||
+        lpath(info, sizeof(info), "%s/disk.info", dir) < 0 ||
+        lpath(info_tmp, sizeof(info_tmp), "%s.tmp", info) < 0 ||
+        lpath(log, sizeof(log), "%s/console.log", dir) < 0)
+        return rc; /* cannot happen: these are shorter than the .partial- names */
 undo_log:
     unlink(log);
 undo_info:
     unlink(info);
-    {
-        char tmp[KOVA_LAYOUT_PATH_MAX + 8];
-        if (lpath(tmp, sizeof(tmp), "%s.tmp", info) == 0)
-            unlink(tmp);
-    }
+    unlink(info_tmp);
 undo_disk:
     unlink(disk);
-    rmdir(dir);
+    rmdir(part);
     return rc;
 }
 
@@ -222,52 +254,108 @@ static int remove_tree(int dfd, dev_t dev, int depth, char *err, size_t errlen)
     return rc;
 }
 
+/* Removes instances/<name> (a real directory, never a symlink) and its contents; pfd is the
+ * instances directory. */
+static int remove_entry(int pfd, const char *inst_dir, const char *name, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return lerr(err, errlen, -errno, "%s/%s: %s", inst_dir, name, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return lerr(err, errlen, -ELOOP, "%s/%s is a symlink: refusing to remove", inst_dir, name);
+    if (!S_ISDIR(st.st_mode))
+        return lerr(err, errlen, -ENOTDIR, "%s/%s is not a directory", inst_dir, name);
+    int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return lerr(err, errlen, -errno, "open %s/%s: %s", inst_dir, name, strerror(errno));
+    struct stat dst;
+    if (fstat(dfd, &dst) < 0 || dst.st_ino != st.st_ino || dst.st_dev != st.st_dev) {
+        close(dfd);
+        return lerr(err, errlen, -EAGAIN, "%s/%s changed while being removed", inst_dir, name);
+    }
+    int rc = remove_tree(dfd, dst.st_dev, 0, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (unlinkat(pfd, name, AT_REMOVEDIR) < 0)
+        return lerr(err, errlen, -errno, "rmdir %s/%s: %s", inst_dir, name, strerror(errno));
+    return 0;
+}
+
+static int open_instances_dir(const struct kova_layout *l, char *inst_dir, size_t len, char *err,
+                              size_t errlen)
+{
+    if (kova_layout_instances_dir(l, inst_dir, len) < 0)
+        return lerr(err, errlen, -ENAMETOOLONG, "path too long");
+    int pfd = open(inst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return lerr(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
+    return pfd;
+}
+
 int kova_layout_remove_instance(const struct kova_layout *l, const char *uuid, char *err,
                                 size_t errlen)
 {
     char inst_dir[KOVA_LAYOUT_PATH_MAX];
     if (!kova_uuid_valid(uuid))
         return lerr(err, errlen, -EINVAL, "invalid instance id");
-    if (kova_layout_instances_dir(l, inst_dir, sizeof(inst_dir)) < 0)
-        return lerr(err, errlen, -ENAMETOOLONG, "path too long");
-    int pfd = open(inst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int pfd = open_instances_dir(l, inst_dir, sizeof(inst_dir), err, errlen);
     if (pfd < 0)
-        return lerr(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
-    int rc;
-    struct stat st;
-    if (fstatat(pfd, uuid, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        rc = lerr(err, errlen, -errno, "%s/%s: %s", inst_dir, uuid, strerror(errno));
-        goto out;
-    }
-    if (S_ISLNK(st.st_mode)) {
-        rc = lerr(err, errlen, -ELOOP, "%s/%s is a symlink: refusing to remove", inst_dir, uuid);
-        goto out;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        rc = lerr(err, errlen, -ENOTDIR, "%s/%s is not a directory", inst_dir, uuid);
-        goto out;
-    }
-    int dfd = openat(pfd, uuid, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) {
-        rc = lerr(err, errlen, -errno, "open %s/%s: %s", inst_dir, uuid, strerror(errno));
-        goto out;
-    }
-    struct stat dst;
-    if (fstat(dfd, &dst) < 0 || dst.st_ino != st.st_ino || dst.st_dev != st.st_dev) {
-        close(dfd);
-        rc = lerr(err, errlen, -EAGAIN, "%s/%s changed while being removed", inst_dir, uuid);
-        goto out;
-    }
-    rc = remove_tree(dfd, dst.st_dev, 0, err, errlen);
-    if (rc < 0)
-        goto out;
-    if (unlinkat(pfd, uuid, AT_REMOVEDIR) < 0) {
-        rc = lerr(err, errlen, -errno, "rmdir %s/%s: %s", inst_dir, uuid, strerror(errno));
-        goto out;
-    }
-    rc = fsync(pfd) < 0 ? -errno : 0;
-out:
+        return pfd;
+    int rc = remove_entry(pfd, inst_dir, uuid, err, errlen);
+    if (rc == 0 && fsync(pfd) < 0)
+        rc = lerr(err, errlen, -errno, "fsync %s: %s", inst_dir, strerror(errno));
     close(pfd);
+    return rc;
+}
+
+int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, char *err,
+                              size_t errlen)
+{
+    char inst_dir[KOVA_LAYOUT_PATH_MAX];
+    const size_t plen = sizeof(PARTIAL_PREFIX) - 1;
+    unsigned n = 0;
+    int rc = 0;
+
+    if (removed)
+        *removed = 0;
+    int pfd = open_instances_dir(l, inst_dir, sizeof(inst_dir), err, errlen);
+    if (pfd == -ENOENT)
+        return 0;
+    if (pfd < 0)
+        return pfd;
+    int lfd = dup(pfd);
+    DIR *d = lfd < 0 ? NULL : fdopendir(lfd);
+    if (!d) {
+        rc = lerr(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
+        if (lfd >= 0)
+            close(lfd);
+        close(pfd);
+        return rc;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            if (errno)
+                rc = lerr(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
+            break;
+        }
+        if (strncmp(e->d_name, PARTIAL_PREFIX, plen) != 0 || !kova_uuid_valid(e->d_name + plen))
+            continue;
+        struct stat st; /* only real directories (remove_entry would refuse the rest) */
+        if (fstatat(pfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        rc = remove_entry(pfd, inst_dir, e->d_name, err, errlen);
+        if (rc < 0)
+            break;
+        n++;
+    }
+    closedir(d);
+    if (rc == 0 && n > 0 && fsync(pfd) < 0)
+        rc = lerr(err, errlen, -errno, "fsync %s: %s", inst_dir, strerror(errno));
+    close(pfd);
+    if (removed)
+        *removed = n;
     return rc;
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kova_layout tests. Usage: layout-test GROUP [QEMU_IMG]
- * Groups: uuid, paths, overlay, cache, remove, list, console-write, console-read. */
+ * Groups: uuid, paths, overlay, crash, cache, remove, list, console-write, console-read. */
 #include "kova/layout.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -366,6 +367,9 @@ static void test_overlay(void)
     CHECK(stat(logp, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
           (st.st_mode & 0777) == 0600);
 
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-%s", state, U1);
+    CHECK(!exists(cmd));
+
     /* A second create of the same uuid fails and leaves the first intact. */
     CHECK(kova_layout_create_instance(&l, &s, NULL, err, sizeof(err)) == -EEXIST);
     CHECK(exists(disk) && exists(info) && exists(logp));
@@ -432,6 +436,39 @@ static void test_overlay(void)
     CHECK(!exists(dir));
     CHECK(kova_layout_instance_path(&l, u3, KOVA_INSTANCE_DISK, disk, sizeof(disk)) == 0);
     CHECK(!exists(disk));
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-%s", state, u3);
+    CHECK(!exists(cmd));
+
+    /* A create killed half-way leaves .partial-<uuid>: create refuses (-EEXIST) until the sweep
+     * removes it; listing never shows it. */
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-%s", state, u3);
+    CHECK(mkdir(cmd, 0755) == 0);
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-%s/disk", state, u3);
+    write_str(cmd, "half");
+    s3.base_format = KOVA_DISK_RAW;
+    CHECK(kova_layout_create_instance(&l, &s3, NULL, err, sizeof(err)) == -EEXIST);
+    CHECK(strstr(err, "kova_layout_sweep_partial") != NULL);
+    {
+        char(*v)[KOVA_UUID_STRLEN + 1] = NULL;
+        size_t n = 0;
+        CHECK(kova_layout_list_instances(&l, &v, &n, err, sizeof(err)) == 0);
+        CHECK(n == 2 && !strcmp(v[0], U1) && !strcmp(v[1], U2));
+        free(v);
+    }
+    /* Not swept: a symlink named like a partial, a partial with a bad id, instance dirs. */
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-%s", state, U2);
+    CHECK(symlink(tmpdir, cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-x", state);
+    CHECK(mkdir(cmd, 0755) == 0);
+    unsigned swept = 99;
+    CHECK(kova_layout_sweep_partial(&l, &swept, err, sizeof(err)) == 0);
+    CHECK(swept == 1);
+    CHECK(exists(cmd) && exists(tmpdir) && exists(disk2));
+    snprintf(cmd, sizeof(cmd), "%s/instances/.partial-%s", state, U2);
+    CHECK(exists(cmd));
+    CHECK(kova_layout_create_instance(&l, &s3, NULL, err, sizeof(err)) == 0);
+    CHECK(exists(dir));
+    CHECK(kova_layout_remove_instance(&l, u3, err, sizeof(err)) == 0);
 
     /* A state dir that needs JSON escaping in disk.info. */
     char odd[128];
@@ -451,6 +488,71 @@ static void test_overlay(void)
         CHECK(!strcmp(jstr(json_object_get(j, disk)), "qcow2"));
         json_decref(j);
     }
+}
+
+/* Creates killed with SIGKILL at random moments: afterwards the instance dir is either absent
+ * or complete, and the sweep clears what is left. */
+static void test_crash(void)
+{
+    char state[128], dir[KOVA_LAYOUT_PATH_MAX], p[600];
+    struct kova_layout l;
+    snprintf(state, sizeof(state), "%s/state", tmpdir);
+    CHECK(mkdir(state, 0755) == 0);
+    CHECK(kova_layout_init(&l, state, err, sizeof(err)) == 0);
+    char *raw = calloc(1, 1 << 20);
+    write_file(tp("img.raw"), raw, 1 << 20);
+    free(raw);
+    CHECK(kova_layout_cache_image(&l, "img", tp("img.raw"), NULL, 0, err, sizeof(err)) == 0);
+    CHECK(kova_layout_instance_path(&l, U1, KOVA_INSTANCE_DIR, dir, sizeof(dir)) == 0);
+    struct kova_instance_spec s = {.uuid = U1, .image_id = "img", .base_format = KOVA_DISK_RAW};
+
+    /* Time one create to spread the kills over it. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(kova_layout_create_instance(&l, &s, NULL, err, sizeof(err)) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(kova_layout_remove_instance(&l, U1, err, sizeof(err)) == 0);
+    long us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    if (us < 10)
+        us = 10;
+    int complete = 0, absent = 0;
+    srand(42);
+    for (int i = 0; i < 60; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int rc = kova_layout_create_instance(&l, &s, NULL, NULL, 0);
+            _exit(rc == 0 ? 0 : 1);
+        }
+        struct timespec d = {0, (long)(rand() % (us * 2)) * 1000L};
+        nanosleep(&d, NULL);
+        kill(pid, SIGKILL);
+        int st;
+        CHECK(waitpid(pid, &st, 0) == pid);
+        if (WIFEXITED(st))
+            CHECK(WEXITSTATUS(st) == 0);
+        if (exists(dir)) {
+            complete++;
+            const char *leaves[] = {"disk", "disk.info", "console.log"};
+            for (int k = 0; k < 3; k++) {
+                snprintf(p, sizeof(p), "%s/%s", dir, leaves[k]);
+                CHECK(exists(p));
+            }
+            snprintf(p, sizeof(p), "%s/disk", dir);
+            CHECK(qemu_check(p) == 0);
+            snprintf(p, sizeof(p), "%s/disk.info", dir);
+            json_error_t je;
+            json_t *j = json_load_file(p, 0, &je);
+            CHECK(j != NULL);
+            json_decref(j);
+            CHECK(kova_layout_remove_instance(&l, U1, err, sizeof(err)) == 0);
+        } else {
+            absent++;
+        }
+        CHECK(kova_layout_sweep_partial(&l, NULL, err, sizeof(err)) == 0);
+        snprintf(p, sizeof(p), "%s/instances/.partial-%s", state, U1);
+        CHECK(!exists(p));
+    }
+    fprintf(stderr, "crash: %d complete, %d absent (create takes ~%ld us)\n", complete, absent, us);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -940,6 +1042,8 @@ int main(int argc, char **argv)
         test_paths();
     else if (!strcmp(g, "overlay"))
         test_overlay();
+    else if (!strcmp(g, "crash"))
+        test_crash();
     else if (!strcmp(g, "cache"))
         test_cache();
     else if (!strcmp(g, "remove"))

@@ -9,6 +9,7 @@
  *   STATE/instances/<uuid>/vmm.pid       kova-vmm's PID file
  *   STATE/instances/_base/<sha1 hex of the image id>   base image cache
  *   STATE/instances/locks/kova-<sha1 hex>               flock(2) files guarding the cache
+ *   STATE/instances/.partial-<uuid>/                    an instance dir being built
  *
  * Errors: every int function returns 0 on success or a negative errno. Functions taking
  * `err`/`errlen` also write a one-line message there on failure (may be NULL).
@@ -122,10 +123,14 @@ struct kova_instance_spec {
 /* Creates STATE/instances/<uuid>/ (-EEXIST when present; an existing dir is never touched) with
  * `disk` (qcow2 v3 overlay, backing file = the absolute _base path and its format, virtual size
  * root_bytes or, for 0, the base's virtual size), `disk.info` (tmp + fsync + rename) and an
- * empty `console.log` (0600), then fsyncs the directories. When the base's virtual size is
- * larger than root_bytes: KOVA_LAYOUT_EFLAVOR_DISK_SMALLER with Nova's message, nothing created.
- * -ENOENT when the base is not cached. On any failure nothing half-made is left.
- * `disk_bytes_out` (may be NULL) receives the overlay's virtual size. */
+ * empty `console.log` (0600). It is built as STATE/instances/.partial-<uuid>/, fsynced, and
+ * renamed into place (RENAME_NOREPLACE) only when complete, then STATE/instances is fsynced:
+ * an instance dir that exists is whole, even after a crash or SIGKILL half-way (which leaves a
+ * .partial-<uuid> dir for kova_layout_sweep_partial()). -EEXIST also while another create of
+ * the same uuid runs. When the base's virtual size is larger than root_bytes:
+ * KOVA_LAYOUT_EFLAVOR_DISK_SMALLER with Nova's message, nothing created. -ENOENT when the base
+ * is not cached. On any failure nothing half-made is left. `disk_bytes_out` (may be NULL)
+ * receives the overlay's virtual size (rounded up to 512 bytes). */
 int kova_layout_create_instance(const struct kova_layout *l, const struct kova_instance_spec *spec,
                                 uint64_t *disk_bytes_out, char *err, size_t errlen);
 
@@ -135,6 +140,13 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
  * -ENOENT when absent. Callers stop the VMM first. */
 int kova_layout_remove_instance(const struct kova_layout *l, const char *uuid, char *err,
                                 size_t errlen);
+
+/* Removes every STATE/instances/.partial-<uuid>/ left by a create that was killed half-way (as
+ * kova_layout_remove_instance does). Call it at agent start-up, before any create runs: it would
+ * also remove the dir of a create in progress. `removed` (may be NULL) gets the count. A
+ * missing STATE/instances is not an error. */
+int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, char *err,
+                              size_t errlen);
 
 /* Lists the instance directories present (real directories named by a canonical lowercase
  * UUID; _base, locks, symlinks and anything else are skipped), sorted. `*uuids` is one malloc'd
