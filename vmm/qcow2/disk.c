@@ -1010,8 +1010,16 @@ static int qcow2_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zero
         int rc = 0;
         int whole = in == 0 && (n == d->cs || off + n == d->size);
         if (!whole || (!v3 && has_backing)) {
-            if (zeroes)
-                rc = qcow2_pwrite(d, NULL, (size_t)n, off);
+            struct lookup lk;
+            if (zeroes && (rc = lookup(d, off, &lk)) == 0) {
+                /* Nothing to do where the cluster already reads as zeros. */
+                int reads_zero = lk.e.type == QCOW2_CL_ZERO_PLAIN ||
+                                 lk.e.type == QCOW2_CL_ZERO_ALLOC ||
+                                 (lk.e.type == QCOW2_CL_UNALLOCATED &&
+                                  (!d->backing || off - in >= d->backing->size));
+                if (!reads_zero)
+                    rc = qcow2_pwrite(d, NULL, (size_t)n, off);
+            }
         } else {
             struct lookup lk;
             rc = lookup(d, off, &lk);
