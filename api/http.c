@@ -111,6 +111,23 @@ void reply_json(struct kova_req *r, int status, json_t *obj)
     r->replied = true;
 }
 
+void reply_sbuf(struct kova_req *r, int status, struct sbuf *b)
+{
+    if (r->replied || b->oom || !b->p) {
+        free(b->p);
+        b->p = NULL;
+        if (!r->replied)
+            reply_fault(r, 500, "out of memory");
+        return;
+    }
+    r->status = status;
+    r->resp = b->p;
+    r->resp_len = b->len;
+    r->ctype = "application/json";
+    r->replied = true;
+    b->p = NULL;
+}
+
 void reply_empty(struct kova_req *r, int status)
 {
     if (r->replied)

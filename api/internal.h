@@ -110,6 +110,20 @@ bool require_admin(struct kova_req *r);
 /* A DB failure: logs it and replies 500 computeFault. */
 void reply_db_error(struct kova_req *r, int err);
 
+/* ---- util.c: a growing string buffer for JSON rendered without building a tree ---- */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+void sb_put(struct sbuf *b, const char *s);
+void sb_putn(struct sbuf *b, const char *s, size_t n);
+/* Appends s as a JSON string literal (quoted, escaped); NULL gives null. */
+void sb_str(struct sbuf *b, const char *s);
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Replies with the buffer's JSON text (takes it over; 500 if it ran out of memory). */
+void reply_sbuf(struct kova_req *r, int status, struct sbuf *b);
+
 /* ---- util.c ---- */
 void kova_uuid(char out[37]);
 bool kova_is_uuid(const char *s);

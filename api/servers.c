@@ -133,13 +133,6 @@ static void host_id(const char *project, const char *host, char out[57])
     EVP_MD_CTX_free(c);
 }
 
-static json_t *bookmark(struct kova_req *r, const char *what, const char *id)
-{
-    char href[600];
-    snprintf(href, sizeof(href), "%s/%s/%s", r->base_url, what, id);
-    return json_pack("[{s:s, s:s}]", "rel", "bookmark", "href", href);
-}
-
 static json_t *metadata_of(sqlite3 *db, sqlite3_stmt **cache, sqlite3_int64 seq)
 {
     if (!*cache)
@@ -156,65 +149,183 @@ static json_t *metadata_of(sqlite3 *db, sqlite3_stmt **cache, sqlite3_int64 seq)
 
 enum { VIEW_FULL, VIEW_UPDATE };
 
-/* The 2.1 server body from a row of SERVER_COLS. */
-static json_t *server_json(struct kova_req *r, sqlite3_stmt *st, sqlite3_stmt **mcache, int view)
+/* hostId is sha224(project + host): computed once per (project, host) within a request. */
+struct hid_cache {
+    char project[256], host[256], hid[57];
+    bool valid;
+};
+
+static const char *cached_host_id(struct hid_cache *c, const char *project, const char *host)
+{
+    host = host ? host : "";
+    if (!c->valid || strcmp(c->project, project) || strcmp(c->host, host)) {
+        snprintf(c->project, sizeof(c->project), "%s", project);
+        snprintf(c->host, sizeof(c->host), "%s", host);
+        host_id(project, host, c->hid);
+        c->valid = true;
+    }
+    return c->hid;
+}
+
+static void sb_link(struct sbuf *b, struct kova_req *r, const char *rel, bool versioned,
+                    const char *what, const char *id)
+{
+    sb_put(b, "{\"rel\":\"");
+    sb_put(b, rel);
+    sb_put(b, "\",\"href\":");
+    char href[700];
+    snprintf(href, sizeof(href), "%s%s/%s/%s", r->base_url, versioned ? "/v2.1" : "", what, id);
+    sb_str(b, href);
+    sb_put(b, "}");
+}
+
+static void sb_key(struct sbuf *b, const char *k)
+{
+    sb_put(b, ",\"");
+    sb_put(b, k);
+    sb_put(b, "\":");
+}
+
+/* The 2.1 server body from a row of SERVER_COLS, rendered straight to text (list calls render
+ * up to max_limit of them per request). */
+static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
+                          sqlite3_stmt **mcache, struct hid_cache *hc, int view)
 {
     const char *id = col(st, C_ID);
     const char *vm = col(st, C_VM_STATE);
     const char *task = col(st, C_TASK_STATE);
     const char *status = server_status(vm, task);
-    char hid[57];
-    host_id(col(st, C_PROJECT), col(st, C_HOST), hid);
+    sb_put(b, "{\"id\":");
+    sb_str(b, id);
+    sb_key(b, "name");
+    sb_str(b, col(st, C_NAME));
+    sb_key(b, "status");
+    sb_str(b, status);
+    sb_key(b, "tenant_id");
+    sb_str(b, col(st, C_PROJECT));
+    sb_key(b, "user_id");
+    sb_str(b, col(st, C_USER));
+    sb_key(b, "metadata");
+    sb_put(b, "{");
+    if (!*mcache)
+        *mcache = kova_db_prepare(r->db, "SELECT key, value FROM server_metadata WHERE "
+                                         "server_seq = ? ORDER BY key");
+    if (*mcache) {
+        sqlite3_reset(*mcache);
+        sqlite3_bind_int64(*mcache, 1, sqlite3_column_int64(st, C_SEQ));
+        bool first = true;
+        while (sqlite3_step(*mcache) == SQLITE_ROW) {
+            if (!first)
+                sb_put(b, ",");
+            first = false;
+            sb_str(b, col(*mcache, 0));
+            sb_put(b, ":");
+            sb_str(b, col(*mcache, 1));
+        }
+    }
+    sb_put(b, "}");
+    sb_key(b, "hostId");
+    sb_str(b, cached_host_id(hc, col(st, C_PROJECT), col(st, C_HOST)));
+    sb_key(b, "image");
     const char *image = col(st, C_IMAGE);
-    json_t *img = image && image[0]
-                      ? json_pack("{s:s, s:o}", "id", image, "links", bookmark(r, "images", image))
-                      : json_string("");
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:{s:s, s:o}, s:s, s:s, s:o, s:s, s:s, s:o, "
-        "s:s, s:s, s:o, s:[], s:[{s:s}]}",
-        "id", id, "name", col(st, C_NAME), "status", status, "tenant_id", col(st, C_PROJECT),
-        "user_id", col(st, C_USER), "metadata",
-        metadata_of(r->db, mcache, sqlite3_column_int64(st, C_SEQ)), "hostId", hid, "image", img,
-        "flavor", "id", col(st, C_FLAVOR), "links", bookmark(r, "flavors", col(st, C_FLAVOR)),
-        "created", col(st, C_CREATED), "updated", col(st, C_UPDATED), "addresses", json_object(),
-        "accessIPv4", col(st, C_IPV4), "accessIPv6", col(st, C_IPV6), "links",
-        link_list(r, "servers", id), "OS-DCF:diskConfig", col(st, C_DISK_CONFIG), "config_drive",
-        col(st, C_CONFIG_DRIVE), "key_name", json_str_or_null(col(st, C_KEY_NAME)),
-        "os-extended-volumes:volumes_attached", "security_groups", "name", "default");
-    if (!o)
-        return NULL;
+    if (image && image[0]) {
+        sb_put(b, "{\"id\":");
+        sb_str(b, image);
+        sb_put(b, ",\"links\":[");
+        sb_link(b, r, "bookmark", false, "images", image);
+        sb_put(b, "]}");
+    } else {
+        sb_put(b, "\"\"");
+    }
+    sb_key(b, "flavor");
+    sb_put(b, "{\"id\":");
+    sb_str(b, col(st, C_FLAVOR));
+    sb_put(b, ",\"links\":[");
+    sb_link(b, r, "bookmark", false, "flavors", col(st, C_FLAVOR));
+    sb_put(b, "]}");
+    sb_key(b, "created");
+    sb_str(b, col(st, C_CREATED));
+    sb_key(b, "updated");
+    sb_str(b, col(st, C_UPDATED));
+    sb_key(b, "addresses");
+    sb_put(b, "{}");
+    sb_key(b, "accessIPv4");
+    sb_str(b, col(st, C_IPV4));
+    sb_key(b, "accessIPv6");
+    sb_str(b, col(st, C_IPV6));
+    sb_key(b, "links");
+    sb_put(b, "[");
+    sb_link(b, r, "self", true, "servers", id);
+    sb_put(b, ",");
+    sb_link(b, r, "bookmark", false, "servers", id);
+    sb_put(b, "]");
+    sb_key(b, "OS-DCF:diskConfig");
+    sb_str(b, col(st, C_DISK_CONFIG));
+    sb_key(b, "config_drive");
+    sb_str(b, col(st, C_CONFIG_DRIVE));
+    sb_key(b, "key_name");
+    sb_str(b, col(st, C_KEY_NAME));
+    sb_key(b, "os-extended-volumes:volumes_attached");
+    sb_put(b, "[]");
+    sb_key(b, "security_groups");
+    sb_put(b, "[{\"name\":\"default\"}]");
     if (!strcmp(status, "ACTIVE") || !strcmp(status, "BUILD") || !strcmp(status, "REBUILD") ||
         !strcmp(status, "RESIZE") || !strcmp(status, "VERIFY_RESIZE") ||
-        !strcmp(status, "MIGRATING"))
-        json_object_set_new(o, "progress", json_integer(0));
+        !strcmp(status, "MIGRATING")) {
+        sb_key(b, "progress");
+        sb_put(b, "0");
+    }
     if (sqlite3_column_type(st, C_FAULT_CODE) != SQLITE_NULL &&
         (!strcmp(vm, "error") || !strcmp(vm, "deleted"))) {
         int code = sqlite3_column_int(st, C_FAULT_CODE);
-        json_t *f = json_pack("{s:i, s:s, s:s}", "code", code, "created", col(st, C_FAULT_CREATED),
-                              "message", col(st, C_FAULT_MSG));
-        if ((r->auth.is_admin || code != 500) && col(st, C_FAULT_DETAILS))
-            json_object_set_new(f, "details", json_string(col(st, C_FAULT_DETAILS)));
-        json_object_set_new(o, "fault", f);
+        sb_key(b, "fault");
+        sb_printf(b, "{\"code\":%d,\"created\":", code);
+        sb_str(b, col(st, C_FAULT_CREATED));
+        sb_put(b, ",\"message\":");
+        sb_str(b, col(st, C_FAULT_MSG) ? col(st, C_FAULT_MSG) : "");
+        if ((r->auth.is_admin || code != 500) && col(st, C_FAULT_DETAILS)) {
+            sb_put(b, ",\"details\":");
+            sb_str(b, col(st, C_FAULT_DETAILS));
+        }
+        sb_put(b, "}");
     }
-    if (view == VIEW_UPDATE)
-        return o;
-    json_object_set_new(o, "OS-EXT-AZ:availability_zone",
-                        json_string(col(st, C_AZ) ? col(st, C_AZ) : ""));
-    json_object_set_new(o, "OS-EXT-STS:vm_state", json_string(vm));
-    json_object_set_new(o, "OS-EXT-STS:task_state", json_str_or_null(task));
-    json_object_set_new(o, "OS-EXT-STS:power_state", json_integer(sqlite3_column_int(st, C_POWER)));
-    json_object_set_new(o, "OS-SRV-USG:launched_at", json_str_or_null(col(st, C_LAUNCHED)));
-    json_object_set_new(o, "OS-SRV-USG:terminated_at", json_str_or_null(col(st, C_TERMINATED)));
-    if (r->auth.is_admin) {
-        char iname[40];
-        snprintf(iname, sizeof(iname), "instance-%08llx",
-                 (unsigned long long)sqlite3_column_int64(st, C_SEQ));
-        json_object_set_new(o, "OS-EXT-SRV-ATTR:host", json_str_or_null(col(st, C_HOST)));
-        json_object_set_new(o, "OS-EXT-SRV-ATTR:hypervisor_hostname",
-                            json_str_or_null(col(st, C_HOST)));
-        json_object_set_new(o, "OS-EXT-SRV-ATTR:instance_name", json_string(iname));
+    if (view == VIEW_FULL) {
+        sb_key(b, "OS-EXT-AZ:availability_zone");
+        sb_str(b, col(st, C_AZ) ? col(st, C_AZ) : "");
+        sb_key(b, "OS-EXT-STS:vm_state");
+        sb_str(b, vm);
+        sb_key(b, "OS-EXT-STS:task_state");
+        sb_str(b, task);
+        sb_key(b, "OS-EXT-STS:power_state");
+        sb_printf(b, "%d", sqlite3_column_int(st, C_POWER));
+        sb_key(b, "OS-SRV-USG:launched_at");
+        sb_str(b, col(st, C_LAUNCHED));
+        sb_key(b, "OS-SRV-USG:terminated_at");
+        sb_str(b, col(st, C_TERMINATED));
+        if (r->auth.is_admin) {
+            sb_key(b, "OS-EXT-SRV-ATTR:host");
+            sb_str(b, col(st, C_HOST));
+            sb_key(b, "OS-EXT-SRV-ATTR:hypervisor_hostname");
+            sb_str(b, col(st, C_HOST));
+            sb_key(b, "OS-EXT-SRV-ATTR:instance_name");
+            sb_printf(b, "\"instance-%08llx\"",
+                      (unsigned long long)sqlite3_column_int64(st, C_SEQ));
+        }
     }
-    return o;
+    sb_put(b, "}");
+}
+
+/* Replies {"server": <body>} for the row st. */
+static void reply_server(struct kova_req *r, sqlite3_stmt *st, int view, int status)
+{
+    struct sbuf b = {0};
+    struct hid_cache hc = {0};
+    sqlite3_stmt *mc = NULL;
+    sb_put(&b, "{\"server\":");
+    render_server(&b, r, st, &mc, &hc, view);
+    sb_put(&b, "}");
+    kova_db_done(mc);
+    reply_sbuf(r, status, &b);
 }
 
 /* Loads a server visible to the caller (own project, or any for admins). Replies 404 (or 500)
@@ -318,7 +429,6 @@ static void list_common(struct kova_req *r, bool detail)
     }
     sqlite3_int64 marker_seq = -1;
     sqlite3_stmt *st = NULL, *mcache = NULL;
-    json_t *arr = NULL;
     if (marker) {
         st = kova_db_prepare(r->db, "SELECT seq FROM servers WHERE id = ? AND (?2 IS NULL OR "
                                     "project_id = ?2)");
@@ -353,37 +463,46 @@ static void list_common(struct kova_req *r, bool detail)
         sqlite3_bind_text(st, 3, image, -1, SQLITE_TRANSIENT);
     if (flavor)
         sqlite3_bind_text(st, 4, flavor, -1, SQLITE_TRANSIENT);
-    arr = json_array();
-    const char *last = NULL;
-    char lastbuf[40] = "";
-    int rc;
-    while ((int)json_array_size(arr) < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    struct sbuf b = {0};
+    struct hid_cache hc = {0};
+    char last[40] = "";
+    int rc, n = 0;
+    sb_put(&b, "{\"servers\":[");
+    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (status &&
             strcasecmp(status, server_status(col(st, C_VM_STATE), col(st, C_TASK_STATE))) != 0)
             continue;
         if (have_re && regexec(&re, col(st, C_NAME), 0, NULL, 0) != 0)
             continue;
-        json_t *o;
-        if (detail)
-            o = server_json(r, st, &mcache, VIEW_FULL);
-        else
-            o = json_pack("{s:s, s:s, s:o}", "id", col(st, C_ID), "name", col(st, C_NAME), "links",
-                          link_list(r, "servers", col(st, C_ID)));
-        snprintf(lastbuf, sizeof(lastbuf), "%s", col(st, C_ID));
-        last = lastbuf;
-        json_array_append_new(arr, o);
+        if (n++)
+            sb_put(&b, ",");
+        if (detail) {
+            render_server(&b, r, st, &mcache, &hc, VIEW_FULL);
+        } else {
+            sb_put(&b, "{\"id\":");
+            sb_str(&b, col(st, C_ID));
+            sb_put(&b, ",\"name\":");
+            sb_str(&b, col(st, C_NAME));
+            sb_put(&b, ",\"links\":[");
+            sb_link(&b, r, "self", true, "servers", col(st, C_ID));
+            sb_put(&b, ",");
+            sb_link(&b, r, "bookmark", false, "servers", col(st, C_ID));
+            sb_put(&b, "]}");
+        }
+        snprintf(last, sizeof(last), "%s", col(st, C_ID));
     }
-    json_t *res = json_pack("{s:O}", "servers", arr);
-    if (last && (int)json_array_size(arr) == limit) {
+    sb_put(&b, "]");
+    if (last[0] && n == limit) {
         char href[800];
         snprintf(href, sizeof(href), "%s/v2.1/servers%s?limit=%d&marker=%s", r->base_url,
                  detail ? "/detail" : "", limit, last);
-        json_object_set_new(res, "servers_links",
-                            json_pack("[{s:s, s:s}]", "rel", "next", "href", href));
+        sb_put(&b, ",\"servers_links\":[{\"rel\":\"next\",\"href\":");
+        sb_str(&b, href);
+        sb_put(&b, "}]");
     }
-    reply_json(r, 200, res);
+    sb_put(&b, "}");
+    reply_sbuf(r, 200, &b);
 out:
-    json_decref(arr);
     kova_db_done(st);
     kova_db_done(mcache);
     if (have_re)
@@ -405,11 +524,8 @@ static void server_show(struct kova_req *r)
     sqlite3_stmt *st = load_server(r, r->arg[0]);
     if (!st)
         return;
-    sqlite3_stmt *mc = NULL;
-    json_t *o = server_json(r, st, &mc, VIEW_FULL);
-    kova_db_done(mc);
+    reply_server(r, st, VIEW_FULL, 200);
     kova_db_done(st);
-    reply_json(r, 200, json_pack("{s:o}", "server", o));
 }
 
 /* ------------------------------------------------------------------ helpers for writes */
@@ -1201,10 +1317,7 @@ static void server_update(struct kova_req *r)
     st = load_server(r, r->arg[0]);
     if (!st)
         goto out;
-    sqlite3_stmt *mc = NULL;
-    json_t *o = server_json(r, st, &mc, VIEW_UPDATE);
-    kova_db_done(mc);
-    reply_json(r, 200, json_pack("{s:o}", "server", o));
+    reply_server(r, st, VIEW_UPDATE, 200);
 out:
     kova_db_done(st);
     json_decref(body);

@@ -1,0 +1,94 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Benchmark: GET /v2.1/servers/detail with 1000 servers in kova-agent's database, measured from a
+# second process (wrk) on loopback. Prints throughput and p50/p99 latency; asserts nothing.
+#
+# usage: tests/bench/agent-servers-detail.sh [path/to/kova-agent] [seconds] [connections]
+#   default agent: build/default/agent/kova-agent (or $KOVA_AGENT)
+# Also measured: the same list paged (?limit=100) and one server (GET /servers/{id}), to show
+# where the time goes (the full list is a ~1.6 MB JSON document per request).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+agent=${1:-${KOVA_AGENT:-$root/build/default/agent/kova-agent}}
+secs=${2:-10}
+conns=${3:-4}
+py=/usr/bin/python3
+command -v wrk >/dev/null || { echo "wrk is needed (deploy/install-deps.sh installs it)" >&2; exit 2; }
+[ -x "$agent" ] || { echo "no agent binary at $agent" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/kova-bench-XXXXXX)
+pid=
+cleanup() {
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        wait "$pid" || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+iport=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$tmp/kova.conf" <<CONF
+[quota]
+instances = -1
+cores = -1
+ram = -1
+[kova]
+log_level = warning
+CONF
+"$agent" --config "$tmp/kova.conf" --state-dir "$tmp/state" --listen "127.0.0.1:$port" \
+    --image-listen "127.0.0.1:$iport" 2>"$tmp/agent.log" &
+pid=$!
+
+base=http://127.0.0.1:$port
+export KOVA_BENCH_BASE=$base KOVA_BENCH_IMAGE=http://127.0.0.1:$iport
+$py - <<'PY'
+import json, os, time, urllib.request
+base, img = os.environ["KOVA_BENCH_BASE"], os.environ["KOVA_BENCH_IMAGE"]
+H = {"X-Auth-Token": "bench:bench", "Content-Type": "application/json"}
+def call(method, url, body=None, ctype=None):
+    h = dict(H)
+    if ctype: h["Content-Type"] = ctype
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=h, method=method)) as r:
+        b = r.read()
+        return json.loads(b) if b else None
+for _ in range(200):
+    try:
+        call("GET", base + "/"); break
+    except OSError:
+        time.sleep(0.05)
+i = call("POST", img + "/v2/images", {"name": "bench", "disk_format": "raw", "container_format": "bare"})
+call("PUT", img + "/v2/images/%s/file" % i["id"], b"\0" * 4096, "application/octet-stream")
+call("POST", base + "/v2.1/servers", {"server": {"name": "bench", "imageRef": i["id"],
+     "flavorRef": "1", "min_count": 1000, "max_count": 1000, "metadata": {"role": "bench"}}})
+while True:  # all 1000 have left BUILD (they end in ERROR: no lifecycle yet)
+    s = call("GET", base + "/v2.1/servers/detail?status=BUILD")["servers"]
+    if not s: break
+    time.sleep(0.1)
+d = call("GET", base + "/v2.1/servers/detail")
+print("servers in DB: %d; /servers/detail body: %d bytes" % (len(d["servers"]),
+      len(json.dumps(d, separators=(",", ":")))))
+open(os.environ.get("TMPDIR", "/tmp") + "/kova-bench-one", "w").write(d["servers"][0]["id"])
+PY
+one=$(cat "${TMPDIR:-/tmp}/kova-bench-one"); rm -f "${TMPDIR:-/tmp}/kova-bench-one"
+
+run() {
+    local label=$1 url=$2
+    echo "== $label: wrk -t2 -c$conns -d${secs}s $url"
+    wrk -t2 -c"$conns" -d"${secs}s" --latency -H "X-Auth-Token: bench:bench" "$url" |
+        awk -v label="$label" '
+            /Requests\/sec/ { rps = $2 }
+            /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
+            /Non-2xx/ { bad = $NF }
+            END { printf "%s: %s req/s, p50 %s, p99 %s%s\n", label, rps, p50, p99,
+                         bad ? ", NON-2xx: " bad : "" }'
+}
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+run "servers/detail (1000 servers)" "$base/v2.1/servers/detail"
+run "servers/detail?limit=100" "$base/v2.1/servers/detail?limit=100"
+run "servers/detail?limit=10" "$base/v2.1/servers/detail?limit=10"
+run "servers/{id}" "$base/v2.1/servers/$one"
