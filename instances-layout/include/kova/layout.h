@@ -129,8 +129,10 @@ struct kova_instance_spec {
  * .partial-<uuid> dir for kova_layout_sweep_partial()). -EEXIST also while another create of
  * the same uuid runs. When the base's virtual size is larger than root_bytes:
  * KOVA_LAYOUT_EFLAVOR_DISK_SMALLER with Nova's message, nothing created. -ENOENT when the base
- * is not cached. On any failure nothing half-made is left. `disk_bytes_out` (may be NULL)
- * receives the overlay's virtual size (rounded up to 512 bytes). */
+ * is not cached. On any failure nothing half-made is left. (Nova also checks the image's size
+ * against root_gb in the API before answering 202, from Glance's metadata; this is the build-time
+ * check on the real virtual size, which ends as the instance's fault.) `disk_bytes_out` (may be
+ * NULL) receives the overlay's virtual size (rounded up to 512 bytes). */
 int kova_layout_create_instance(const struct kova_layout *l, const struct kova_instance_spec *spec,
                                 uint64_t *disk_bytes_out, char *err, size_t errlen);
 
