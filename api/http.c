@@ -758,6 +758,9 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
             return -EADDRINUSE;
         }
     }
+    int n = servers_recover(api);
+    if (n > 0)
+        kova_log(1, "%d server(s) left in BUILD by a previous run: finishing their builds", n);
     *out = api;
     return 0;
 }

@@ -162,6 +162,7 @@ int image_upload_chunk(struct kova_req *r, const char *data, size_t len);
 void image_upload_abort(struct kova_req *r);
 
 /* servers.c: used by the agent's build task and by limits */
+int servers_recover(struct kova_api *api);
 int servers_usage(sqlite3 *db, const char *project, long long *instances, long long *cores,
                   long long *ram);
 

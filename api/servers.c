@@ -419,7 +419,16 @@ static void list_common(struct kova_req *r, bool detail)
     regex_t re;
     bool have_re = false;
     if (name) {
-        if (strlen(name) > 255 || regcomp(&re, name, REG_EXTENDED | REG_NOSUB) != 0) {
+        /* back-references make POSIX matching exponential: refused, as is a long pattern */
+        bool backref = false;
+        for (const char *p = name; *p; p++) {
+            if (*p == '\\' && p[1]) {
+                if (p[1] >= '0' && p[1] <= '9')
+                    backref = true;
+                p++;
+            }
+        }
+        if (strlen(name) > 255 || backref || regcomp(&re, name, REG_EXTENDED | REG_NOSUB) != 0) {
             reply_fault(r, 400,
                         "Invalid name filter (a regular expression of at most 255 "
                         "characters is expected)");
@@ -730,6 +739,30 @@ out:
     kova_db_rollback(db);
     kova_db_release(t->api->db, db);
     free(t);
+}
+
+/* At start: servers still BUILD were never started (the agent stopped before their build task
+ * ran); they get the same honest end. Returns the number queued or -errno. */
+int servers_recover(struct kova_api *api)
+{
+    sqlite3 *db = kova_db_acquire(api->db);
+    sqlite3_stmt *st = kova_db_prepare(db, "SELECT id FROM servers WHERE vm_state = 'building'");
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct build_task *t = calloc(1, sizeof(*t));
+        if (!t)
+            break;
+        t->api = api;
+        snprintf(t->id, sizeof(t->id), "%s", col(st, 0));
+        if (!api->cfg.submit || api->cfg.submit(api->cfg.submit_opaque, build_task_run, t) < 0) {
+            free(t);
+            break;
+        }
+        n++;
+    }
+    kova_db_done(st);
+    kova_db_release(api->db, db);
+    return st ? n : -EIO;
 }
 
 /* ------------------------------------------------------------------ create */

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -136,6 +137,30 @@ class Config(unittest.TestCase):
             self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
             self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
             db.close()
+        finally:
+            a.cleanup()
+
+    def test_build_left_over_by_a_crash_is_finished(self):
+        a = Agent(AGENT_BIN).start()
+        try:
+            self.assert_clean_stop(a)
+            db = sqlite3.connect(os.path.join(a.state_dir, "state.db"))
+            db.execute("INSERT INTO servers (id, name, project_id, user_id, flavor_id, vcpus, ram, "
+                       "disk, vm_state, task_state, created_at, updated_at) VALUES "
+                       "('6b1a3a2e-0000-4000-8000-000000000001', 'orphan', 'demo', 'demo', '1', "
+                       "1, 512, 1, 'building', 'spawning', '2026-01-01T00:00:00Z', "
+                       "'2026-01-01T00:00:00Z')")
+            db.commit()
+            db.close()
+            a.start()
+            for _ in range(200):
+                st, _, b = a.request("GET", "/v2.1/servers/6b1a3a2e-0000-4000-8000-000000000001")
+                if b["server"]["status"] == "ERROR":
+                    break
+                time.sleep(0.05)
+            self.assertEqual(b["server"]["status"], "ERROR")
+            self.assertIn("cannot run instances", b["server"]["fault"]["message"])
+            self.assert_clean_stop(a)
         finally:
             a.cleanup()
 

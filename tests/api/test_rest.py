@@ -505,6 +505,7 @@ class Servers(Base):
         self.assertEqual([s["id"] for s in b["servers"] + rest], list(reversed(ids)))
         self.fault(400, "GET", "/v2.1/servers?marker=%s" % ids[0])  # not visible to demo
         self.fault(400, "GET", "/v2.1/servers?name=%5B")  # bad regex
+        self.fault(400, "GET", "/v2.1/servers?name=(a*)*%5C1")  # back-reference
         self.fault(400, "GET", "/v2.1/servers?limit=x")
         # other projects see none of them; admins see them with all_tenants
         self.assertEqual([s for s in self.ok("GET", "/v2.1/servers", token=OTHER)["servers"]
@@ -728,6 +729,48 @@ class Hosts(Base):
         self.assertEqual(self.ok("GET", "/v2.1/os-aggregates", token=ADMIN), {"aggregates": []})
         svc = self.ok("GET", "/v2.1/os-services", token=ADMIN)["services"]
         self.assertEqual(svc[0]["binary"], "nova-compute")
+
+
+class Identity(Base):
+    def token(self, body, status=201):
+        st, h, b = self.req("POST", "/identity/v3/auth/tokens", body, token=None)
+        self.assertEqual(st, status, b)
+        return h, b
+
+    def test_discovery(self):
+        b = self.ok("GET", "/identity", token=None)
+        self.assertEqual(b["versions"]["values"][0]["id"], "v3.14")
+        self.assertEqual(self.ok("GET", "/identity/v3", token=None)["version"]["status"],
+                         "stable")
+
+    def test_password_token_and_catalog(self):
+        h, b = self.token({"auth": {"identity": {"methods": ["password"], "password": {
+            "user": {"name": "alice", "password": "x", "domain": {"name": "Default"}}}},
+            "scope": {"project": {"name": "proj1", "domain": {"name": "Default"}}}}})
+        self.assertEqual(h["x-subject-token"], "alice:proj1")
+        types = {c["type"]: c["endpoints"][0]["url"] for c in b["token"]["catalog"]}
+        self.assertEqual(types["compute"], A.url("/v2.1"))
+        self.assertTrue(types["image"].endswith(":%d" % A.image_port))
+        self.assertEqual([r["name"] for r in b["token"]["roles"]], ["member"])
+        # the token works with noauth2
+        st, _, _ = self.req("GET", "/v2.1/servers", token=h["x-subject-token"])
+        self.assertEqual(st, 200)
+        h, b = self.token({"auth": {"identity": {"methods": ["token"], "token": {
+            "id": "admin:whatever"}}}})
+        self.assertEqual(h["x-subject-token"], "admin:admin")
+        self.assertIn("admin", [r["name"] for r in b["token"]["roles"]])
+
+    def test_bad_requests(self):
+        for body in ({}, {"auth": 1}, {"auth": {"identity": {}}},
+                     {"auth": {"identity": {"methods": "password"}}}):
+            self.fault(400, "POST", "/identity/v3/auth/tokens", body, token=None)
+        for user in ({"name": "a b"}, {"name": "a:b"}, {"name": ""}, {"name": "x" * 65}, {},
+                     {"name": 5}, {"name": "../.."}):
+            self.fault(401, "POST", "/identity/v3/auth/tokens",
+                       {"auth": {"identity": {"methods": ["password"],
+                                              "password": {"user": user}}}}, token=None)
+        self.fault(400, "POST", "/identity/v3/auth/tokens", raw=b"{", token=None,
+                   headers={"Content-Type": "application/json"})
 
 
 class Hostile(Base):
