@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -618,6 +619,45 @@ static void concurrent_cache(struct kova_layout *l, const char *image_id, const 
     *ino_out = first;
 }
 
+struct cache_thread {
+    struct kova_layout *l;
+    const char *image_id, *src;
+    pthread_barrier_t *start;
+    int rc;
+    ino_t ino;
+};
+
+static void *cache_thread_main(void *arg)
+{
+    struct cache_thread *t = arg;
+    char b[KOVA_LAYOUT_PATH_MAX], e[256];
+    pthread_barrier_wait(t->start);
+    t->rc = kova_layout_cache_image(t->l, t->image_id, t->src, b, sizeof(b), e, sizeof(e));
+    struct stat st;
+    t->ino = t->rc == 0 && stat(b, &st) == 0 ? st.st_ino : 0;
+    return NULL;
+}
+
+/* The agent's worker threads: the per-file flock works between threads of one process too (each
+ * call opens its own lock file description). */
+static void threaded_cache(struct kova_layout *l, const char *image_id, const char *src)
+{
+    enum { N = 4 };
+    pthread_t th[N];
+    struct cache_thread t[N];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        t[i] = (struct cache_thread){.l = l, .image_id = image_id, .src = src, .start = &start};
+        CHECK(pthread_create(&th[i], NULL, cache_thread_main, &t[i]) == 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(t[i].rc == 0 && t[i].ino != 0 && t[i].ino == t[0].ino);
+    }
+    pthread_barrier_destroy(&start);
+}
+
 static void test_cache(void)
 {
     char state[128], base[KOVA_LAYOUT_PATH_MAX], hex[41], p[600];
@@ -663,6 +703,9 @@ static void test_cache(void)
         CHECK(kova_layout_image_key("image-other-fs", hex) == 0);
         snprintf(p, sizeof(p), "%s/instances/_base/.%s.part", state, hex);
         CHECK(!exists(p));
+        threaded_cache(&l, "image-other-fs-threads", shm);
+        CHECK(kova_layout_base_path(&l, "image-other-fs-threads", base, sizeof(base)) == 0);
+        CHECK(same_content(shm, base));
         unlink(shm);
     } else {
         fprintf(stderr, "note: /dev/shm is not another file system here; copy path untested\n");
