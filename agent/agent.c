@@ -191,9 +191,10 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     fprintf(stderr, "kova-agent: signal %d, stopping\n", sig);
     r = 0;
 out:
-    kova_api_stop(api); /* in-flight requests finish first */
+    kova_api_quiesce(api); /* in-flight requests finish; nothing new is queued */
     if (workers_up)
-        workers_stop(&w);
+        workers_stop(&w); /* queued tasks finish: they use the api and the db */
+    kova_api_stop(api);
     kova_db_close(db);
     return r;
 }

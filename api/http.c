@@ -765,7 +765,7 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     return 0;
 }
 
-void kova_api_stop(struct kova_api *api)
+void kova_api_quiesce(struct kova_api *api)
 {
     if (!api)
         return;
@@ -773,6 +773,14 @@ void kova_api_stop(struct kova_api *api)
         MHD_stop_daemon(api->compute);
     if (api->image)
         MHD_stop_daemon(api->image);
+    api->compute = api->image = NULL;
+}
+
+void kova_api_stop(struct kova_api *api)
+{
+    if (!api)
+        return;
+    kova_api_quiesce(api);
     free(api->listen_host);
     free(api->image_host);
     free(api->state_dir);

@@ -46,7 +46,10 @@ struct kova_api_config {
 };
 
 int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct kova_api **out);
-/* Stops the listeners (in-flight requests finish first) and frees the api. */
+/* Stops the listeners (in-flight requests finish first); no new tasks are submitted after it.
+ * Call it, then drain the tasks (they use the api), then kova_api_stop(). */
+void kova_api_quiesce(struct kova_api *api);
+/* Quiesces (if not yet done) and frees the api. */
 void kova_api_stop(struct kova_api *api);
 
 /* The microversion range served, as "2.N" strings. */
