@@ -309,6 +309,20 @@ static void rt_mark(struct kova_disk *d, uint64_t ri)
     }
 }
 
+/* Is cluster `c` the header, or part of the L1 or refcount table? (A corrupt image may claim
+ * such a cluster is free; overwriting it would destroy the image.) */
+static int overlaps_fixed(const struct kova_disk *d, uint64_t c)
+{
+    uint64_t off = c * d->cs;
+    uint64_t l1_end = d->h.l1_table_offset + (uint64_t)d->h.l1_size * 8;
+    uint64_t rt_end = d->h.refcount_table_offset + (uint64_t)d->h.refcount_table_clusters * d->cs;
+    if (c == 0)
+        return 1;
+    if (d->h.l1_size && off + d->cs > d->h.l1_table_offset && off < l1_end)
+        return 1;
+    return off + d->cs > d->h.refcount_table_offset && off < rt_end;
+}
+
 /* Creates the refcount block for table index `ri`, placed inside the range it covers
  * (self-describing) at a cluster other than `exclude`. All clusters of that range are free,
  * since no block counts them. */
@@ -317,6 +331,8 @@ static int rb_create(struct kova_disk *d, uint64_t ri, uint64_t exclude)
     uint64_t b = ri * d->epb;
     if (b == exclude)
         b++;
+    if (overlaps_fixed(d, b))
+        return kd_error(d, -EIO, "corrupt image: no refcount block covers image metadata");
     int i = tcache_victim(&d->rbc);
     if (i < 0)
         return i;
@@ -405,6 +421,9 @@ static int alloc_cluster(struct kova_disk *d, uint64_t *off)
         if (v == 0)
             break;
     }
+    if (overlaps_fixed(d, c))
+        return kd_error(d, -EIO, "corrupt image: metadata cluster %llu has refcount 0",
+                        (unsigned long long)c);
     int rc = refcount_add(d, c, +1, c);
     if (rc < 0)
         return rc;
@@ -525,8 +544,9 @@ static int rt_grow(struct kova_disk *d, uint64_t need_index, uint64_t exclude)
     }
     return 0;
 fail_switched:
-    /* The header still names the old table; the in-memory view keeps the new one so that
-     * refcounts already moved stay findable (the image leaks at worst). */
+    /* The header may still name the old table while memory holds the new one: stop writing
+     * through this handle (what is on disk leaks at worst). */
+    d->broken = 1;
     free(ort);
     free(enc);
     return rc;
@@ -599,6 +619,8 @@ static int flush_meta(struct kova_disk *d)
     int rc;
     if (d->fmt != KOVA_DISK_QCOW2 || d->ro)
         return 0;
+    if (d->broken)
+        return kd_error(d, -EIO, "earlier metadata update failed; image left as it was");
     int rt_dirty = d->rt_dirty_lo < d->rt_dirty_hi;
     int l1_dirty = d->l1_dirty_lo < d->l1_dirty_hi;
     int l2_dirty = l2_any_dirty(d);
@@ -1356,6 +1378,8 @@ int kova_disk_pwrite(struct kova_disk *d, const void *buf, size_t len, uint64_t 
 {
     if (d->ro)
         return -EROFS;
+    if (d->broken)
+        return -EIO;
     if (!range_ok(d, off, len))
         return -EINVAL;
     if (!buf && len)
@@ -1409,6 +1433,8 @@ int kova_disk_discard(struct kova_disk *d, uint64_t off, uint64_t len)
 {
     if (d->ro)
         return -EROFS;
+    if (d->broken)
+        return -EIO;
     if (!range_ok(d, off, len))
         return -EINVAL;
     pthread_mutex_lock(&d->lock);
@@ -1421,6 +1447,8 @@ int kova_disk_write_zeroes(struct kova_disk *d, uint64_t off, uint64_t len)
 {
     if (d->ro)
         return -EROFS;
+    if (d->broken)
+        return -EIO;
     if (!range_ok(d, off, len))
         return -EINVAL;
     pthread_mutex_lock(&d->lock);

@@ -40,6 +40,7 @@ struct kova_disk {
     char path[4096];
     char errmsg[256];
     int unsynced; /* a write was issued since the last fdatasync */
+    int broken;   /* a metadata update failed half-way: no more writes */
 
     /* qcow2 */
     struct qcow2_header h;
