@@ -295,6 +295,35 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void test_iov(enum kova_disk_format fmt, const char *path)
+{
+    struct kova_disk *d;
+    CHECK(kova_disk_open(&d, path, fmt, 0, err, sizeof(err)) == 0);
+    if (!d)
+        return;
+    uint8_t a[777], b[70000], c[3], r1[50000], r2[777 + 70000 + 3 - 50000];
+    fill(a, sizeof(a), 11);
+    fill(b, sizeof(b), 12);
+    fill(c, sizeof(c), 13);
+    struct iovec w[4] = {{a, sizeof(a)}, {NULL, 0}, {b, sizeof(b)}, {c, sizeof(c)}};
+    uint64_t off = 65536 - 100;
+    CHECK(kova_disk_pwritev(d, w, 4, off) == 0);
+    struct iovec r[2] = {{r1, sizeof(r1)}, {r2, sizeof(r2)}};
+    CHECK(kova_disk_preadv(d, r, 2, off) == 0);
+    uint8_t *all = malloc(sizeof(a) + sizeof(b) + sizeof(c));
+    memcpy(all, a, sizeof(a));
+    memcpy(all + sizeof(a), b, sizeof(b));
+    memcpy(all + sizeof(a) + sizeof(b), c, sizeof(c));
+    CHECK(memcmp(r1, all, sizeof(r1)) == 0);
+    CHECK(memcmp(r2, all + sizeof(r1), sizeof(r2)) == 0);
+    CHECK(kova_disk_preadv(d, r, 2, kova_disk_size(d) - 100) == -EINVAL);
+    CHECK(kova_disk_pwritev(d, w, -1, 0) == -EINVAL);
+    struct iovec bad = {NULL, 5};
+    CHECK(kova_disk_pwritev(d, &bad, 1, 0) == -EINVAL);
+    free(all);
+    kova_disk_close(d);
+}
+
 static void test_threads(void)
 {
     struct kova_qcow2_create_opts o = {.size = 4 << 20, .cluster_bits = 12};
@@ -327,6 +356,8 @@ int main(void)
     test_roundtrip(12, 3 << 20);
     test_roundtrip(9, 12 << 20); /* 512-byte clusters: refcount table growth */
     test_raw_and_backing();
+    test_iov(KOVA_DISK_QCOW2, p("ovl.qcow2"));
+    test_iov(KOVA_DISK_RAW, p("base.raw"));
     test_chains();
     test_refusals();
     test_threads();

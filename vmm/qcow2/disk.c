@@ -1390,6 +1390,64 @@ int kova_disk_pwrite(struct kova_disk *d, const void *buf, size_t len, uint64_t 
     return rc;
 }
 
+static int iov_total(const struct iovec *iov, int iovcnt, uint64_t *total)
+{
+    *total = 0;
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return -EINVAL;
+    for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_base && iov[i].iov_len)
+            return -EINVAL;
+        if (iov[i].iov_len > UINT64_MAX - *total)
+            return -EINVAL;
+        *total += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int kova_disk_preadv(struct kova_disk *d, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    uint64_t total;
+    if (iov_total(iov, iovcnt, &total) < 0 || !range_ok(d, off, total))
+        return -EINVAL;
+    pthread_mutex_lock(&d->lock);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < iovcnt; i++) {
+        if (d->fmt == KOVA_DISK_RAW) {
+            rc = kd_pread_full(d->fd, iov[i].iov_base, iov[i].iov_len, off);
+            if (rc < 0)
+                kd_error(d, rc, "read: %s", strerror(-rc));
+        } else {
+            rc = qcow2_pread(d, iov[i].iov_base, iov[i].iov_len, off);
+        }
+        off += iov[i].iov_len;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int kova_disk_pwritev(struct kova_disk *d, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    uint64_t total;
+    if (d->ro)
+        return -EROFS;
+    if (d->broken)
+        return -EIO;
+    if (iov_total(iov, iovcnt, &total) < 0 || !range_ok(d, off, total))
+        return -EINVAL;
+    pthread_mutex_lock(&d->lock);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < iovcnt; i++) {
+        if (d->fmt == KOVA_DISK_RAW)
+            rc = dwrite(d, iov[i].iov_base, iov[i].iov_len, off);
+        else
+            rc = qcow2_pwrite(d, iov[i].iov_base, iov[i].iov_len, off);
+        off += iov[i].iov_len;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
 int kova_disk_flush(struct kova_disk *d)
 {
     if (d->ro)

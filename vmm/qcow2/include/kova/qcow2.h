@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 enum kova_disk_format {
     KOVA_DISK_RAW = 1,
@@ -62,6 +63,10 @@ int kova_disk_readonly(const struct kova_disk *d);
  * for a write to a read-only handle, -EIO for corrupt metadata found on the way. */
 int kova_disk_pread(struct kova_disk *d, void *buf, size_t len, uint64_t off);
 int kova_disk_pwrite(struct kova_disk *d, const void *buf, size_t len, uint64_t off);
+/* Scatter/gather forms (e.g. for virtio descriptor chains): the buffers are filled/consumed in
+ * order from `off`; same errors; the whole request runs under the handle's lock. */
+int kova_disk_preadv(struct kova_disk *d, const struct iovec *iov, int iovcnt, uint64_t off);
+int kova_disk_pwritev(struct kova_disk *d, const struct iovec *iov, int iovcnt, uint64_t off);
 int kova_disk_flush(struct kova_disk *d);
 /* Advisory: whole clusters (qcow2) or the byte range (raw) are released where that is cheap and
  * safe; afterwards the range reads as zeros or as before. */
