@@ -741,6 +741,10 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
         kova_api_stop(api);
         return -e;
     }
+    /* before listening: no request may see a half-recovered state */
+    int n = images_recover(api);
+    if (n > 0)
+        kova_log(1, "%d image upload(s) cut short by a previous run: back to queued", n);
     struct svc_cls *cls = (struct svc_cls *)(api + 1);
     cls[0].api = api;
     cls[0].service = SVC_COMPUTE;
@@ -758,7 +762,9 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
             return -EADDRINUSE;
         }
     }
-    int n = servers_recover(api);
+    /* after listening (a failed start must not leave tasks behind); BUILD → ERROR is
+     * asynchronous for clients anyway */
+    n = servers_recover(api);
     if (n > 0)
         kova_log(1, "%d server(s) left in BUILD by a previous run: finishing their builds", n);
     *out = api;
@@ -769,6 +775,7 @@ void kova_api_quiesce(struct kova_api *api)
 {
     if (!api)
         return;
+    atomic_store(&api->stopping, true);
     if (api->compute)
         MHD_stop_daemon(api->compute);
     if (api->image)

@@ -818,6 +818,28 @@ static void glance_download(struct kova_req *r)
     r->replied = true;
 }
 
+/* At start: uploads and imports cut short by a crash leave 'saving'/'importing' images and
+ * .part files; the images go back to queued (as after a failed upload), the files go. */
+int images_recover(struct kova_api *api)
+{
+    sqlite3 *db = kova_db_acquire(api->db);
+    sqlite3_stmt *st = kova_db_prepare(db, "SELECT id FROM images WHERE status IN ('saving', "
+                                           "'importing')");
+    int n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        char part[4200];
+        snprintf(part, sizeof(part), "%s/%s.part", api->images_dir, icol(st, 0));
+        unlink(part);
+        n++;
+    }
+    kova_db_done(st);
+    int e = st ? kova_db_exec(db, "UPDATE images SET status = 'queued' WHERE status IN "
+                                  "('saving', 'importing')")
+               : -EIO;
+    kova_db_release(api->db, db);
+    return e < 0 ? e : n;
+}
+
 /* ------------------------------------------------------------------ web-download import */
 
 struct import_task {
@@ -834,6 +856,14 @@ static size_t import_write(char *data, size_t size, size_t nmemb, void *p)
     if (upload_write(t->u, data, len, t->api->cfg.max_image_size) < 0)
         return 0; /* aborts the transfer */
     return len;
+}
+
+/* Aborts a download when the agent stops. */
+static int import_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                           curl_off_t ulnow)
+{
+    struct import_task *t = p;
+    return atomic_load(&t->api->stopping) ? 1 : 0;
 }
 
 static void import_run(void *p)
@@ -857,6 +887,9 @@ static void import_run(void *p)
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, import_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(c, CURLOPT_USERAGENT, "kova-agent web-download");
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, import_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         cc = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
         curl_easy_cleanup(c);

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -25,6 +26,7 @@ struct kova_api {
     struct kova_db *db;
     struct MHD_Daemon *compute, *image;
     time_t started;
+    _Atomic bool stopping; /* set by kova_api_quiesce: long tasks give up */
 };
 
 struct kova_auth {
@@ -160,6 +162,7 @@ void versions_reply_root(struct kova_req *r);
 int image_upload_begin(struct kova_req *r);
 int image_upload_chunk(struct kova_req *r, const char *data, size_t len);
 void image_upload_abort(struct kova_req *r);
+int images_recover(struct kova_api *api);
 
 /* servers.c: used by the agent's build task and by limits */
 int servers_recover(struct kova_api *api);

@@ -6,6 +6,7 @@ usage: /usr/bin/python3 test_config.py --agent PATH/kova-agent
 """
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -162,6 +163,42 @@ class Config(unittest.TestCase):
             self.assertIn("cannot run instances", b["server"]["fault"]["message"])
             self.assert_clean_stop(a)
         finally:
+            a.cleanup()
+
+    def test_stalled_import_does_not_block_shutdown(self):
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(4)  # accepts connections, never answers
+        a = Agent(AGENT_BIN).start()
+        try:
+            st, _, img = a.request("POST", "/v2/images", {"name": "stall"}, image=True)
+            st, _, b = a.request("POST", "/v2/images/%s/import" % img["id"], {"method": {
+                "name": "web-download",
+                "uri": "http://127.0.0.1:%d/x" % lsock.getsockname()[1]}}, image=True)
+            self.assertEqual(st, 202, b)
+            time.sleep(0.5)
+            t0 = time.time()
+            self.assert_clean_stop(a)
+            self.assertLess(time.time() - t0, 15)
+            a.start()
+            st, _, b = a.request("GET", "/v2/images/%s" % img["id"], image=True)
+            self.assertEqual(b["status"], "queued")
+            self.assert_clean_stop(a)
+            # a crash in the middle of an upload: back to queued, partial data removed
+            db = sqlite3.connect(os.path.join(a.state_dir, "state.db"))
+            db.execute("UPDATE images SET status = 'saving'")
+            db.commit()
+            db.close()
+            part = os.path.join(a.state_dir, "images", img["id"] + ".part")
+            with open(part, "wb") as f:
+                f.write(b"partial")
+            a.start()
+            st, _, b = a.request("GET", "/v2/images/%s" % img["id"], image=True)
+            self.assertEqual(b["status"], "queued")
+            self.assertFalse(os.path.exists(part))
+            self.assert_clean_stop(a)
+        finally:
+            lsock.close()
             a.cleanup()
 
     def test_newer_schema_is_refused(self):
