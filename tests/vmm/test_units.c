@@ -205,6 +205,8 @@ static void test_boot(void)
     CHECK(rd(gm_ptr(&gm, BOOT_PML4_ADDR, 8), 8) == (BOOT_PDPT_ADDR | 3));
     CHECK(rd(gm_ptr(&gm, BOOT_PD_ADDR + 8 * 8, 8), 8) == ((8ULL << 21) | 0x83));
     CHECK(rd(gm_ptr(&gm, BOOT_GDT_ADDR + BOOT_CS, 8), 8) == boot_gdt[BOOT_CS / 8]);
+    /* The reset vector stub writes 0xfe to the i8042 command port. */
+    CHECK(memcmp(gm_ptr(&gm, BOOT_RESET_VECTOR, 4), "\xb0\xfe\xe6\x64", 4) == 0);
 
     /* Things that do not fit. */
     char *longline = malloc(4096);

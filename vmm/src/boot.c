@@ -239,6 +239,15 @@ int boot_load(const struct guest_mem *gm, const struct bzimage *k, const uint8_t
     for (uint64_t i = 0; i < 4 * 512; i++)
         wr64(pd, i * 8, (i << 21) | 0x83);
 
+    /* Reset vector stub. A hardware-reduced ACPI guest without EFI reboots through the "BIOS"
+     * (Linux: machine_real_restart jumps to f000:fff0 in real mode). There is no firmware, so
+     * the stub there asks the i8042 for a CPU reset: mov al, 0xfe; out 0x64, al; hlt; jmp $-1. */
+    static const uint8_t reset_stub[] = {0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd};
+    if (gm_write(gm, BOOT_RESET_VECTOR, reset_stub, sizeof(reset_stub)) < 0) {
+        *why = "guest memory too small for the reset vector";
+        return -ENOMEM;
+    }
+
     res->entry = load + 0x200;
     res->zero_page = BOOT_ZERO_PAGE;
     return 0;

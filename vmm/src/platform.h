@@ -7,18 +7,19 @@
 #define KOVA_VMM_PLATFORM_H
 
 /* Low memory used while booting (all below 1 MiB, inside RAM). */
-#define BOOT_GDT_ADDR    0x500ULL
-#define BOOT_ZERO_PAGE   0x7000ULL
-#define BOOT_STACK_TOP   0x8ff0ULL
-#define BOOT_PML4_ADDR   0x9000ULL
-#define BOOT_PDPT_ADDR   0xa000ULL
-#define BOOT_PD_ADDR     0xb000ULL /* four page directories: 4 GiB identity map with 2 MiB pages */
-#define BOOT_CMDLINE     0x20000ULL
-#define BOOT_CMDLINE_MAX 0x10000ULL
-#define BOOT_EBDA_START  0x9fc00ULL /* [EBDA, 1 MiB) is reserved in the e820 map */
-#define ACPI_TABLES      0xe0000ULL /* RSDP first, then the other tables */
-#define ACPI_TABLES_MAX  0x10000ULL
-#define HIMEM_START      0x100000ULL
+#define BOOT_GDT_ADDR     0x500ULL
+#define BOOT_ZERO_PAGE    0x7000ULL
+#define BOOT_STACK_TOP    0x8ff0ULL
+#define BOOT_PML4_ADDR    0x9000ULL
+#define BOOT_PDPT_ADDR    0xa000ULL
+#define BOOT_PD_ADDR      0xb000ULL /* four page directories: 4 GiB identity map with 2 MiB pages */
+#define BOOT_CMDLINE      0x20000ULL
+#define BOOT_CMDLINE_MAX  0x10000ULL
+#define BOOT_EBDA_START   0x9fc00ULL /* [EBDA, 1 MiB) is reserved in the e820 map */
+#define ACPI_TABLES       0xe0000ULL /* RSDP first, then the other tables */
+#define ACPI_TABLES_MAX   0x10000ULL
+#define HIMEM_START       0x100000ULL
+#define BOOT_RESET_VECTOR 0xffff0ULL /* real-mode f000:fff0: the reset stub (boot.c) */
 
 /* GDT selectors of the 64-bit boot protocol. */
 #define BOOT_CS  0x10

@@ -88,6 +88,7 @@ void vm_stop(struct vm *vm, enum vm_state state, const char *error)
         }
     }
     pthread_cond_broadcast(&vm->cond);
+    pthread_cond_broadcast(&vm->parked_cond);
     kick(vm);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -98,7 +99,7 @@ void vm_pause(struct vm *vm)
     vm->paused = true;
     kick(vm);
     while (vm->state == VM_RUNNING && vm->parked < vm->running)
-        pthread_cond_wait(&vm->cond, &vm->lock);
+        pthread_cond_wait(&vm->parked_cond, &vm->lock);
     pthread_mutex_unlock(&vm->lock);
 }
 
@@ -133,7 +134,7 @@ static bool vcpu_may_run(struct vcpu *c)
     pthread_mutex_lock(&vm->lock);
     while (vm->paused && vm->state == VM_RUNNING) {
         vm->parked++;
-        pthread_cond_broadcast(&vm->cond);
+        pthread_cond_broadcast(&vm->parked_cond);
         pthread_cond_wait(&vm->cond, &vm->lock);
         vm->parked--;
     }
@@ -223,7 +224,7 @@ static void *vcpu_thread(void *arg)
     }
     pthread_mutex_lock(&vm->lock);
     vm->running--;
-    pthread_cond_broadcast(&vm->cond);
+    pthread_cond_broadcast(&vm->parked_cond);
     pthread_mutex_unlock(&vm->lock);
     return NULL;
 }
@@ -467,6 +468,7 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
     vm->kvm_fd = vm->vm_fd = vm->done_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
+    pthread_cond_init(&vm->parked_cond, NULL);
     bus_init(&vm->pio, "pio");
     bus_init(&vm->mmio, "mmio");
     vm->ncpus = p->cpus;

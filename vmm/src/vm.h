@@ -68,7 +68,8 @@ struct vm {
     struct boot_result boot;
 
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;        /* vCPUs wait here while paused */
+    pthread_cond_t parked_cond; /* vm_pause waits here for the vCPUs to park */
     enum vm_state state;
     char error[160];
     bool paused;
