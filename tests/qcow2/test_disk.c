@@ -60,6 +60,8 @@ static void test_roundtrip(unsigned cb, uint64_t size)
     if (!d)
         return;
     CHECK(kova_disk_size(d) == size);
+    CHECK(kova_disk_granularity(d) == 1u << cb);
+    CHECK(kova_disk_format(d) == KOVA_DISK_QCOW2 && !kova_disk_readonly(d));
     uint8_t *ref = calloc(1, size), *got = malloc(size), *tmp = malloc(size);
     unsigned seed = 1;
     if (cb == 9) { /* fill the whole disk: the file outgrows the first refcount table */

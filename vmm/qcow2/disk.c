@@ -1347,6 +1347,11 @@ int kova_disk_readonly(const struct kova_disk *d)
     return d->ro;
 }
 
+uint32_t kova_disk_granularity(const struct kova_disk *d)
+{
+    return d->fmt == KOVA_DISK_QCOW2 ? (uint32_t)d->cs : 4096;
+}
+
 const char *kova_disk_last_error(struct kova_disk *d)
 {
     return d->errmsg;

@@ -58,6 +58,9 @@ void kova_disk_close(struct kova_disk *d);
 uint64_t kova_disk_size(const struct kova_disk *d);
 enum kova_disk_format kova_disk_format(const struct kova_disk *d);
 int kova_disk_readonly(const struct kova_disk *d);
+/* Alignment at which discard/write-zeroes release space (qcow2: the cluster size; raw: 4096);
+ * a virtio-blk device can advertise it as its discard granularity. */
+uint32_t kova_disk_granularity(const struct kova_disk *d);
 
 /* Reads/writes exactly `len` bytes at `off`; -EINVAL when [off, off+len) leaves the disk, -EROFS
  * for a write to a read-only handle, -EIO for corrupt metadata found on the way. */
