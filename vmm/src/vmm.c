@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -153,8 +154,10 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
     return 0;
 }
 
-/* Reads a whole regular file. 0 or -errno. */
-static int read_file(const char *path, uint8_t **data, size_t *size)
+/* Maps a whole regular file read-only. The mapping is file-backed: once the guest has its copy,
+ * release_file() drops the pages from this process (a reboot faults them back in), so kernel and
+ * initrd do not count as VMM memory. 0 or -errno. */
+static int map_file(const char *path, uint8_t **data, size_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -169,32 +172,32 @@ static int read_file(const char *path, uint8_t **data, size_t *size)
         r = -EINVAL;
         goto out;
     }
-    if (st.st_size > (off_t)1 << 34) {
-        r = -EFBIG;
+    if (st.st_size == 0 || st.st_size > (off_t)1 << 34) {
+        r = st.st_size == 0 ? -ENODATA : -EFBIG;
         goto out;
     }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        r = -errno;
+        goto out;
+    }
+    *data = p;
     *size = (size_t)st.st_size;
-    *data = malloc(*size ? *size : 1);
-    if (!*data) {
-        r = -ENOMEM;
-        goto out;
-    }
-    size_t got = 0;
-    while (got < *size) {
-        ssize_t n = read(fd, *data + got, *size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            r = n < 0 ? -errno : -EIO;
-            free(*data);
-            *data = NULL;
-            goto out;
-        }
-        got += (size_t)n;
-    }
 out:
     close(fd);
     return r;
+}
+
+static void release_file(uint8_t *data, size_t size)
+{
+    if (data)
+        madvise(data, size, MADV_DONTNEED);
+}
+
+static void unmap_file(uint8_t *data, size_t size)
+{
+    if (data)
+        munmap(data, size);
 }
 
 struct vmm {
@@ -318,7 +321,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     }
 
     /* Inputs, checked before KVM is touched. */
-    int r = read_file(cfg->kernel, &kernel, &kernel_size);
+    int r = map_file(cfg->kernel, &kernel, &kernel_size);
     if (r < 0) {
         log_err("cannot read kernel %s: %s", cfg->kernel, strerror(-r));
         rc = KOVA_VMM_EXIT_USAGE;
@@ -331,7 +334,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         rc = KOVA_VMM_EXIT_USAGE;
         goto out;
     }
-    if (cfg->initrd && (r = read_file(cfg->initrd, &initrd, &initrd_size)) < 0) {
+    if (cfg->initrd && (r = map_file(cfg->initrd, &initrd, &initrd_size)) < 0) {
         log_err("cannot read initrd %s: %s", cfg->initrd, strerror(-r));
         rc = KOVA_VMM_EXIT_USAGE;
         goto out;
@@ -383,6 +386,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             goto out;
         }
         m.vm = vm;
+        release_file(kernel, kernel_size);
+        release_file(initrd, initrd_size);
         if (m.boots == 0)
             log_info("started: %u vCPUs, %llu MiB, kernel %s", cfg->cpus,
                      (unsigned long long)cfg->memory_mib, cfg->kernel);
@@ -445,8 +450,8 @@ out:
         close(console_fd);
     if (sig_fd >= 0)
         close(sig_fd);
-    free(kernel);
-    free(initrd);
+    unmap_file(kernel, kernel_size);
+    unmap_file(initrd, initrd_size);
     free(vm);
     return rc;
 }

@@ -1,0 +1,117 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# vmm-boot.sh [N] — benchmark (not a test): boots the Debian kernel + the test initramfs N times
+# (default 5) with kova-vmm and with `qemu-system-x86_64 -M microvm -enable-kvm`, alternating, in
+# the same KVM environment (the nested-KVM test VM when this host has no /dev/kvm), and prints for
+# each the median boot-to-init time and VMM memory overhead, and the ratios.
+#   boot-to-init: wall time from spawning the VMM to the guest's "KOVA-GUEST-READY" line on the
+#                 serial console (the same measure for both; kova's own boot timer is shown too)
+#   overhead:     the VMM process's RSS beyond guest RAM (all mappings but the guest RAM one),
+#                 sampled when the marker appears
+# Environment: KOVA_BUILD_DIR (default build/c), KOVA_ASSETS (default build/assets),
+#              KOVA_BENCH_MEM (guest MiB, default 256), KOVA_BENCH_CPUS (default 1).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/../.." && pwd)
+n=${1:-5}
+export KOVA_BUILD_DIR=${KOVA_BUILD_DIR:-$top/build/c}
+export KOVA_ASSETS=${KOVA_ASSETS:-$top/build/assets}
+if [ "${KOVA_BENCH_INSIDE:-0}" != 1 ]; then
+    [ -x "$KOVA_BUILD_DIR/vmm/kova-vmm" ] || { echo "build kova-vmm first ($KOVA_BUILD_DIR)" >&2; exit 1; }
+    export KOVA_BENCH_INSIDE=1
+    exec "$top/tests/nested/kova-nested-run" --timeout $((120 + n * 120)) --mem 2048 -- "$0" "$n"
+fi
+
+exec python3 - "$n" <<'PY'
+import os, signal, statistics, subprocess, sys, threading, time
+
+n = int(sys.argv[1])
+build, assets = os.environ["KOVA_BUILD_DIR"], os.environ["KOVA_ASSETS"]
+mem = int(os.environ.get("KOVA_BENCH_MEM", "256"))
+cpus = int(os.environ.get("KOVA_BENCH_CPUS", "1"))
+kernel, initrd = f"{assets}/vmlinuz", f"{assets}/guest-initrd.cpio.gz"
+cmdline = "console=ttyS0 quiet panic=-1 kova.stay=1"
+
+
+def overhead_kib(pid):
+    """RSS of all mappings except the largest one (the guest RAM), in KiB."""
+    sizes, total, cur_size = [], 0, 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and ":" not in parts[0]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                cur_size = hi - lo
+            elif parts[0] == "Rss:":
+                rss = int(parts[1])
+                sizes.append((cur_size, rss))
+                total += rss
+    guest = max(sizes)[1] if sizes else 0
+    return total - guest, guest
+
+
+def run(kind):
+    if kind == "kova":
+        args = [f"{build}/vmm/kova-vmm", "--kernel", kernel, "--initrd", initrd, "--cmdline",
+                cmdline, "--cpus", str(cpus), "--memory", str(mem), "--console-stdout",
+                "--log-level", "info"]
+    else:
+        args = ["qemu-system-x86_64", "-M", "microvm", "-enable-kvm", "-cpu", "host",
+                "-m", str(mem), "-smp", str(cpus), "-nodefaults", "-no-user-config",
+                "-nographic", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
+                "-append", cmdline]
+    t0 = time.monotonic()
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    err = []
+    threading.Thread(target=lambda: err.extend(p.stderr), daemon=True).start()
+    t_ready, ovh, guest = None, None, None
+    deadline = threading.Timer(180, p.kill)
+    deadline.start()
+    for raw in p.stdout:
+        if b"KOVA-GUEST-READY" in raw:
+            t_ready = time.monotonic() - t0
+            ovh, guest = overhead_kib(p.pid)
+            break
+    deadline.cancel()
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    timer = None
+    for e in err:
+        if b"guest init started" in e:
+            timer = float(e.split(b"started ")[1].split(b" ms")[0]) / 1000
+    if t_ready is None:
+        sys.stderr.write(f"{kind}: no marker; stderr: {b''.join(err)[-400:]!r}\n")
+    return t_ready, ovh, guest, timer
+
+
+res = {"kova": [], "qemu": []}
+for i in range(n):
+    for kind in ("kova", "qemu"):
+        t, ovh, guest, timer = run(kind)
+        if t is not None:
+            res[kind].append((t, ovh))
+        extra = f", VMM boot timer {timer:.2f} s" if timer else ""
+        print(f"run {i + 1} {kind:4}: boot-to-init {t if t else float('nan'):.2f} s, "
+              f"overhead {ovh if ovh is not None else -1} KiB (guest RAM touched {guest} KiB){extra}",
+              flush=True)
+
+print(f"\n{cpus} vCPU, {mem} MiB, {n} boots each; medians:")
+med = {}
+for kind in ("kova", "qemu"):
+    if not res[kind]:
+        print(f"  {kind}: no successful boot")
+        continue
+    bt = statistics.median(t for t, _ in res[kind])
+    ov = statistics.median(o for _, o in res[kind])
+    med[kind] = (bt, ov)
+    print(f"  {kind:4}: boot-to-init {bt:.2f} s, VMM overhead {ov / 1024:.1f} MiB")
+if len(med) == 2:
+    print(f"  ratio kova/qemu: boot time {med['kova'][0] / med['qemu'][0]:.2f}x, "
+          f"overhead {med['kova'][1] / med['qemu'][1]:.3f}x")
+PY
