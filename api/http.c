@@ -472,7 +472,7 @@ static void req_free(struct kova_req *r)
 {
     if (!r)
         return;
-    if (r->upload && !r->upload_done)
+    if (r->upload)
         image_upload_abort(r);
     if (r->db)
         kova_db_release(r->api->db, r->db);
@@ -638,8 +638,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->route->handler(r);
             kova_db_release(r->api->db, r->db);
             r->db = NULL;
-            if (r->upload)
-                r->upload_done = true;
+            /* a finished upload handler clears r->upload; one still set is aborted by
+             * req_free (partial data removed, image back to queued) */
             if (!r->replied)
                 reply_fault(r, 500, "The handler produced no reply.");
         }

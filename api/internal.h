@@ -76,8 +76,7 @@ struct kova_req {
     bool body_too_large;
 
     /* streamed upload state (ROUTE_UPLOAD) */
-    void *upload;
-    bool upload_done;
+    void *upload; /* cleared by the handler that completes it */
 
     /* response */
     bool replied;

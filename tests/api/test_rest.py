@@ -155,6 +155,12 @@ class Versions(Base):
         self.assertIn(st, (400, 404))
         self.assertTrue("itemNotFound" in b or "badRequest" in b)
 
+    def test_legacy_v2_prefix(self):
+        st, h, b = self.req("GET", "/v2/flavors")
+        self.assertEqual(st, 200)
+        self.assertNotIn("openstack-api-version", h)  # v2.0 has no microversions
+        self.assertEqual(self.ok("GET", "/v2/", token=None)["version"]["id"], "v2.0")
+
     def test_image_service_versions(self):
         b = self.ok("GET", "/", token=None, image=True)
         self.assertTrue(any(v["id"].startswith("v2") for v in b["versions"]))
