@@ -981,7 +981,10 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
         if ((rc = read_part(d, &lk.e, d->clbuf, (size_t)d->cs, cvoff)) < 0)
             return rc;
     }
-    if (src)
+    const uint8_t *data = d->clbuf;
+    if (src && n == d->cs)
+        data = src; /* whole cluster: straight from the caller's buffer */
+    else if (src)
         memcpy(d->clbuf + in, src, n);
     else
         memset(d->clbuf + in, 0, n);
@@ -989,7 +992,7 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
     uint64_t host = lk.e.offset;
     if (!reuse && (rc = alloc_cluster(d, &host)) < 0)
         return rc;
-    if ((rc = dwrite(d, d->clbuf, (size_t)d->cs, host)) < 0)
+    if ((rc = dwrite(d, data, (size_t)d->cs, host)) < 0)
         return rc;
     if ((rc = l2_set(d, cvoff, host | QCOW2_OFLAG_COPIED)) < 0)
         return rc;
