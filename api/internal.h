@@ -121,6 +121,8 @@ void sb_put(struct sbuf *b, const char *s);
 void sb_putn(struct sbuf *b, const char *s, size_t n);
 /* Appends s as a JSON string literal (quoted, escaped); NULL gives null. */
 void sb_str(struct sbuf *b, const char *s);
+/* Appends s escaped for the inside of a JSON string literal. */
+void sb_esc(struct sbuf *b, const char *s);
 void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Replies with the buffer's JSON text (takes it over; 500 if it ran out of memory). */
 void reply_sbuf(struct kova_req *r, int status, struct sbuf *b);

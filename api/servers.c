@@ -27,7 +27,8 @@
     "seq, id, name, project_id, user_id, image_ref, flavor_id, vm_state, task_state, "             \
     "power_state, key_name, availability_zone, config_drive, access_ipv4, access_ipv6, "           \
     "disk_config, host, launched_at, terminated_at, fault_code, fault_message, fault_details, "    \
-    "fault_created, created_at, updated_at, vcpus, ram, disk"
+    "fault_created, created_at, updated_at, vcpus, ram, disk, (SELECT json_group_object(key, "     \
+    "value) FROM server_metadata WHERE server_seq = servers.seq)"
 
 enum {
     C_SEQ,
@@ -58,6 +59,7 @@ enum {
     C_VCPUS,
     C_RAM,
     C_DISK,
+    C_META, /* the metadata as a JSON object text */
 };
 
 static const char *col(sqlite3_stmt *st, int c)
@@ -170,13 +172,18 @@ static const char *cached_host_id(struct hid_cache *c, const char *project, cons
 static void sb_link(struct sbuf *b, struct kova_req *r, const char *rel, bool versioned,
                     const char *what, const char *id)
 {
+    /* base_url holds only [A-Za-z0-9.:[]-] (set_base_url); what is a literal */
     sb_put(b, "{\"rel\":\"");
     sb_put(b, rel);
-    sb_put(b, "\",\"href\":");
-    char href[700];
-    snprintf(href, sizeof(href), "%s%s/%s/%s", r->base_url, versioned ? "/v2.1" : "", what, id);
-    sb_str(b, href);
-    sb_put(b, "}");
+    sb_put(b, "\",\"href\":\"");
+    sb_put(b, r->base_url);
+    if (versioned)
+        sb_put(b, "/v2.1");
+    sb_put(b, "/");
+    sb_put(b, what);
+    sb_put(b, "/");
+    sb_esc(b, id);
+    sb_put(b, "\"}");
 }
 
 static void sb_key(struct sbuf *b, const char *k)
@@ -189,7 +196,7 @@ static void sb_key(struct sbuf *b, const char *k)
 /* The 2.1 server body from a row of SERVER_COLS, rendered straight to text (list calls render
  * up to max_limit of them per request). */
 static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
-                          sqlite3_stmt **mcache, struct hid_cache *hc, int view)
+                          struct hid_cache *hc, int view)
 {
     const char *id = col(st, C_ID);
     const char *vm = col(st, C_VM_STATE);
@@ -206,24 +213,7 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
     sb_key(b, "user_id");
     sb_str(b, col(st, C_USER));
     sb_key(b, "metadata");
-    sb_put(b, "{");
-    if (!*mcache)
-        *mcache = kova_db_prepare(r->db, "SELECT key, value FROM server_metadata WHERE "
-                                         "server_seq = ? ORDER BY key");
-    if (*mcache) {
-        sqlite3_reset(*mcache);
-        sqlite3_bind_int64(*mcache, 1, sqlite3_column_int64(st, C_SEQ));
-        bool first = true;
-        while (sqlite3_step(*mcache) == SQLITE_ROW) {
-            if (!first)
-                sb_put(b, ",");
-            first = false;
-            sb_str(b, col(*mcache, 0));
-            sb_put(b, ":");
-            sb_str(b, col(*mcache, 1));
-        }
-    }
-    sb_put(b, "}");
+    sb_put(b, col(st, C_META) ? col(st, C_META) : "{}");
     sb_key(b, "hostId");
     sb_str(b, cached_host_id(hc, col(st, C_PROJECT), col(st, C_HOST)));
     sb_key(b, "image");
@@ -320,11 +310,9 @@ static void reply_server(struct kova_req *r, sqlite3_stmt *st, int view, int sta
 {
     struct sbuf b = {0};
     struct hid_cache hc = {0};
-    sqlite3_stmt *mc = NULL;
     sb_put(&b, "{\"server\":");
-    render_server(&b, r, st, &mc, &hc, view);
+    render_server(&b, r, st, &hc, view);
     sb_put(&b, "}");
-    kova_db_done(mc);
     reply_sbuf(r, status, &b);
 }
 
@@ -437,7 +425,7 @@ static void list_common(struct kova_req *r, bool detail)
         have_re = true;
     }
     sqlite3_int64 marker_seq = -1;
-    sqlite3_stmt *st = NULL, *mcache = NULL;
+    sqlite3_stmt *st = NULL;
     if (marker) {
         st = kova_db_prepare(r->db, "SELECT seq FROM servers WHERE id = ? AND (?2 IS NULL OR "
                                     "project_id = ?2)");
@@ -486,7 +474,7 @@ static void list_common(struct kova_req *r, bool detail)
         if (n++)
             sb_put(&b, ",");
         if (detail) {
-            render_server(&b, r, st, &mcache, &hc, VIEW_FULL);
+            render_server(&b, r, st, &hc, VIEW_FULL);
         } else {
             sb_put(&b, "{\"id\":");
             sb_str(&b, col(st, C_ID));
@@ -513,7 +501,6 @@ static void list_common(struct kova_req *r, bool detail)
     reply_sbuf(r, 200, &b);
 out:
     kova_db_done(st);
-    kova_db_done(mcache);
     if (have_re)
         regfree(&re);
 }

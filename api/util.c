@@ -198,18 +198,15 @@ void sb_put(struct sbuf *b, const char *s)
     sb_putn(b, s, strlen(s));
 }
 
-void sb_str(struct sbuf *b, const char *s)
+static void sb_escape(struct sbuf *b, const char *s, bool quote)
 {
     static const char hex[] = "0123456789abcdef";
-    if (!s) {
-        sb_putn(b, "null", 4);
-        return;
-    }
     size_t n = strlen(s);
     if (!sb_reserve(b, n * 6 + 2))
         return;
     char *o = b->p + b->len;
-    *o++ = '"';
+    if (quote)
+        *o++ = '"';
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         unsigned char c = *p;
         if (c == '"' || c == '\\') {
@@ -232,9 +229,24 @@ void sb_str(struct sbuf *b, const char *s)
             *o++ = (char)c;
         }
     }
-    *o++ = '"';
+    if (quote)
+        *o++ = '"';
     b->len = (size_t)(o - b->p);
     b->p[b->len] = 0;
+}
+
+void sb_str(struct sbuf *b, const char *s)
+{
+    if (!s)
+        sb_putn(b, "null", 4);
+    else
+        sb_escape(b, s, true);
+}
+
+void sb_esc(struct sbuf *b, const char *s)
+{
+    if (s)
+        sb_escape(b, s, false);
 }
 
 void sb_printf(struct sbuf *b, const char *fmt, ...)
