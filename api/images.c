@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -836,6 +837,31 @@ int images_recover(struct kova_api *api)
     int e = st ? kova_db_exec(db, "UPDATE images SET status = 'queued' WHERE status IN "
                                   "('saving', 'importing')")
                : -EIO;
+    /* data of images deleted just before a crash (the row goes first, then the file) */
+    DIR *d = e < 0 ? NULL : opendir(api->images_dir);
+    struct dirent *de;
+    sqlite3_stmt *q = d ? kova_db_prepare(db, "SELECT 1 FROM images WHERE id = ?") : NULL;
+    while (q && (de = readdir(d))) {
+        char id[37];
+        size_t l = strlen(de->d_name);
+        if (l != 36 && !(l == 41 && strcmp(de->d_name + 36, ".part") == 0))
+            continue;
+        memcpy(id, de->d_name, 36);
+        id[36] = 0;
+        if (!kova_is_uuid(id))
+            continue;
+        sqlite3_reset(q);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_DONE) {
+            char path[4400];
+            snprintf(path, sizeof(path), "%s/%s", api->images_dir, de->d_name);
+            if (unlink(path) == 0)
+                kova_log(1, "removed %s: no such image", path);
+        }
+    }
+    kova_db_done(q);
+    if (d)
+        closedir(d);
     kova_db_release(api->db, db);
     return e < 0 ? e : n;
 }

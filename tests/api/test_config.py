@@ -197,6 +197,16 @@ class Config(unittest.TestCase):
             self.assertEqual(b["status"], "queued")
             self.assertFalse(os.path.exists(part))
             self.assert_clean_stop(a)
+            # data whose image row is gone (deleted just before a crash) is removed at start
+            orphan = os.path.join(a.state_dir, "images", "6b1a3a2e-0000-4000-8000-0000000000ff")
+            keep = os.path.join(a.state_dir, "images", "not-an-image.txt")
+            for p in (orphan, keep):
+                with open(p, "wb") as f:
+                    f.write(b"data")
+            a.start()
+            self.assertFalse(os.path.exists(orphan))
+            self.assertTrue(os.path.exists(keep))
+            self.assert_clean_stop(a)
         finally:
             lsock.close()
             a.cleanup()
