@@ -44,6 +44,7 @@ truncate -s $size src.raw
 "$kimg" create a.qcow2 16M && writes a.qcow2 "kova-img create 16M (64 KiB clusters)"
 "$kimg" create -c 4096 b.qcow2 10M && writes b.qcow2 "kova-img create, 4 KiB clusters"
 "$kimg" create -c 512 c.qcow2 12M && writes c.qcow2 "512 B clusters (refcount table growth)" 600 60000
+"$kimg" create -c 2M e.qcow2 20M && writes e.qcow2 "kova-img create, 2 MiB clusters" 200
 "$kimg" create d.qcow2 $((5 * 1024 * 1024 + 512 * 3)) && writes d.qcow2 "size not cluster aligned"
 
 # Overlays (what the agent does per instance): the base stays unchanged.
