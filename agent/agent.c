@@ -175,10 +175,12 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     };
     if ((r = kova_api_start(&ac, db, &api)) < 0)
         goto out;
-    fprintf(stderr, "kova-agent: compute API on http://%s:%u/v2.1", cfg->listen_host,
-            cfg->listen_port);
+    bool v6 = strchr(cfg->listen_host, ':') != NULL, iv6 = strchr(cfg->image_host, ':') != NULL;
+    fprintf(stderr, "kova-agent: compute API on http://%s%s%s:%u/v2.1", v6 ? "[" : "",
+            cfg->listen_host, v6 ? "]" : "", cfg->listen_port);
     if (cfg->image_port)
-        fprintf(stderr, ", image API on http://%s:%u/v2", cfg->image_host, cfg->image_port);
+        fprintf(stderr, ", image API on http://%s%s%s:%u/v2", iv6 ? "[" : "", cfg->image_host,
+                iv6 ? "]" : "", cfg->image_port);
     fprintf(stderr, ", state in %s (schema %d)\n", cfg->state_dir, kova_db_schema_version(db));
 
     sigset_t set;

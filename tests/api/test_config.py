@@ -4,6 +4,8 @@ state that survives a restart, configured limits (body size, image size cap, quo
 
 usage: /usr/bin/python3 test_config.py --agent PATH/kova-agent
 """
+import http.client
+import json
 import os
 import signal
 import socket
@@ -221,6 +223,39 @@ class Config(unittest.TestCase):
             r = self.run_agent(["--state-dir", a.state_dir, "--listen", "127.0.0.1:1"])
             self.assertEqual(r.returncode, 1)
             self.assertIn("newer", r.stderr)
+        finally:
+            a.cleanup()
+
+    def test_ipv6_listener(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        s = socket.socket(socket.AF_INET6)
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no ::1")
+        port = s.getsockname()[1]
+        s.close()
+        a = Agent(AGENT_BIN)
+        try:
+            p = subprocess.Popen([AGENT_BIN, "--state-dir", a.state_dir, "--listen",
+                                  "[::1]:%d" % port, "--no-image-service"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            body = None
+            for _ in range(200):
+                try:
+                    c = http.client.HTTPConnection("::1", port, timeout=2)
+                    c.request("GET", "/v2.1")
+                    body = json.loads(c.getresponse().read())
+                    c.close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            p.send_signal(signal.SIGTERM)
+            err = p.communicate(timeout=20)[1].decode()
+            self.assertEqual(p.returncode, 0, err)
+            self.assertEqual(body["version"]["id"], "v2.1")
+            self.assertIn("[::1]:%d" % port, body["version"]["links"][0]["href"])
         finally:
             a.cleanup()
 
