@@ -440,6 +440,18 @@ static int negotiate_microversion(struct kova_req *r, char *err, size_t errlen)
     return 0;
 }
 
+void image_base_url(struct kova_req *r, char *out, size_t n)
+{
+    /* the host the client used, with the image listener's port */
+    char host[300];
+    snprintf(host, sizeof(host), "%s", r->base_url + strlen("http://"));
+    char *colon = strrchr(host, ':');
+    char *bracket = strrchr(host, ']');
+    if (colon && (!bracket || colon > bracket))
+        *colon = 0;
+    snprintf(out, n, "http://%s:%u", host, r->api->cfg.image_port);
+}
+
 static void set_base_url(struct kova_req *r)
 {
     const char *host = req_header(r, "Host");
@@ -454,12 +466,10 @@ static void set_base_url(struct kova_req *r)
         snprintf(r->base_url, sizeof(r->base_url), "http://%s", host);
     } else {
         const struct kova_api_config *c = &r->api->cfg;
-        if (r->service == SVC_IMAGE)
-            snprintf(r->base_url, sizeof(r->base_url), "http://%s:%u", c->image_host,
-                     c->image_port);
-        else
-            snprintf(r->base_url, sizeof(r->base_url), "http://%s:%u", c->listen_host,
-                     c->listen_port);
+        const char *h = r->service == SVC_IMAGE ? c->image_host : c->listen_host;
+        bool v6 = strchr(h, ':') != NULL;
+        snprintf(r->base_url, sizeof(r->base_url), "http://%s%s%s:%u", v6 ? "[" : "", h,
+                 v6 ? "]" : "", r->service == SVC_IMAGE ? c->image_port : c->listen_port);
     }
 }
 

@@ -105,7 +105,7 @@ static void issue_token(struct kova_req *r)
     snprintf(token, sizeof(token), "%s:%s", user, project);
     char compute[400], image[400], ident_url[400], issued[32], expires[32];
     snprintf(compute, sizeof(compute), "%s/v2.1", r->base_url);
-    snprintf(image, sizeof(image), "http://%s:%u", r->api->image_host, r->api->cfg.image_port);
+    image_base_url(r, image, sizeof(image));
     snprintf(ident_url, sizeof(ident_url), "%s/identity/v3", r->base_url);
     time_t now = time(NULL), exp = now + 86400;
     struct tm tm;

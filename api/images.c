@@ -1048,8 +1048,9 @@ static json_t *nova_image_json(struct kova_req *r, sqlite3_stmt *st, bool detail
     const char *id = icol(st, I_ID);
     json_t *links = link_list(r, "images", id);
     char alt[600];
-    snprintf(alt, sizeof(alt), "http://%s:%u/images/%s", r->api->image_host, r->api->cfg.image_port,
-             id);
+    char ibase[320];
+    image_base_url(r, ibase, sizeof(ibase));
+    snprintf(alt, sizeof(alt), "%s/images/%s", ibase, id);
     json_array_append_new(links, json_pack("{s:s, s:s, s:s}", "rel", "alternate", "type",
                                            "application/vnd.openstack.image", "href", alt));
     json_t *o = json_pack("{s:s, s:o, s:o}", "id", id, "name", json_str_or_null(icol(st, I_NAME)),

@@ -108,6 +108,8 @@ bool check_keys(struct kova_req *r, json_t *obj, const char *const *allowed, con
 /* limit/marker query parsing: returns false (after replying 400) on bad input. */
 bool req_limit(struct kova_req *r, int *limit);
 bool require_admin(struct kova_req *r);
+/* "http://<host the client used>:<image port>" */
+void image_base_url(struct kova_req *r, char *out, size_t n);
 /* A DB failure: logs it and replies 500 computeFault. */
 void reply_db_error(struct kova_req *r, int err);
 

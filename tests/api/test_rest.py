@@ -339,6 +339,8 @@ class Images(Base):
         n = self.ok("GET", "/v2.1/images/%s" % iid)["image"]
         self.assertEqual((n["status"], n["OS-EXT-IMG-SIZE:size"]), ("ACTIVE", len(data)))
         self.assertEqual(n["metadata"]["os_command_line"], "console=ttyS0")
+        alt = [l for l in n["links"] if l["rel"] == "alternate"][0]["href"]
+        self.assertEqual(alt, "http://127.0.0.1:%d/images/%s" % (A.image_port, iid))
         self.assertIn(iid, [i["id"] for i in self.ok("GET", "/v2.1/images")["images"]])
         self.assertIn(iid, [i["id"] for i in self.ok("GET", "/v2.1/images/detail")["images"]])
         # private to its project
