@@ -274,29 +274,6 @@ static void test_refusals(void)
     CHECK(kova_qcow2_create(p("dirty.qcow2"), &o, err, sizeof(err)) == -EEXIST);
 }
 
-struct thr {
-    struct kova_disk *d;
-    int id;
-    int ok;
-};
-
-static void *worker(void *arg)
-{
-    struct thr *t = arg;
-    uint8_t w[5000], r[5000];
-    t->ok = 1;
-    for (int i = 0; i < 300; i++) {
-        uint64_t off = (uint64_t)t->id * (1 << 20) + (uint64_t)(i * 3331) % ((1 << 20) - 5000);
-        fill(w, sizeof(w), (unsigned)(t->id * 1000 + i));
-        if (kova_disk_pwrite(t->d, w, sizeof(w), off) < 0 ||
-            kova_disk_pread(t->d, r, sizeof(r), off) < 0 || memcmp(w, r, sizeof(w)))
-            t->ok = 0;
-        if (i % 50 == 0 && kova_disk_flush(t->d) < 0)
-            t->ok = 0;
-    }
-    return NULL;
-}
-
 static void test_iov(enum kova_disk_format fmt, const char *path)
 {
     struct kova_disk *d;
@@ -326,24 +303,77 @@ static void test_iov(enum kova_disk_format fmt, const char *path)
     kova_disk_close(d);
 }
 
+struct thr {
+    struct kova_disk *d;
+    int id;
+    int ok;
+    const uint8_t *base;
+};
+
+/* Threads 0-3: writes + read-back in their own MiB; 4: zeroes, discards and flushes in its MiB;
+ * 5-6: read MiB 6-7 (backing-file data, read with the lock dropped) and compare. */
+static void *worker(void *arg)
+{
+    struct thr *t = arg;
+    uint8_t w[5000], r[5000];
+    t->ok = 1;
+    for (int i = 0; i < 300; i++) {
+        uint64_t off = (uint64_t)t->id * (1 << 20) + (uint64_t)(i * 3331) % ((1 << 20) - 5000);
+        if (t->id < 4) {
+            fill(w, sizeof(w), (unsigned)(t->id * 1000 + i));
+            if (kova_disk_pwrite(t->d, w, sizeof(w), off) < 0 ||
+                kova_disk_pread(t->d, r, sizeof(r), off) < 0 || memcmp(w, r, sizeof(w)))
+                t->ok = 0;
+            if (i % 50 == 0 && kova_disk_flush(t->d) < 0)
+                t->ok = 0;
+        } else if (t->id == 4) {
+            fill(w, sizeof(w), (unsigned)i);
+            if (kova_disk_pwrite(t->d, w, sizeof(w), off) < 0 ||
+                kova_disk_write_zeroes(t->d, off & ~4095ull, 8192) < 0 ||
+                kova_disk_discard(t->d, (off + 4096) & ~4095ull, 4096) < 0 ||
+                kova_disk_pread(t->d, r, 4096, off & ~4095ull) < 0)
+                t->ok = 0;
+            for (int k = 0; k < 4096; k++)
+                if (r[k])
+                    t->ok = 0;
+            if (i % 10 == 0 && kova_disk_flush(t->d) < 0)
+                t->ok = 0;
+        } else {
+            uint64_t roff = (6u << 20) + (uint64_t)(i * 7919 + t->id * 333) % ((2 << 20) - 5000);
+            if (kova_disk_pread(t->d, r, sizeof(r), roff) < 0 ||
+                memcmp(r, t->base + roff, sizeof(r)))
+                t->ok = 0;
+        }
+    }
+    return NULL;
+}
+
 static void test_threads(void)
 {
-    struct kova_qcow2_create_opts o = {.size = 4 << 20, .cluster_bits = 12};
+    const size_t n = 8 << 20;
+    uint8_t *base = malloc(n);
+    fill(base, n, 77);
+    write_raw(p("tbase.raw"), base, n);
+    struct kova_qcow2_create_opts o = {.size = n,
+                                       .cluster_bits = 12,
+                                       .backing_file = "tbase.raw",
+                                       .backing_format = KOVA_DISK_RAW};
     CHECK(kova_qcow2_create(p("thr.qcow2"), &o, err, sizeof(err)) == 0);
     struct kova_disk *d;
     CHECK(kova_disk_open(&d, p("thr.qcow2"), KOVA_DISK_QCOW2, 0, err, sizeof(err)) == 0);
-    pthread_t th[4];
-    struct thr t[4];
-    for (int i = 0; i < 4; i++) {
-        t[i] = (struct thr){.d = d, .id = i};
+    pthread_t th[7];
+    struct thr t[7];
+    for (int i = 0; i < 7; i++) {
+        t[i] = (struct thr){.d = d, .id = i, .base = base};
         pthread_create(&th[i], NULL, worker, &t[i]);
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 7; i++) {
         pthread_join(th[i], NULL);
         CHECK(t[i].ok);
     }
     CHECK(check_clean(d));
     kova_disk_close(d);
+    free(base);
 }
 
 int main(void)

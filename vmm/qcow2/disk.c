@@ -674,8 +674,9 @@ static int flush_meta(struct kova_disk *d)
             return rc;
         d->l1_dirty_lo = d->l1_dirty_hi = 0;
     }
-    /* 5. drop references no durable table holds any more */
-    if (d->npending) {
+    /* 5. drop references no durable table holds any more (not while data I/O runs unlocked:
+     * a freed cluster could be reused under it) */
+    if (d->npending && !d->inflight) {
         if ((rc = dsync(d)) < 0)
             return rc;
         size_t n = d->npending;
@@ -944,10 +945,26 @@ static int qcow2_pread(struct kova_disk *d, uint8_t *buf, size_t len, uint64_t o
                 break;
             n += (size_t)(len - n < d->cs ? len - n : d->cs);
         }
-        if (lk.e.type == QCOW2_CL_NORMAL) {
-            rc = kd_pread_full(d->fd, buf, n, lk.e.offset + in);
-            if (rc < 0)
+        if (lk.e.type == QCOW2_CL_NORMAL ||
+            (lk.e.type == QCOW2_CL_UNALLOCATED && d->backing && off < d->backing->size)) {
+            /* Data I/O runs with the lock dropped; clusters are not freed meanwhile (pending
+             * frees wait until no such I/O is in flight). */
+            size_t m = n;
+            if (lk.e.type == QCOW2_CL_UNALLOCATED && off + m > d->backing->size)
+                m = (size_t)(d->backing->size - off);
+            d->inflight++;
+            pthread_mutex_unlock(&d->lock);
+            if (lk.e.type == QCOW2_CL_NORMAL)
+                rc = kd_pread_full(d->fd, buf, n, lk.e.offset + in);
+            else
+                rc = kova_disk_pread(d->backing, buf, m, off);
+            pthread_mutex_lock(&d->lock);
+            d->inflight--;
+            if (rc < 0 && lk.e.type == QCOW2_CL_NORMAL)
                 return kd_error(d, rc, "read: %s", strerror(-rc));
+            if (rc < 0)
+                return kd_error(d, rc, "backing file: %s", kova_disk_last_error(d->backing));
+            memset(buf + m, 0, n - m);
         } else if ((rc = read_part(d, &lk.e, buf, n, off)) < 0) {
             return rc;
         }
@@ -972,9 +989,19 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
     if (lk.e.type == QCOW2_CL_NORMAL && lk.e.copied && lk.l1_copied) {
         if (!src) {
             memset(d->clbuf, 0, n);
-            src = d->clbuf;
+            return dwrite(d, d->clbuf, n, lk.e.offset + in);
         }
-        return dwrite(d, src, n, lk.e.offset + in);
+        /* In place, with the lock dropped (see qcow2_pread). A flush always ends with
+         * fdatasync, so `unsynced` need not be touched here. */
+        d->inflight++;
+        pthread_mutex_unlock(&d->lock);
+        rc = kd_pwrite_full(d->fd, src, n, lk.e.offset + in);
+        pthread_mutex_lock(&d->lock);
+        d->inflight--;
+        if (rc < 0)
+            return kd_error(d, rc, "write: %s", strerror(-rc));
+        d->unsynced = 1;
+        return 0;
     }
     /* New contents of the whole cluster. */
     if (n != d->cs) {
@@ -998,7 +1025,7 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
         return rc;
     if (!reuse && (rc = free_entry_clusters(d, &lk.e)) < 0)
         return rc;
-    if (d->npending > PENDING_FLUSH_AT)
+    if (d->npending > PENDING_FLUSH_AT && !d->inflight)
         return flush_meta(d);
     return 0;
 }
@@ -1054,7 +1081,7 @@ static int qcow2_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zero
                 rc = l2_set(d, off, ne);
                 if (rc == 0)
                     rc = free_entry_clusters(d, &lk.e);
-                if (rc == 0 && d->npending > PENDING_FLUSH_AT)
+                if (rc == 0 && d->npending > PENDING_FLUSH_AT && !d->inflight)
                     rc = flush_meta(d);
             }
         }
@@ -1369,15 +1396,18 @@ int kova_disk_pread(struct kova_disk *d, void *buf, size_t len, uint64_t off)
 {
     if (!range_ok(d, off, len))
         return -EINVAL;
-    pthread_mutex_lock(&d->lock);
     int rc;
-    if (d->fmt == KOVA_DISK_RAW) {
+    if (d->fmt == KOVA_DISK_RAW) { /* pread needs no lock; only the message does */
         rc = kd_pread_full(d->fd, buf, len, off);
-        if (rc < 0)
+        if (rc < 0) {
+            pthread_mutex_lock(&d->lock);
             kd_error(d, rc, "read: %s", strerror(-rc));
-    } else {
-        rc = qcow2_pread(d, buf, len, off);
+            pthread_mutex_unlock(&d->lock);
+        }
+        return rc;
     }
+    pthread_mutex_lock(&d->lock);
+    rc = qcow2_pread(d, buf, len, off);
     pthread_mutex_unlock(&d->lock);
     return rc;
 }

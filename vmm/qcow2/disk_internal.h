@@ -39,8 +39,9 @@ struct kova_disk {
     uint64_t size;
     char path[4096];
     char errmsg[256];
-    int unsynced; /* a write was issued since the last fdatasync */
-    int broken;   /* a metadata update failed half-way: no more writes */
+    int unsynced;      /* a write was issued since the last fdatasync */
+    int broken;        /* a metadata update failed half-way: no more writes */
+    unsigned inflight; /* data reads/writes running with `lock` dropped */
 
     /* qcow2 */
     struct qcow2_header h;

@@ -10,7 +10,9 @@
  * human-readable message there on failure (may be NULL).
  *
  * Thread safety: every call on one handle may be made from any thread concurrently; each handle
- * holds one mutex that serialises its operations (a backing file has its own handle and mutex).
+ * holds one mutex that serialises metadata work (lookups, allocation, copy-on-write, flush); reads
+ * of allocated or backing-file data and in-place writes run with it dropped, so requests to
+ * allocated clusters proceed in parallel (a backing file has its own handle and mutex).
  * Different handles are independent. kova_disk_close() must not race with other calls on the
  * same handle.
  *
