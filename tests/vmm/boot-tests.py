@@ -316,7 +316,7 @@ def main():
     if "basic" in only:
         boot_basic(1, 256, rng=True)  # 1 vCPU, 256 MiB, virtio-rng, poweroff
     if "reboot" in only:
-        boot_reboot(4, 256)  # 4 vCPUs, reboot -> second boot
+        boot_reboot(4, 4096)  # 4 vCPUs, 4 GiB (RAM above the 3-4 GiB gap), reboot
     if "control" in only:
         boot_control(2, 2048)  # 2 vCPUs, 2 GiB, control socket, pause, powerdown
     if failures:

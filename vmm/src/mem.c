@@ -18,11 +18,22 @@ int gm_alloc(struct guest_mem *gm, uint64_t size)
     gm_layout(gm, size);
     if (size == 0 || size > (UINT64_C(1) << 46))
         return -EINVAL;
-    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* 2 MiB aligned, so that guest and host huge pages line up (guest address 0 and 4 GiB are
+     * 2 MiB aligned too); transparent huge pages cut the number of first-touch faults, which
+     * dominate a fresh guest's boot, by up to 512. */
+    size_t align = GM_HUGE_PAGE, len = (size_t)size + align;
+    uint8_t *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
-    gm->host = p;
+    uint8_t *start = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (start > p)
+        munmap(p, (size_t)(start - p));
+    size_t tail = (size_t)((p + len) - (start + size));
+    if (tail)
+        munmap(start + size, tail);
+    madvise(start, (size_t)size, MADV_HUGEPAGE); /* advice only: fine if THP is off */
+    gm->host = start;
     return 0;
 }
 

@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GM_GAP_START  0xC0000000ULL  /* first byte of the 32-bit MMIO gap (3 GiB) */
+#define GM_GAP_START  0xC0000000ULL /* first byte of the 32-bit MMIO gap (3 GiB) */
+#define GM_HUGE_PAGE  0x200000ULL
 #define GM_HIGH_START 0x100000000ULL /* RAM above the gap starts here (4 GiB) */
 
 struct guest_mem {

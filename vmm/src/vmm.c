@@ -239,6 +239,12 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
         json_object_set_new(r, "boots", json_integer(m->boots));
         json_object_set_new(r, "boot_time_ms", boot_time(vm));
         json_object_set_new(r, "pid", json_integer(getpid()));
+        json_object_set_new(r, "unhandled_pio",
+                            json_integer((json_int_t)(atomic_load(&vm->pio.unknown_reads) +
+                                                      atomic_load(&vm->pio.unknown_writes))));
+        json_object_set_new(r, "unhandled_mmio",
+                            json_integer((json_int_t)(atomic_load(&vm->mmio.unknown_reads) +
+                                                      atomic_load(&vm->mmio.unknown_writes))));
         return r;
     }
     if (strcmp(cmd, "boot-time") == 0) {
