@@ -1030,6 +1030,50 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
     return 0;
 }
 
+#define BATCH_MAX 64
+
+/* Whole clusters at `off` that need new host clusters get contiguous ones, written with one
+ * request, then linked into their L2 tables. Returns the bytes done (0: not applicable here). */
+static long write_new_run(struct kova_disk *d, const uint8_t *buf, size_t len, uint64_t off)
+{
+    struct qcow2_l2e olds[BATCH_MAX];
+    uint64_t host0 = 0, h;
+    size_t cnt = 0;
+    int rc;
+    while (cnt < BATCH_MAX && len - cnt * d->cs >= d->cs) {
+        struct lookup lk;
+        if ((rc = lookup(d, off + cnt * d->cs, &lk)) < 0)
+            return rc;
+        if ((lk.e.type == QCOW2_CL_NORMAL || lk.e.type == QCOW2_CL_ZERO_ALLOC) && lk.e.copied &&
+            lk.l1_copied)
+            break; /* written in place by write_chunk */
+        if ((rc = alloc_cluster(d, &h)) < 0)
+            return rc;
+        if (cnt && h != host0 + cnt * d->cs) {
+            /* not contiguous: give it back (nothing refers to it yet) and stop here */
+            if ((rc = refcount_add(d, h / d->cs, -1, UINT64_MAX)) < 0)
+                return rc;
+            break;
+        }
+        if (!cnt)
+            host0 = h;
+        olds[cnt++] = lk.e;
+    }
+    if (!cnt)
+        return 0;
+    if ((rc = dwrite(d, buf, cnt * d->cs, host0)) < 0)
+        return rc;
+    for (size_t i = 0; i < cnt; i++) {
+        if ((rc = l2_set(d, off + i * d->cs, (host0 + i * d->cs) | QCOW2_OFLAG_COPIED)) < 0)
+            return rc;
+        if ((rc = free_entry_clusters(d, &olds[i])) < 0)
+            return rc;
+    }
+    if (d->npending > PENDING_FLUSH_AT && !d->inflight && (rc = flush_meta(d)) < 0)
+        return rc;
+    return (long)(cnt * d->cs);
+}
+
 static int qcow2_pwrite(struct kova_disk *d, const uint8_t *buf, size_t len, uint64_t off)
 {
     while (len) {
@@ -1037,6 +1081,17 @@ static int qcow2_pwrite(struct kova_disk *d, const uint8_t *buf, size_t len, uin
         size_t n = (size_t)(d->cs - in);
         if (n > len)
             n = len;
+        if (buf && in == 0 && len >= 2 * d->cs) {
+            long done = write_new_run(d, buf, len, off);
+            if (done < 0)
+                return (int)done;
+            if (done > 0) {
+                buf += done;
+                off += (uint64_t)done;
+                len -= (size_t)done;
+                continue;
+            }
+        }
         int rc = write_chunk(d, buf, n, off);
         if (rc < 0)
             return rc;
