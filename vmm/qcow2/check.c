@@ -17,6 +17,14 @@ struct ck {
     uint64_t fsize;
     uint64_t nclusters; /* clusters in the file */
     uint32_t *refs;     /* computed references, saturating */
+    /* Distinct L2 tables met while walking the L1 tables, each walked once at the end with its
+     * multiplicity (a hostile image cannot make the check re-read one table endlessly). */
+    struct l2ref {
+        uint64_t off; /* 0: empty slot */
+        uint64_t count;
+        int active;
+    } * l2s;
+    size_t l2cap, l2used;
 };
 
 static void problem(struct ck *k, int corruption, const char *fmt, ...)
@@ -37,8 +45,8 @@ static void problem(struct ck *k, int corruption, const char *fmt, ...)
     }
 }
 
-/* Counts one reference to every cluster touched by [off, off+len). */
-static void ref(struct ck *k, uint64_t off, uint64_t len, const char *what)
+/* Counts `times` references to every cluster touched by [off, off+len). */
+static void ref_n(struct ck *k, uint64_t off, uint64_t len, uint64_t times, const char *what)
 {
     if (len == 0)
         return;
@@ -49,9 +57,51 @@ static void ref(struct ck *k, uint64_t off, uint64_t len, const char *what)
                 (unsigned long long)off, (unsigned long long)len);
         return;
     }
-    for (uint64_t c = c0; c <= c1; c++)
-        if (k->refs[c] != UINT32_MAX)
-            k->refs[c]++;
+    for (uint64_t c = c0; c <= c1; c++) {
+        uint64_t v = (uint64_t)k->refs[c] + times;
+        k->refs[c] = v >= UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    }
+}
+
+static void ref(struct ck *k, uint64_t off, uint64_t len, const char *what)
+{
+    ref_n(k, off, len, 1, what);
+}
+
+static size_t l2_slot(uint64_t off, size_t cap)
+{
+    return (size_t)(((off >> 9) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+}
+
+static int l2_note(struct ck *k, uint64_t off, int active)
+{
+    if (k->l2used * 2 >= k->l2cap) {
+        size_t ncap = k->l2cap ? k->l2cap * 2 : 1024;
+        struct l2ref *n = calloc(ncap, sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        for (size_t i = 0; i < k->l2cap; i++) {
+            if (!k->l2s[i].off)
+                continue;
+            size_t j = l2_slot(k->l2s[i].off, ncap);
+            while (n[j].off)
+                j = (j + 1) & (ncap - 1);
+            n[j] = k->l2s[i];
+        }
+        free(k->l2s);
+        k->l2s = n;
+        k->l2cap = ncap;
+    }
+    size_t j = l2_slot(off, k->l2cap);
+    while (k->l2s[j].off && k->l2s[j].off != off)
+        j = (j + 1) & (k->l2cap - 1);
+    if (!k->l2s[j].off) {
+        k->l2s[j].off = off;
+        k->l2used++;
+    }
+    k->l2s[j].count++;
+    k->l2s[j].active |= active;
+    return 0;
 }
 
 static int in_file(struct ck *k, uint64_t off, uint64_t len)
@@ -59,7 +109,7 @@ static int in_file(struct ck *k, uint64_t off, uint64_t len)
     return off + len >= off && off + len <= k->fsize;
 }
 
-static int walk_l2(struct ck *k, uint64_t l2off, int active, uint8_t *buf)
+static int walk_l2(struct ck *k, uint64_t l2off, int active, uint64_t times, uint8_t *buf)
 {
     struct kova_disk *d = k->d;
     int rc = kd_pread_full(d->fd, buf, d->cs, l2off);
@@ -77,14 +127,14 @@ static int walk_l2(struct ck *k, uint64_t l2off, int active, uint8_t *buf)
                     (unsigned long long)raw, (unsigned long long)l2off, (unsigned long long)i);
             continue;
         case QCOW2_CL_COMPRESSED:
-            ref(k, e.cstart, e.csectors * 512, "compressed cluster");
+            ref_n(k, e.cstart, e.csectors * 512, times, "compressed cluster");
             continue;
         case QCOW2_CL_NORMAL:
         case QCOW2_CL_ZERO_ALLOC:
             if (raw & QCOW2_L2_RESERVED)
                 problem(k, 1, "ERROR L2 entry 0x%016llx has reserved bits set",
                         (unsigned long long)raw);
-            ref(k, e.offset, d->cs, "data cluster");
+            ref_n(k, e.offset, d->cs, times, "data cluster");
             if (active) {
                 uint64_t rc1 = 0;
                 if (kd_refcount_get(d, e.offset / d->cs, &rc1) < 0)
@@ -115,8 +165,7 @@ static int walk_l1(struct ck *k, uint64_t l1off, uint64_t l1n, int active)
     }
     ref(k, l1off, l1n * 8, "L1 table");
     uint8_t *l1 = malloc(l1n * 8);
-    uint8_t *buf = malloc(d->cs);
-    int rc = (!l1 || !buf) ? -ENOMEM : kd_pread_full(d->fd, l1, l1n * 8, l1off);
+    int rc = !l1 ? -ENOMEM : kd_pread_full(d->fd, l1, l1n * 8, l1off);
     for (uint64_t i = 0; rc == 0 && i < l1n; i++) {
         uint64_t e = be64_get(l1 + i * 8);
         uint64_t off = e & QCOW2_OFFSET_MASK;
@@ -136,9 +185,21 @@ static int walk_l1(struct ck *k, uint64_t l1off, uint64_t l1n, int active)
                 problem(k, 1, "ERROR OFLAG_COPIED L2 cluster: l1_entry=%llx refcount=%llu",
                         (unsigned long long)e, (unsigned long long)r);
         }
-        rc = walk_l2(k, off, active, buf);
+        rc = l2_note(k, off, active);
     }
     free(l1);
+    return rc;
+}
+
+static int walk_all_l2(struct ck *k)
+{
+    uint8_t *buf = malloc(k->d->cs);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < k->l2cap; i++)
+        if (k->l2s[i].off)
+            rc = walk_l2(k, k->l2s[i].off, k->l2s[i].active, k->l2s[i].count, buf);
     free(buf);
     return rc;
 }
@@ -269,6 +330,8 @@ int kova_qcow2_check(struct kova_disk *d, struct kova_qcow2_check *res,
         goto out;
     if ((rc = walk_bitmaps(&k)) < 0)
         goto out;
+    if ((rc = walk_all_l2(&k)) < 0)
+        goto out;
 
     for (uint64_t c = 0; c < k.nclusters; c++) {
         uint64_t stored = 0;
@@ -290,6 +353,7 @@ int kova_qcow2_check(struct kova_disk *d, struct kova_qcow2_check *res,
     }
 out:
     free(k.refs);
+    free(k.l2s);
     pthread_mutex_unlock(&d->lock);
     return rc;
 }
