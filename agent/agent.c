@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 extern int kova_log_level; /* api/util.c */
 
@@ -124,8 +125,31 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+/* kova-vmm next to this executable, or in the build tree's vmm/ beside agent/. */
+static void default_vmm_path(char *out, size_t len)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        snprintf(out, len, "/usr/local/bin/kova-vmm");
+        return;
+    }
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    static const char *const rel[] = {"/kova-vmm", "/../vmm/kova-vmm"};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        int k = snprintf(out, len, "%s%s", self, rel[i]);
+        if (k > 0 && (size_t)k < len && access(out, X_OK) == 0)
+            return;
+    }
+    snprintf(out, len, "/usr/local/bin/kova-vmm");
+}
+
 int kova_agent_run(const struct kova_agent_config *cfg)
 {
+    char vmm[4096];
     struct kova_db *db = NULL;
     struct kova_api *api = NULL;
     struct workers w;
@@ -147,6 +171,10 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         fprintf(stderr, "kova-agent: cannot open %s: %s\n", path, strerror(-r));
         return r;
     }
+    if (cfg->vmm_path[0])
+        snprintf(vmm, sizeof(vmm), "%s", cfg->vmm_path);
+    else
+        default_vmm_path(vmm, sizeof(vmm));
     if ((r = workers_start(&w, cfg->workers ? cfg->workers : 1)) < 0)
         goto out;
     workers_up = true;
@@ -169,6 +197,9 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .quota_ram = cfg->quota_ram,
         .quota_key_pairs = cfg->quota_key_pairs,
         .quota_metadata_items = cfg->quota_metadata_items,
+        .vmm_path = vmm,
+        .shutdown_timeout = cfg->shutdown_timeout,
+        .boot_timeout = cfg->boot_timeout,
         .verbose = cfg->log_level,
         .submit = submit,
         .submit_opaque = &w,

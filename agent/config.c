@@ -24,7 +24,9 @@ void kova_agent_config_defaults(struct kova_agent_config *cfg)
         snprintf(cfg->host_name, sizeof(cfg->host_name), "localhost");
     snprintf(cfg->availability_zone, sizeof(cfg->availability_zone), "nova");
     cfg->api_threads = 2;
-    cfg->workers = 2;
+    cfg->workers = 8; /* builds and clean shutdowns wait: several run at once */
+    cfg->shutdown_timeout = 60;
+    cfg->boot_timeout = 60;
     cfg->max_body = 114688; /* oslo.middleware's max_request_body_size */
     cfg->max_image_size = 1ULL << 40;
     cfg->max_limit = 1000;
@@ -162,6 +164,24 @@ static int on_item(void *user, const char *section, const char *name, const char
         if (!set_int(value, 1, 1LL << 50, &x))
             return 0;
         c->max_image_size = (unsigned long long)x;
+        return 1;
+    }
+    if (IS("DEFAULT", "shutdown_timeout") || IS("kova", "shutdown_timeout")) {
+        if (!set_int(value, 0, 3600, &x))
+            return 0;
+        c->shutdown_timeout = (unsigned)x;
+        return 1;
+    }
+    if (IS("kova", "vmm_start_timeout")) {
+        if (!set_int(value, 1, 3600, &x))
+            return 0;
+        c->boot_timeout = (unsigned)x;
+        return 1;
+    }
+    if (IS("kova", "vmm_path")) {
+        if (strlen(value) >= sizeof(c->vmm_path) || value[0] != '/')
+            return 0;
+        snprintf(c->vmm_path, sizeof(c->vmm_path), "%s", value);
         return 1;
     }
     if (IS("kova", "workers")) {

@@ -13,7 +13,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: kova-agent [--config FILE] [--listen HOST:PORT] [--image-listen HOST:PORT]\n"
             "                  [--no-image-service] [--state-dir DIR] [--auth-strategy noauth2]\n"
-            "                  [--log-level warning|info|debug]\n"
+            "                  [--log-level warning|info|debug] [--vmm PATH]\n"
+            "                  [--shutdown-timeout SECONDS]\n"
             "Defaults: --listen 127.0.0.1:8774 --image-listen 127.0.0.1:9292 "
             "--state-dir /var/lib/kova\n");
 }
@@ -76,6 +77,20 @@ int main(int argc, char **argv)
                 return 2;
             }
             snprintf(cfg.auth_strategy, sizeof(cfg.auth_strategy), "%s", v);
+        } else if (strcmp(a, "--vmm") == 0) {
+            if (strlen(v) >= sizeof(cfg.vmm_path) || !v[0]) {
+                fprintf(stderr, "kova-agent: bad --vmm\n");
+                return 2;
+            }
+            snprintf(cfg.vmm_path, sizeof(cfg.vmm_path), "%s", v);
+        } else if (strcmp(a, "--shutdown-timeout") == 0) {
+            char *end;
+            unsigned long t = strtoul(v, &end, 10);
+            if (*end || !v[0] || t > 3600) {
+                fprintf(stderr, "kova-agent: bad --shutdown-timeout\n");
+                return 2;
+            }
+            cfg.shutdown_timeout = (unsigned)t;
         } else if (strcmp(a, "--log-level") == 0) {
             if (strcmp(v, "warning") == 0)
                 cfg.log_level = 0;

@@ -719,8 +719,12 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     api->auth_strategy = dup_or(cfg->auth_strategy, "noauth2");
     api->host_name = dup_or(cfg->host_name, "localhost");
     api->az = dup_or(cfg->availability_zone, "nova");
-    if (!api->listen_host || !api->image_host || !api->state_dir || !api->auth_strategy ||
-        !api->host_name || !api->az) {
+    api->vmm_path = dup_or(cfg->vmm_path, "kova-vmm");
+    api->cfg.vmm_path = api->vmm_path;
+    if (api->cfg.boot_timeout == 0)
+        api->cfg.boot_timeout = 60;
+    if (!api->vmm_path || !api->listen_host || !api->image_host || !api->state_dir ||
+        !api->auth_strategy || !api->host_name || !api->az) {
         kova_api_stop(api);
         return -ENOMEM;
     }
@@ -753,6 +757,12 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     }
     /* before listening: no request may see a half-recovered state */
     int n = images_recover(api);
+    int e = lifecycle_start(api);
+    if (e < 0) {
+        kova_log(0, "cannot start the instance lifecycle: %s", strerror(-e));
+        kova_api_stop(api);
+        return e;
+    }
     if (n > 0)
         kova_log(1, "%d image upload(s) cut short by a previous run: back to queued", n);
     struct svc_cls *cls = (struct svc_cls *)(api + 1);
@@ -772,11 +782,10 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
             return -EADDRINUSE;
         }
     }
-    /* after listening (a failed start must not leave tasks behind); BUILD → ERROR is
-     * asynchronous for clients anyway */
-    n = servers_recover(api);
+    /* after listening (a failed start must not leave tasks behind) */
+    n = lifecycle_resume(api);
     if (n > 0)
-        kova_log(1, "%d server(s) left in BUILD by a previous run: finishing their builds", n);
+        kova_log(1, "%d build(s)/delete(s) left by a previous run: running them again", n);
     *out = api;
     return 0;
 }
@@ -798,6 +807,8 @@ void kova_api_stop(struct kova_api *api)
     if (!api)
         return;
     kova_api_quiesce(api);
+    lifecycle_stop(api);
+    free(api->vmm_path);
     free(api->listen_host);
     free(api->image_host);
     free(api->state_dir);

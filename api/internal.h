@@ -5,6 +5,7 @@
 
 #include "kova/api.h"
 #include "kova/db.h"
+#include "kova/layout.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -20,10 +21,12 @@ enum kova_service { SVC_COMPUTE = 1, SVC_IMAGE = 2 };
 
 struct kova_api {
     struct kova_api_config cfg;
-    char *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
+    char *vmm_path, *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
     char images_dir[4096];
     char instances_dir[4096];
     struct kova_db *db;
+    struct kova_layout layout; /* instances dir (absolute state dir) */
+    struct kova_sup *sup;      /* lifecycle.c: VMM supervision */
     struct MHD_Daemon *compute, *image;
     time_t started;
     _Atomic bool stopping; /* set by kova_api_quiesce: long tasks give up */
@@ -167,8 +170,30 @@ int image_upload_chunk(struct kova_req *r, const char *data, size_t len);
 void image_upload_abort(struct kova_req *r);
 int images_recover(struct kova_api *api);
 
-/* servers.c: used by the agent's build task and by limits */
-int servers_recover(struct kova_api *api);
+/* lifecycle.c: the instance lifecycle (kova-vmm processes) */
+enum kova_op {
+    OP_BUILD,
+    OP_STOP,
+    OP_START,
+    OP_REBOOT_SOFT,
+    OP_REBOOT_HARD,
+    OP_PAUSE,
+    OP_UNPAUSE,
+    OP_REBUILD,
+    OP_DELETE,
+};
+/* Before listening: layout, monitor thread, reconciliation of rows with running VMMs (adopt
+ * or SHUTOFF), orphan kova-vmm processes killed, stray dirs removed. */
+int lifecycle_start(struct kova_api *api);
+/* After listening: requeues the builds and deletes a previous run left unfinished. */
+int lifecycle_resume(struct kova_api *api);
+/* Stops the monitor thread; running VMMs are left running (the next agent adopts them). */
+void lifecycle_stop(struct kova_api *api);
+/* Queues the task for a server whose task_state the caller has set (op's task state). */
+int lifecycle_submit(struct kova_api *api, const char *id, enum kova_op op);
+void lifecycle_console_path(struct kova_api *api, const char *id, char *out, size_t len);
+
+/* servers.c: used by limits */
 int servers_usage(sqlite3 *db, const char *project, long long *instances, long long *cores,
                   long long *ram);
 

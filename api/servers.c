@@ -3,8 +3,9 @@
  * /servers: create, list, detail, show, update, delete, metadata, actions, os-instance-actions,
  * and /limits (whose usage comes from the servers table).
  *
- * Until the instance lifecycle lands, a created server is recorded honestly: it answers BUILD,
- * then the build task moves it to ERROR with a fault saying kova cannot run it yet.
+ * The slow part of every state change (build, stop, start, reboot, pause, rebuild, delete) runs
+ * in lifecycle.c: a handler checks the state and sets the task_state in one transaction,
+ * answers, and queues the task.
  */
 #include "internal.h"
 
@@ -18,10 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define BUILD_FAULT                                                                                \
-    "kova cannot run instances yet: this build has no instance lifecycle (VMM supervision is "     \
-    "not implemented), so the server was not started."
 
 #define SERVER_COLS                                                                                \
     "seq, id, name, project_id, user_id, image_ref, flavor_id, vm_state, task_state, "             \
@@ -665,93 +662,6 @@ int servers_usage(sqlite3 *db, const char *project, long long *instances, long l
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-/* ------------------------------------------------------------------ build task */
-
-struct build_task {
-    struct kova_api *api;
-    char id[37];
-};
-
-/* Runs on a worker: the honest end of a build this kova cannot do yet. */
-static void build_task_run(void *p)
-{
-    struct build_task *t = p;
-    sqlite3 *db = kova_db_acquire(t->api->db);
-    char now[32], nowus[32];
-    kova_time_iso(now, true);
-    kova_time_iso(nowus, false);
-    int e = kova_db_begin(db);
-    sqlite3_stmt *st = NULL;
-    if (e < 0)
-        goto out;
-    st = kova_db_prepare(db, "UPDATE servers SET vm_state = 'error', task_state = NULL, "
-                             "power_state = 0, fault_code = 500, fault_message = ?2, "
-                             "fault_details = ?2, fault_created = ?3, updated_at = ?3 WHERE id = "
-                             "?1 AND vm_state = 'building'");
-    if (!st)
-        goto out;
-    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, BUILD_FAULT, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(db) == 0)
-        goto out; /* deleted meanwhile */
-    kova_db_done(st);
-    st = kova_db_prepare(db, "UPDATE instance_action_events SET finish_time = ?2, result = "
-                             "'Error', traceback = ?3 WHERE finish_time IS NULL AND action_id IN "
-                             "(SELECT a.id FROM instance_actions a JOIN servers s ON s.seq = "
-                             "a.server_seq WHERE s.id = ?1 AND a.action = 'create')");
-    if (!st)
-        goto out;
-    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, nowus, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, BUILD_FAULT, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto out;
-    kova_db_done(st);
-    st = kova_db_prepare(db, "UPDATE instance_actions SET finish_time = ?2, message = 'Error' "
-                             "WHERE finish_time IS NULL AND action = 'create' AND server_seq = "
-                             "(SELECT seq FROM servers WHERE id = ?1)");
-    if (!st)
-        goto out;
-    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, nowus, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto out;
-    kova_db_done(st);
-    st = NULL;
-    if (kova_db_commit(db) == 0)
-        kova_log(1, "server %s: build failed: %s", t->id, BUILD_FAULT);
-out:
-    kova_db_done(st);
-    kova_db_rollback(db);
-    kova_db_release(t->api->db, db);
-    free(t);
-}
-
-/* At start: servers still BUILD were never started (the agent stopped before their build task
- * ran); they get the same honest end. Returns the number queued or -errno. */
-int servers_recover(struct kova_api *api)
-{
-    sqlite3 *db = kova_db_acquire(api->db);
-    sqlite3_stmt *st = kova_db_prepare(db, "SELECT id FROM servers WHERE vm_state = 'building'");
-    int n = 0;
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-        struct build_task *t = calloc(1, sizeof(*t));
-        if (!t)
-            break;
-        t->api = api;
-        snprintf(t->id, sizeof(t->id), "%s", col(st, 0));
-        if (!api->cfg.submit || api->cfg.submit(api->cfg.submit_opaque, build_task_run, t) < 0) {
-            free(t);
-            break;
-        }
-        n++;
-    }
-    kova_db_done(st);
-    kova_db_release(api->db, db);
-    return st ? n : -EIO;
-}
-
 /* ------------------------------------------------------------------ create */
 
 static void gen_password(char out[13])
@@ -1233,16 +1143,8 @@ static void server_create(struct kova_req *r)
         goto out;
     }
     snprintf(first_id, sizeof(first_id), "%s", ids[0]);
-    for (long long i = 0; i < count; i++) {
-        struct build_task *t = calloc(1, sizeof(*t));
-        if (!t)
-            continue; /* stays BUILD; the lifecycle issue adds recovery of such servers */
-        t->api = r->api;
-        memcpy(t->id, ids[i], sizeof(t->id));
-        if (!r->api->cfg.submit ||
-            r->api->cfg.submit(r->api->cfg.submit_opaque, build_task_run, t) < 0)
-            build_task_run(t);
-    }
+    for (long long i = 0; i < count; i++)
+        lifecycle_submit(r->api, ids[i], OP_BUILD);
     if (want_resv) {
         reply_json(r, 202, json_pack("{s:s}", "reservation_id", resv));
         goto out;
@@ -1343,6 +1245,35 @@ out:
     json_decref(body);
 }
 
+/* Sets the task state of a server whose row the caller holds in a transaction, records the
+ * action, commits. 0 or -errno (a reply is then sent). */
+static int begin_task(struct kova_req *r, sqlite3_int64 seq, const char *task, const char *action,
+                      const char *event)
+{
+    char now[32], nowus[32];
+    kova_time_iso(now, true);
+    kova_time_iso(nowus, false);
+    sqlite3_stmt *st = kova_db_prepare(r->db, "UPDATE servers SET task_state = ?2, updated_at = "
+                                              "?3 WHERE seq = ?1");
+    if (!st) {
+        reply_db_error(r, -EIO);
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_text(st, 2, task, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    kova_db_done(st);
+    int e = rc == SQLITE_DONE ? 0 : kova_db_errno(rc);
+    if (e == 0 && action)
+        e = record_action(r, seq, action, event, nowus, NULL);
+    if (e == 0)
+        e = kova_db_commit(r->db);
+    if (e < 0)
+        reply_db_error(r, e);
+    return e;
+}
+
 static void server_delete(struct kova_req *r)
 {
     int e = kova_db_begin(r->db);
@@ -1354,21 +1285,21 @@ static void server_delete(struct kova_req *r)
     if (!st)
         return;
     sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
+    const char *task = col(st, C_TASK_STATE);
+    bool again = task && !strcmp(task, "deleting");
+    char id[37];
+    snprintf(id, sizeof(id), "%s", col(st, C_ID));
     kova_db_done(st);
-    /* No VMM runs for any server in this build, so deleting is removing the records (metadata
-     * and the action log go with the row). */
-    st = kova_db_prepare(r->db, "DELETE FROM servers WHERE seq = ?");
-    if (!st) {
-        reply_db_error(r, -EIO);
+    if (again) { /* already being deleted */
+        kova_db_rollback(r->db);
+        reply_empty(r, 204);
         return;
     }
-    sqlite3_bind_int64(st, 1, seq);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, -EIO);
+    /* The task stops the VMM, removes the instance dir, then the row (metadata and the action
+     * log go with it); until then the server shows task_state deleting. */
+    if (begin_task(r, seq, "deleting", "delete", "compute_terminate_instance") < 0)
         return;
-    }
+    lifecycle_submit(r->api, id, OP_DELETE);
     reply_empty(r, 204);
 }
 
@@ -1596,7 +1527,8 @@ static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
     if (!check_keys(r, arg, allowed, "os-getConsoleOutput"))
         return;
     json_t *l = json_object_get(arg, "length");
-    if (l && !json_is_null(l)) {
+    bool given = l && !json_is_null(l);
+    if (given) {
         if (!json_as_int(l, -1, 0x7fffffff, &length)) {
             reply_fault(r, 400,
                         "Invalid input for field/attribute length: an integer >= -1 is "
@@ -1608,61 +1540,20 @@ static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
         reply_fault(r, 409, "Instance %s is not ready", col(st, C_ID));
         return;
     }
-    char path[4300];
-    snprintf(path, sizeof(path), "%s/%s/console.log", r->api->instances_dir, col(st, C_ID));
-    const size_t max = 100 * 1024;
-    char *buf = malloc(max + 1);
-    size_t len = 0;
-    if (!buf) {
-        reply_fault(r, 500, "out of memory");
+    char path[KOVA_LAYOUT_PATH_MAX], err[256];
+    lifecycle_console_path(r->api, col(st, C_ID), path, sizeof(path));
+    char *text = NULL;
+    size_t tlen = 0;
+    int e = path[0] ? kova_console_read(path, given ? (int64_t)length : KOVA_CONSOLE_ALL, &text,
+                                        &tlen, err, sizeof(err))
+                    : -EINVAL;
+    if (e < 0) {
+        kova_log(0, "server %s: console log: %s", col(st, C_ID), path[0] ? err : "bad path");
+        reply_fault(r, 500, "Unable to get console output");
         return;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0) {
-        struct stat sb;
-        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
-            off_t start = sb.st_size > (off_t)max ? sb.st_size - (off_t)max : 0;
-            while (len < max) {
-                ssize_t n = pread(fd, buf + len, max - len, start + (off_t)len);
-                if (n <= 0)
-                    break;
-                len += (size_t)n;
-            }
-        }
-        close(fd);
-    }
-    /* strip control characters (and NULs) except \t and \n */
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c == '\t' || c == '\n' || (c >= 0x20 && c != 0x7f))
-            buf[o++] = (char)c;
-    }
-    buf[o] = 0;
-    char *start = buf;
-    if (length >= 0) {
-        /* split on "\n", keep the last `length` pieces */
-        long long pieces = 1;
-        for (size_t i = 0; i < o; i++)
-            if (buf[i] == '\n')
-                pieces++;
-        long long skip = pieces - length;
-        for (size_t i = 0; skip > 0 && i < o; i++) {
-            if (buf[i] == '\n' && --skip == 0)
-                start = buf + i + 1;
-        }
-        if (skip > 0 || length == 0)
-            start = buf + o;
-    }
-    /* jansson wants valid UTF-8: replace invalid sequences by '?' */
-    json_t *out = json_string(start);
-    if (!out) {
-        for (char *p = start; *p; p++)
-            if ((unsigned char)*p >= 0x80)
-                *p = '?';
-        out = json_string(start);
-    }
-    free(buf);
+    json_t *out = json_stringn(text, tlen);
+    free(text);
     reply_json(r, 200, json_pack("{s:o}", "output", out ? out : json_string("")));
 }
 
@@ -1691,7 +1582,7 @@ static void state_conflict(struct kova_req *r, sqlite3_stmt *st, const char *act
 
 static void server_action(struct kova_req *r)
 {
-    /* actions whose state rules kova knows; each then needs the instance lifecycle (501) */
+    /* actions whose state rules kova knows; those without an entry in ops[] answer 501 */
     static const struct action_rule rules[] = {
         {"os-start", "|stopped|"},
         {"os-stop", "|active|error|"},
@@ -1734,6 +1625,29 @@ static void server_action(struct kova_req *r)
         {"os-getRDPConsole", "|active|"},
         {NULL, NULL},
     };
+    static const struct {
+        const char *name, *task, *action, *event;
+        enum kova_op op;
+    } ops[] = {
+        {"os-start", "powering-on", "start", "compute_start_instance", OP_START},
+        {"os-stop", "powering-off", "stop", "compute_stop_instance", OP_STOP},
+        {"pause", "pausing", "pause", "compute_pause_instance", OP_PAUSE},
+        {"unpause", "unpausing", "unpause", "compute_unpause_instance", OP_UNPAUSE},
+        {"rebuild", "rebuilding", "rebuild", "compute_rebuild_instance", OP_REBUILD},
+    };
+    static const char *const rebuild_keys[] = {"imageRef",
+                                               "name",
+                                               "adminPass",
+                                               "metadata",
+                                               "accessIPv4",
+                                               "accessIPv6",
+                                               "OS-DCF:diskConfig",
+                                               "personality",
+                                               "preserve_ephemeral",
+                                               "key_name",
+                                               "user_data",
+                                               "description",
+                                               NULL};
     json_t *body = req_json(r);
     if (!body)
         return;
@@ -1744,15 +1658,25 @@ static void server_action(struct kova_req *r)
     }
     const char *action = json_object_iter_key(json_object_iter(body));
     json_t *arg = json_object_get(body, action);
+    if (!strcmp(action, "os-getConsoleOutput")) {
+        st = load_server(r, r->arg[0]);
+        if (st)
+            console_output(r, st, arg);
+        goto out;
+    }
+    int e = kova_db_begin(r->db);
+    if (e < 0) {
+        reply_db_error(r, e);
+        goto out;
+    }
     st = load_server(r, r->arg[0]);
     if (!st)
         goto out;
     const char *vm = col(st, C_VM_STATE);
     bool idle = col(st, C_TASK_STATE) == NULL;
-    if (!strcmp(action, "os-getConsoleOutput")) {
-        console_output(r, st, arg);
-        goto out;
-    }
+    sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
+    char id[37];
+    snprintf(id, sizeof(id), "%s", col(st, C_ID));
     if (!strcmp(action, "reboot")) {
         static const char *const allowed[] = {"type", NULL};
         json_t *t = json_is_object(arg) ? json_object_get(arg, "type") : NULL;
@@ -1770,18 +1694,42 @@ static void server_action(struct kova_req *r)
             state_conflict(r, st, "reboot");
             goto out;
         }
-        reply_fault(r, 501, "reboot is not implemented by kova yet: no instance lifecycle.");
+        kova_db_done(st);
+        st = NULL;
+        if (begin_task(r, seq, hard ? "rebooting_hard" : "rebooting", "reboot",
+                       "compute_reboot_instance") < 0)
+            goto out;
+        lifecycle_submit(r->api, id, hard ? OP_REBOOT_HARD : OP_REBOOT_SOFT);
+        reply_empty(r, 202);
         goto out;
     }
     for (const struct action_rule *a = rules; a->name; a++) {
         if (strcmp(a->name, action) != 0)
             continue;
+        char image[300] = "";
+        const char *new_name = NULL;
         if (!strcmp(action, "rebuild")) {
             json_t *img = json_is_object(arg) ? json_object_get(arg, "imageRef") : NULL;
-            if (!json_is_string(img)) {
+            if (!json_is_string(img) || json_string_length(img) > 255) {
                 reply_fault(r, 400,
                             "Invalid input for field/attribute rebuild: 'imageRef' is "
                             "required.");
+                goto out;
+            }
+            if (!check_keys(r, arg, rebuild_keys, "rebuild"))
+                goto out;
+            json_t *nm = json_object_get(arg, "name");
+            if (nm && (!json_is_string(nm) || !valid_name(json_string_value(nm), 255) ||
+                       strlen(json_string_value(nm)) != json_string_length(nm))) {
+                reply_fault(r, 400,
+                            "Invalid input for field/attribute name: a string of 1-255 "
+                            "printable characters is required.");
+                goto out;
+            }
+            new_name = nm ? json_string_value(nm) : NULL;
+            snprintf(image, sizeof(image), "%s", ref_id(json_string_value(img)));
+            if (!kova_is_uuid(image)) {
+                reply_fault(r, 400, "Invalid imageRef provided.");
                 goto out;
             }
         }
@@ -1789,7 +1737,61 @@ static void server_action(struct kova_req *r)
             state_conflict(r, st, action);
             goto out;
         }
-        reply_fault(r, 501, "%s is not implemented by kova yet.", action);
+        size_t k = 0;
+        while (k < sizeof(ops) / sizeof(ops[0]) && strcmp(ops[k].name, action))
+            k++;
+        if (k == sizeof(ops) / sizeof(ops[0])) {
+            reply_fault(r, 501, "%s is not implemented by kova yet.", action);
+            goto out;
+        }
+        kova_db_done(st);
+        st = NULL;
+        if (image[0]) {
+            st = kova_db_prepare(r->db, "SELECT status FROM images WHERE id = ? AND (visibility "
+                                        "IN ('public','community','shared') OR owner = ? OR ?3)");
+            if (!st) {
+                reply_db_error(r, -EIO);
+                goto out;
+            }
+            sqlite3_bind_text(st, 1, image, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 2, r->auth.project_id, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int(st, 3, r->auth.is_admin);
+            if (sqlite3_step(st) != SQLITE_ROW) {
+                reply_fault(r, 400, "Image %.100s could not be found.", image);
+                goto out;
+            }
+            if (strcmp(col(st, 0), "active") != 0) {
+                reply_fault(r, 400, "Image %.100s is not active.", image);
+                goto out;
+            }
+            kova_db_done(st);
+            st = kova_db_prepare(r->db, "UPDATE servers SET image_ref = ?2, name = coalesce(?3, "
+                                        "name) WHERE seq = ?1");
+            if (!st) {
+                reply_db_error(r, -EIO);
+                goto out;
+            }
+            sqlite3_bind_int64(st, 1, seq);
+            sqlite3_bind_text(st, 2, image, -1, SQLITE_TRANSIENT);
+            if (new_name)
+                sqlite3_bind_text(st, 3, new_name, -1, SQLITE_TRANSIENT);
+            int rc = sqlite3_step(st);
+            kova_db_done(st);
+            st = NULL;
+            if (rc != SQLITE_DONE) {
+                reply_db_error(r, kova_db_errno(rc));
+                goto out;
+            }
+        }
+        if (begin_task(r, seq, ops[k].task, ops[k].action, ops[k].event) < 0)
+            goto out;
+        lifecycle_submit(r->api, id, ops[k].op);
+        if (ops[k].op == OP_REBUILD && (st = load_server(r, id))) {
+            reply_server(r, st, VIEW_UPDATE, 202);
+            goto out;
+        }
+        if (ops[k].op != OP_REBUILD)
+            reply_empty(r, 202);
         goto out;
     }
     reply_fault(r, 400, "There is no such action: %.100s", action);

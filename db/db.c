@@ -123,6 +123,14 @@ static const char *const migrations[] = {
     " ('3', 'm1.medium', 4096, 2, 40, strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
     " ('4', 'm1.large', 8192, 4, 80, strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
     " ('5', 'm1.xlarge', 16384, 8, 160, strftime('%Y-%m-%dT%H:%M:%SZ','now'));",
+    /* 3: the instance lifecycle: the VMM running an instance (PID + its start time in clock
+     * ticks since boot, /proc/<pid>/stat field 22, so a reused PID is never taken for it) and
+     * what it boots (kept from the build, so start/reboot do not depend on the image store) */
+    "ALTER TABLE servers ADD COLUMN vmm_pid INTEGER;"
+    "ALTER TABLE servers ADD COLUMN vmm_start INTEGER;"
+    "ALTER TABLE servers ADD COLUMN kernel_id TEXT;"
+    "ALTER TABLE servers ADD COLUMN ramdisk_id TEXT;"
+    "ALTER TABLE servers ADD COLUMN os_cmdline TEXT;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

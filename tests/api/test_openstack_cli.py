@@ -136,7 +136,7 @@ class OpenstackCLI(unittest.TestCase):
         self.assertEqual((s["status"], s["size"]), ("active", 65536))
         srv = osc("server", "create", "--image", "cli-image", "--flavor", "m1.tiny",
                   "cli-server", check=False)
-        # BUILD then ERROR: kova cannot run instances yet, and says so
+        # BUILD then ERROR: the image names no kernel (kova boots kernels directly)
         self.assertEqual(srv.returncode, 0, srv.stderr)
         lst = osc("server", "list", "--long")
         row = [x for x in lst if x["Name"] == "cli-server"][0]

@@ -24,7 +24,10 @@ struct kova_agent_config {
     unsigned long long max_image_size;
     int max_limit;
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
-    int log_level; /* 0 warning, 1 info, 2 debug */
+    int log_level;             /* 0 warning, 1 info, 2 debug */
+    char vmm_path[4096];       /* kova-vmm; "" = next to kova-agent (or ../vmm/ in a build tree) */
+    unsigned shutdown_timeout; /* [DEFAULT] shutdown_timeout, Nova's name: clean stop, seconds */
+    unsigned boot_timeout;     /* [kova] vmm_start_timeout: control socket answers, seconds */
 };
 
 /* Fills cfg with the defaults (listen 127.0.0.1:8774, images on :9292, /var/lib/kova, noauth2). */

@@ -39,7 +39,10 @@ struct kova_api_config {
     int max_limit;           /* page size cap for list calls (Nova's max_limit) */
     /* quotas (per project; -1 = unlimited) */
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
-    int verbose; /* 0 warnings, 1 info, 2 debug (one line per request) */
+    const char *vmm_path;      /* the kova-vmm executable */
+    unsigned shutdown_timeout; /* seconds a clean shutdown may take before destroy (Nova: 60) */
+    unsigned boot_timeout;     /* seconds for a new VMM's control socket to answer */
+    int verbose;               /* 0 warnings, 1 info, 2 debug (one line per request) */
     /* Queue slow work; returns 0 or -errno (then the api runs nothing and frees arg itself). */
     int (*submit)(void *opaque, kova_task_fn fn, void *arg);
     void *submit_opaque;

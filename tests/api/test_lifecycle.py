@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: Apache-2.0
+"""api.lifecycle: the instance lifecycle's paths that need no KVM, against a real kova-agent and
+the real kova-vmm (which, without /dev/kvm or with a kernel it cannot boot, exits at once):
+build → ERROR with kova-vmm's own reason as the fault and nothing left running; the instance dir
+and _base cache on disk; stop/start/reboot/rebuild/delete state changes; FlavorDiskSmallerThanImage
+found at build time; and the start-up reconciliation after a restart (dead VMM → SHUTOFF,
+interrupted tasks ended, stray and half-built dirs removed, deletes finished).
+Booting real guests is tests/lifecycle/ (nested KVM).
+
+usage: /usr/bin/python3 test_lifecycle.py --agent PATH/kova-agent
+"""
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+
+AGENT_BIN = None
+DEMO = "demo:demo"
+
+
+def vmm_pids_for(state_dir):
+    """kova-vmm processes whose control socket is under state_dir."""
+    inst = os.path.realpath(os.path.join(state_dir, "instances"))
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0].decode(errors="replace")) == "kova-vmm":
+            if any(a.decode(errors="replace").startswith(inst + "/") for a in argv):
+                out.append(int(p))
+    return out
+
+
+class Lifecycle(unittest.TestCase):
+    def setUp(self):
+        self.a = Agent(AGENT_BIN, extra_args=["--shutdown-timeout", "5"]).start()
+
+    def tearDown(self):
+        rc, log = self.a.stop()
+        self.assertEqual(sanitizer_problems(log), [], log[-3000:])
+        self.assertEqual(vmm_pids_for(self.a.state_dir), [])
+        self.a.cleanup()
+
+    def req(self, method, path, body=None, status=None, **kw):
+        st, h, b = self.a.request(method, path, body=body, token=DEMO, **kw)
+        self.assertLess(st, 500, "%s %s -> %d %r" % (method, path, st, b))
+        if status is not None:
+            self.assertEqual(st, status, "%s %s -> %d %r" % (method, path, st, b))
+        return b
+
+    def image(self, name, data, disk_format="raw", **props):
+        body = {"name": name, "disk_format": disk_format, "container_format": "bare"}
+        body.update(props)
+        img = self.req("POST", "/v2/images", body, status=201, image=True)
+        self.req("PUT", "/v2/images/%s/file" % img["id"], status=204, image=True, raw=data,
+                 headers={"Content-Type": "application/octet-stream"})
+        return img["id"]
+
+    def server(self, sid):
+        return self.req("GET", "/v2.1/servers/%s" % sid, status=200)["server"]
+
+    def wait(self, sid, want, timeout=30):
+        deadline = time.time() + timeout
+        s = None
+        while time.time() < deadline:
+            s = self.server(sid)
+            if s["status"] == want and s["OS-EXT-STS:task_state"] is None:
+                return s
+            time.sleep(0.05)
+        self.fail("server %s never reached %s (last %r)" % (sid, want, s))
+
+    def create(self, image, name="vm"):
+        b = self.req("POST", "/v2.1/servers",
+                     {"server": {"name": name, "imageRef": image, "flavorRef": "1"}}, status=202)
+        # BUILD at once (or already ERROR: a build that fails early may beat this GET)
+        self.assertIn(self.server(b["server"]["id"])["status"], ("BUILD", "ERROR"))
+        return b["server"]["id"]
+
+    def act(self, sid, body, status=202):
+        return self.req("POST", "/v2.1/servers/%s/action" % sid, body, status=status)
+
+    def db(self):
+        return sqlite3.connect(os.path.join(self.a.state_dir, "state.db"), timeout=10)
+
+    def inst_dir(self, sid):
+        return os.path.join(self.a.state_dir, "instances", sid)
+
+    def booting_images(self):
+        # a "kernel" kova-vmm refuses: the build gets as far as spawning the VMM
+        kernel = self.image("not-a-kernel", b"\0" * 4096, disk_format="aki")
+        initrd = self.image("initrd", b"\0" * 512, disk_format="ari")
+        disk = self.image("disk", b"\0" * 65536, kernel_id=kernel, ramdisk_id=initrd,
+                          os_command_line="console=ttyS0 kova.stay=1")
+        return kernel, initrd, disk
+
+    def test_build_error_fault_from_vmm_then_actions(self):
+        kernel, initrd, disk = self.booting_images()
+        sid = self.create(disk)
+        s = self.wait(sid, "ERROR")
+        f = s["fault"]
+        self.assertEqual(f["code"], 500)
+        self.assertRegex(f["message"], r"^kova-vmm exited with status [12]")
+        self.assertTrue(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", f["created"]), f)
+        self.assertEqual(s["OS-EXT-STS:power_state"], 0)
+        # the instance dir as Nova's libvirt driver lays it out, over the _base cache
+        d = self.inst_dir(sid)
+        for f in ("disk", "disk.info", "console.log", "vmm.log"):
+            self.assertTrue(os.path.isfile(os.path.join(d, f)), f)
+        base = os.path.join(self.a.state_dir, "instances", "_base")
+        for iid in (kernel, initrd, disk):
+            self.assertTrue(os.path.isfile(
+                os.path.join(base, hashlib.sha1(iid.encode()).hexdigest())))
+        with open(os.path.join(d, "disk"), "rb") as f:
+            self.assertEqual(f.read(4), b"QFI\xfb")
+        c = self.db()
+        row = c.execute("SELECT vmm_pid, kernel_id, ramdisk_id, os_cmdline FROM servers "
+                        "WHERE id = ?", (sid,)).fetchone()
+        c.close()
+        self.assertEqual(row, (None, kernel, initrd, "console=ttyS0 kova.stay=1"))
+        self.assertEqual(vmm_pids_for(self.a.state_dir), [])
+        acts = self.req("GET", "/v2.1/servers/%s/os-instance-actions" % sid)["instanceActions"]
+        self.assertEqual(acts[0]["action"], "create")
+        self.assertEqual(acts[0]["message"], "Error")
+
+        # ERROR → os-stop → SHUTOFF; start tries again and fails the same way
+        self.act(sid, {"os-stop": None})
+        s = self.wait(sid, "SHUTOFF")
+        self.assertEqual(s["OS-EXT-STS:power_state"], 4)
+        self.act(sid, {"os-start": None})
+        s = self.wait(sid, "ERROR")
+        self.assertRegex(s["fault"]["message"], r"^kova-vmm exited")
+        # hard reboot is allowed from ERROR
+        self.act(sid, {"reboot": {"type": "HARD"}})
+        self.wait(sid, "ERROR")
+        # rebuild from ERROR onto another image: new overlay, the new base cached
+        other = self.image("disk2", b"\1" * 65536, kernel_id=kernel)
+        b = self.act(sid, {"rebuild": {"imageRef": other, "name": "rebuilt"}})
+        self.assertEqual(b["server"]["id"], sid)
+        s = self.wait(sid, "ERROR")
+        self.assertEqual((s["image"]["id"], s["name"]), (other, "rebuilt"))
+        self.assertTrue(os.path.isfile(os.path.join(
+            base, hashlib.sha1(other.encode()).hexdigest())))
+        c = self.db()
+        self.assertIsNone(c.execute("SELECT ramdisk_id FROM servers WHERE id = ?",
+                                    (sid,)).fetchone()[0])
+        c.close()
+        # console output of an instance that never printed anything
+        self.assertEqual(self.act(sid, {"os-getConsoleOutput": {"length": 5}}, status=200),
+                         {"output": ""})
+        # delete: 204, then 404, the dir gone
+        self.req("DELETE", "/v2.1/servers/%s" % sid, status=204)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            st, _, _ = self.a.request("GET", "/v2.1/servers/%s" % sid, token=DEMO)
+            if st == 404:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st, 404)
+        self.assertFalse(os.path.exists(d))
+
+    def test_flavor_disk_smaller_than_image(self):
+        qemu_img = shutil.which("qemu-img")
+        if not qemu_img:
+            self.skipTest("qemu-img not installed")
+        path = os.path.join(self.a.tmp, "big.qcow2")
+        subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", path, "2G"], check=True)
+        with open(path, "rb") as f:
+            data = f.read()
+        kernel = self.image("k", b"\0" * 4096, disk_format="aki")
+        img = self.image("big", data, disk_format="qcow2", kernel_id=kernel)
+        sid = self.create(img)  # the file is small: the API's size check passes
+        s = self.wait(sid, "ERROR")
+        self.assertEqual(s["fault"]["code"], 400)
+        self.assertIn("Flavor's disk is too small for requested image", s["fault"]["message"])
+        self.assertFalse(os.path.exists(self.inst_dir(sid)))
+
+    def test_image_without_kernel(self):
+        img = self.image("plain", b"\0" * 4096)
+        sid = self.create(img)
+        s = self.wait(sid, "ERROR")
+        self.assertIn("kernel_id", s["fault"]["message"])
+        self.assertFalse(os.path.exists(self.inst_dir(sid)))
+
+    def test_restart_reconciles(self):
+        kernel, initrd, disk = self.booting_images()
+        ids = [self.create(disk, name="r%d" % i) for i in range(4)]
+        for sid in ids:
+            self.wait(sid, "ERROR")
+        rc, log = self.a.stop()
+        self.assertEqual(rc, 0, log[-2000:])
+        # a process that has exited: its PID names no VMM any more
+        p = subprocess.Popen(["true"])
+        p.wait()
+        dead = p.pid
+        c = self.db()
+        c.execute("UPDATE servers SET vm_state = 'active', task_state = NULL, power_state = 1, "
+                  "vmm_pid = ?, vmm_start = 12345 WHERE id = ?", (dead, ids[0]))
+        c.execute("UPDATE servers SET vm_state = 'active', task_state = 'powering-off', "
+                  "power_state = 1, vmm_pid = ?, vmm_start = 1 WHERE id = ?", (os.getpid(), ids[1]))
+        c.execute("UPDATE servers SET vm_state = 'paused', task_state = 'unpausing', "
+                  "power_state = 3 WHERE id = ?", (ids[2],))
+        c.execute("UPDATE servers SET task_state = 'deleting' WHERE id = ?", (ids[3],))
+        c.commit()
+        c.close()
+        inst = os.path.join(self.a.state_dir, "instances")
+        stray = os.path.join(inst, "6b1a3a2e-0000-4000-8000-00000000beef")
+        partial = os.path.join(inst, ".partial-6b1a3a2e-0000-4000-8000-00000000cafe")
+        for d in (stray, partial):
+            os.makedirs(d)
+            with open(os.path.join(d, "disk"), "wb") as f:
+                f.write(b"x")
+        self.a.start()
+        for sid in ids[:3]:
+            s = self.server(sid)
+            self.assertEqual((s["status"], s["OS-EXT-STS:power_state"],
+                              s["OS-EXT-STS:task_state"]), ("SHUTOFF", 4, None), sid)
+        c = self.db()
+        self.assertEqual(c.execute("SELECT count(*) FROM servers WHERE vmm_pid IS NOT NULL")
+                         .fetchone()[0], 0)
+        c.close()
+        self.assertFalse(os.path.exists(stray))
+        self.assertFalse(os.path.exists(partial))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            st, _, _ = self.a.request("GET", "/v2.1/servers/%s" % ids[3], token=DEMO)
+            if st == 404:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st, 404)
+        self.assertFalse(os.path.exists(self.inst_dir(ids[3])))
+        # the others' dirs are still there
+        for sid in ids[:3]:
+            self.assertTrue(os.path.isdir(self.inst_dir(sid)))
+
+
+def main():
+    global AGENT_BIN
+    args = sys.argv[1:]
+    if "--agent" in args:
+        i = args.index("--agent")
+        AGENT_BIN = args[i + 1]
+        del args[i:i + 2]
+    if not AGENT_BIN:
+        print("usage: test_lifecycle.py --agent PATH", file=sys.stderr)
+        return 2
+    prog = unittest.main(argv=[sys.argv[0]] + args, exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
