@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "virtio_blk.h"
+#include "log.h"
+
+#include "kova/qcow2.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+/* Feature bits (virtio 1.x 5.2.3). */
+#define VIRTIO_BLK_F_SEG_MAX      (1ULL << 2)
+#define VIRTIO_BLK_F_RO           (1ULL << 5)
+#define VIRTIO_BLK_F_BLK_SIZE     (1ULL << 6)
+#define VIRTIO_BLK_F_FLUSH        (1ULL << 9)
+#define VIRTIO_BLK_F_DISCARD      (1ULL << 13)
+#define VIRTIO_BLK_F_WRITE_ZEROES (1ULL << 14)
+
+#define BLK_HDR_LEN     16 /* type, reserved, sector */
+#define BLK_DZ_SEG_LEN  16 /* sector, num_sectors, flags */
+#define BLK_DZ_F_UNMAP  1u
+#define BLK_CONFIG_LEN  0x3c
+#define STATUS_NEEDS_RS 0x40
+
+/* ---- --disk option ---- */
+
+static int spec_err(char *err, size_t errlen, const char *fmt, const char *what)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, what);
+    return -EINVAL;
+}
+
+int blk_spec_parse(const char *spec, struct blk_spec *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    size_t n = strlen(spec);
+    if (n >= KOVA_VMM_MAX_DISK_SPEC)
+        return spec_err(err, errlen, "%s", "--disk: option too long");
+    char buf[KOVA_VMM_MAX_DISK_SPEC];
+    memcpy(buf, spec, n + 1);
+    bool have_path = false, have_format = false;
+    char *save = NULL;
+    for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return spec_err(err, errlen, "--disk: \"%s\" is not key=value", kv);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(kv, "path") == 0) {
+            if (!*v || strlen(v) >= sizeof(out->path))
+                return spec_err(err, errlen, "%s", "--disk: path= needs a file name");
+            strcpy(out->path, v);
+            have_path = true;
+        } else if (strcmp(kv, "format") == 0) {
+            out->format = (int)kova_disk_format_parse(v);
+            if (!out->format)
+                return spec_err(err, errlen, "--disk: unknown format \"%s\" (raw or qcow2)", v);
+            have_format = true;
+        } else if (strcmp(kv, "readonly") == 0) {
+            if (strcmp(v, "on") == 0)
+                out->readonly = true;
+            else if (strcmp(v, "off") == 0)
+                out->readonly = false;
+            else
+                return spec_err(err, errlen, "--disk: readonly= takes on or off, not \"%s\"", v);
+        } else if (strcmp(kv, "serial") == 0) {
+            size_t sl = strlen(v);
+            if (sl > VIRTIO_BLK_ID_BYTES)
+                return spec_err(err, errlen, "--disk: serial \"%s\" is longer than 20 bytes", v);
+            for (size_t i = 0; i < sl; i++)
+                if (v[i] < 0x21 || v[i] > 0x7e)
+                    return spec_err(err, errlen,
+                                    "--disk: serial \"%s\" must be printable ASCII without spaces",
+                                    v);
+            memcpy(out->serial, v, sl + 1);
+        } else {
+            return spec_err(err, errlen,
+                            "--disk: unknown key \"%s\" (path, format, readonly, serial)", kv);
+        }
+    }
+    if (!have_path)
+        return spec_err(err, errlen, "%s", "--disk: path= is required");
+    if (!have_format)
+        return spec_err(err, errlen, "%s", "--disk: format=raw or format=qcow2 is required");
+    return 0;
+}
+
+/* ---- requests ---- */
+
+/* Index of the first writable buffer (readable ones come first: virtq_pop checks that). */
+static unsigned first_writable(const struct vq_chain *c)
+{
+    unsigned i = 0;
+    while (i < c->n && !c->buf[i].writable)
+        i++;
+    return i;
+}
+
+/* Copies len bytes at offset skip of the chain's readable (or writable) bytes into dst. The
+ * caller checked that they exist. */
+static void chain_read(const struct vq_chain *c, bool writable, uint64_t skip, void *dst,
+                       size_t len)
+{
+    uint8_t *o = dst;
+    for (unsigned i = 0; i < c->n && len; i++) {
+        const struct vq_buf *b = &c->buf[i];
+        if (b->writable != writable)
+            continue;
+        if (skip >= b->len) {
+            skip -= b->len;
+            continue;
+        }
+        size_t k = b->len - skip;
+        if (k > len)
+            k = len;
+        memcpy(o, b->ptr + skip, k);
+        o += k;
+        len -= k;
+        skip = 0;
+    }
+}
+
+/* Fills iov with the chain's readable (or writable) bytes [skip, skip + len). Returns the number
+ * of entries; the caller checked that the bytes exist. */
+static int chain_iov(const struct vq_chain *c, bool writable, uint64_t skip, uint64_t len,
+                     struct iovec *iov)
+{
+    int k = 0;
+    for (unsigned i = 0; i < c->n && len; i++) {
+        const struct vq_buf *b = &c->buf[i];
+        if (b->writable != writable)
+            continue;
+        if (skip >= b->len) {
+            skip -= b->len;
+            continue;
+        }
+        uint64_t m = b->len - skip;
+        if (m > len)
+            m = len;
+        if (m) {
+            iov[k].iov_base = b->ptr + skip;
+            iov[k].iov_len = (size_t)m;
+            k++;
+        }
+        len -= m;
+        skip = 0;
+    }
+    return k;
+}
+
+/* The status byte: the last writable byte of the chain. NULL when there is none. */
+static uint8_t *status_byte(const struct vq_chain *c)
+{
+    for (unsigned i = c->n; i-- > first_writable(c);) {
+        if (c->buf[i].len)
+            return c->buf[i].ptr + c->buf[i].len - 1;
+    }
+    return NULL;
+}
+
+static bool range_ok(uint64_t capacity, uint64_t sector, uint64_t nsect)
+{
+    return sector <= capacity && nsect <= capacity - sector;
+}
+
+static uint8_t do_rw(const struct blk_backend *be, const struct vq_chain *c, uint32_t type,
+                     uint64_t sector, uint64_t *data_len)
+{
+    uint64_t cap = kova_disk_size(be->disk) / BLK_SECTOR;
+    bool in = type == VIRTIO_BLK_T_IN;
+    /* IN: header only readable, data + status writable; OUT: header + data, status only. */
+    uint64_t len = in ? c->writable - 1 : c->readable - BLK_HDR_LEN;
+    if (in ? c->readable != BLK_HDR_LEN : c->writable != 1)
+        return VIRTIO_BLK_S_IOERR;
+    if (len % BLK_SECTOR || !range_ok(cap, sector, len / BLK_SECTOR))
+        return VIRTIO_BLK_S_IOERR;
+    if (!in && be->readonly)
+        return VIRTIO_BLK_S_IOERR;
+    if (len == 0)
+        return VIRTIO_BLK_S_OK;
+    struct iovec iov[VQ_MAX_CHAIN];
+    int n = chain_iov(c, !in, in ? 0 : BLK_HDR_LEN, len, iov);
+    int r = in ? kova_disk_preadv(be->disk, iov, n, sector * BLK_SECTOR)
+               : kova_disk_pwritev(be->disk, iov, n, sector * BLK_SECTOR);
+    if (r < 0) {
+        log_warn("virtio-blk: %s of %llu bytes at sector %llu failed: %s (%s)",
+                 in ? "read" : "write", (unsigned long long)len, (unsigned long long)sector,
+                 strerror(-r), kova_disk_last_error(be->disk));
+        return VIRTIO_BLK_S_IOERR;
+    }
+    if (in)
+        *data_len = len;
+    return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t do_discard_zeroes(const struct blk_backend *be, const struct vq_chain *c,
+                                 uint32_t type)
+{
+    uint64_t cap = kova_disk_size(be->disk) / BLK_SECTOR;
+    uint64_t payload = c->readable - BLK_HDR_LEN;
+    if (c->writable != 1 || payload == 0 || payload % BLK_DZ_SEG_LEN ||
+        payload / BLK_DZ_SEG_LEN > BLK_MAX_DZ_SEG)
+        return VIRTIO_BLK_S_IOERR;
+    if (be->readonly)
+        return VIRTIO_BLK_S_IOERR;
+    unsigned nseg = (unsigned)(payload / BLK_DZ_SEG_LEN);
+    uint8_t segs[BLK_MAX_DZ_SEG][BLK_DZ_SEG_LEN];
+    chain_read(c, false, BLK_HDR_LEN, segs, payload);
+    for (unsigned i = 0; i < nseg; i++) {
+        uint64_t sector = le_get(segs[i], 8);
+        uint32_t nsect = (uint32_t)le_get(segs[i] + 8, 4);
+        uint32_t flags = (uint32_t)le_get(segs[i] + 12, 4);
+        if (flags & ~BLK_DZ_F_UNMAP)
+            return VIRTIO_BLK_S_UNSUPP;
+        if (type == VIRTIO_BLK_T_DISCARD && flags)
+            return VIRTIO_BLK_S_UNSUPP;
+        if (nsect > BLK_MAX_DZ_SECT || !range_ok(cap, sector, nsect))
+            return VIRTIO_BLK_S_IOERR;
+    }
+    for (unsigned i = 0; i < nseg; i++) {
+        uint64_t off = le_get(segs[i], 8) * BLK_SECTOR;
+        uint64_t len = le_get(segs[i] + 8, 4) * BLK_SECTOR;
+        if (!len)
+            continue;
+        int r = type == VIRTIO_BLK_T_DISCARD ? kova_disk_discard(be->disk, off, len)
+                                             : kova_disk_write_zeroes(be->disk, off, len);
+        if (r < 0) {
+            log_warn("virtio-blk: %s at byte %llu failed: %s (%s)",
+                     type == VIRTIO_BLK_T_DISCARD ? "discard" : "write-zeroes",
+                     (unsigned long long)off, strerror(-r), kova_disk_last_error(be->disk));
+            return VIRTIO_BLK_S_IOERR;
+        }
+    }
+    return VIRTIO_BLK_S_OK;
+}
+
+uint32_t blk_request(const struct blk_backend *be, const struct vq_chain *c)
+{
+    uint8_t *status = status_byte(c);
+    if (!status)
+        return 0; /* nowhere to report anything */
+    uint8_t st = VIRTIO_BLK_S_IOERR;
+    uint64_t data_len = 0; /* bytes of data written for the driver */
+    uint8_t hdr[BLK_HDR_LEN];
+    if (c->readable < BLK_HDR_LEN)
+        goto out;
+    chain_read(c, false, 0, hdr, sizeof(hdr));
+    uint32_t type = (uint32_t)le_get(hdr, 4);
+    uint64_t sector = le_get(hdr + 8, 8);
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT:
+        st = do_rw(be, c, type, sector, &data_len);
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        if (c->readable != BLK_HDR_LEN || c->writable != 1)
+            break;
+        if (!be->readonly) {
+            int r = kova_disk_flush(be->disk);
+            if (r < 0) {
+                log_warn("virtio-blk: flush failed: %s", strerror(-r));
+                break;
+            }
+        }
+        st = VIRTIO_BLK_S_OK;
+        break;
+    case VIRTIO_BLK_T_GET_ID: {
+        if (c->readable != BLK_HDR_LEN)
+            break;
+        uint8_t id[VIRTIO_BLK_ID_BYTES] = {0};
+        if (be->serial)
+            memcpy(id, be->serial, strnlen(be->serial, VIRTIO_BLK_ID_BYTES));
+        data_len = c->writable - 1;
+        if (data_len > VIRTIO_BLK_ID_BYTES)
+            data_len = VIRTIO_BLK_ID_BYTES;
+        struct iovec iov[VQ_MAX_CHAIN];
+        int n = chain_iov(c, true, 0, data_len, iov);
+        const uint8_t *src = id;
+        for (int i = 0; i < n; i++) {
+            memcpy(iov[i].iov_base, src, iov[i].iov_len);
+            src += iov[i].iov_len;
+        }
+        st = VIRTIO_BLK_S_OK;
+        break;
+    }
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        st = do_discard_zeroes(be, c, type);
+        break;
+    default:
+        st = VIRTIO_BLK_S_UNSUPP;
+        break;
+    }
+out:
+    *status = st;
+    return (uint32_t)(data_len + 1);
+}
+
+/* ---- the device ---- */
+
+struct blk {
+    struct virtio_pci_dev dev; /* first: dev.opaque points back here */
+    struct blk_backend be;
+    char serial[VIRTIO_BLK_ID_BYTES + 1];
+    struct virtio_dev_ops ops;
+    uint8_t config[BLK_CONFIG_LEN];
+    /* Under dev.lock: */
+    pthread_cond_t wake; /* a notify, or stopping */
+    pthread_cond_t idle; /* inflight dropped to 0 */
+    unsigned inflight;
+    unsigned gen; /* bumped by a device reset: completions of older requests are dropped */
+    bool stopping;
+    unsigned nthreads;
+    pthread_t threads[BLK_WORKERS];
+    struct worker {
+        struct blk *b;
+        struct vq_chain *chain;
+    } workers[BLK_WORKERS];
+    struct vq_chain *chains; /* one per worker */
+};
+
+static void *blk_worker(void *arg)
+{
+    struct worker *w = arg;
+    struct blk *b = w->b;
+    struct virtio_pci_dev *d = &b->dev;
+    struct vq_chain *c = w->chain;
+    pthread_mutex_lock(&d->lock);
+    while (!b->stopping) {
+        struct virtq *vq = &d->vq[0];
+        int r = 0;
+        if (vq->enabled && (d->status & 0x04))
+            r = virtq_pop(vq, d->mem, c);
+        if (r < 0) {
+            d->status |= STATUS_NEEDS_RS;
+            r = 0;
+        }
+        if (r == 0) {
+            pthread_cond_wait(&b->wake, &d->lock);
+            continue;
+        }
+        /* More may be waiting: let another worker look while this one does the I/O. */
+        pthread_cond_signal(&b->wake);
+        unsigned gen = b->gen;
+        b->inflight++;
+        pthread_mutex_unlock(&d->lock);
+        uint32_t len = blk_request(&b->be, c);
+        pthread_mutex_lock(&d->lock);
+        b->inflight--;
+        if (gen == b->gen && vq->enabled) {
+            virtq_push(vq, c->head, len);
+            virtio_pci_notify_queue(d, 0);
+        }
+        if (b->inflight == 0)
+            pthread_cond_broadcast(&b->idle);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+static void blk_notify(struct virtio_pci_dev *d, unsigned q)
+{
+    struct blk *b = d->opaque;
+    (void)q;
+    pthread_cond_signal(&b->wake); /* dev.lock is held */
+}
+
+static void blk_reset(struct virtio_pci_dev *d)
+{
+    struct blk *b = d->opaque;
+    /* The queues are already reset; requests in flight must not touch guest memory after the
+     * driver sees the reset complete, so wait for them (their completions are dropped). */
+    b->gen++;
+    while (b->inflight)
+        pthread_cond_wait(&b->idle, &d->lock);
+}
+
+static void blk_config_read(struct virtio_pci_dev *d, uint32_t off, uint8_t *data, uint32_t size)
+{
+    struct blk *b = d->opaque;
+    if (off + size <= sizeof(b->config))
+        memcpy(data, b->config + off, size);
+}
+
+static void blk_build_config(struct blk *b)
+{
+    uint8_t *cfg = b->config;
+    uint64_t cap = kova_disk_size(b->be.disk) / BLK_SECTOR;
+    uint32_t gran = kova_disk_granularity(b->be.disk);
+    if (gran < BLK_SECTOR)
+        gran = BLK_SECTOR;
+    memset(cfg, 0, BLK_CONFIG_LEN);
+    le_put(cfg + 0x00, 8, cap);
+    le_put(cfg + 0x0c, 4, BLK_SEG_MAX);
+    le_put(cfg + 0x14, 4, BLK_SECTOR); /* blk_size */
+    le_put(cfg + 0x22, 2, 1);          /* num_queues */
+    le_put(cfg + 0x24, 4, BLK_MAX_DZ_SECT);
+    le_put(cfg + 0x28, 4, BLK_MAX_DZ_SEG);
+    le_put(cfg + 0x2c, 4, gran / BLK_SECTOR);
+    le_put(cfg + 0x30, 4, BLK_MAX_DZ_SECT);
+    le_put(cfg + 0x34, 4, BLK_MAX_DZ_SEG);
+    cfg[0x38] = 0; /* write_zeroes_may_unmap */
+}
+
+static void blk_stop_workers(struct blk *b)
+{
+    pthread_mutex_lock(&b->dev.lock);
+    b->stopping = true;
+    pthread_cond_broadcast(&b->wake);
+    pthread_mutex_unlock(&b->dev.lock);
+    for (unsigned i = 0; i < b->nthreads; i++)
+        pthread_join(b->threads[i], NULL);
+    b->nthreads = 0;
+}
+
+int virtio_blk_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
+                      const struct irq_sink *irq, const struct blk_backend *be)
+{
+    struct blk *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->chains = calloc(BLK_WORKERS, sizeof(*b->chains));
+    if (!b->chains) {
+        free(b);
+        return -ENOMEM;
+    }
+    b->be = *be;
+    if (be->serial)
+        snprintf(b->serial, sizeof(b->serial), "%s", be->serial);
+    b->be.serial = b->serial;
+    pthread_cond_init(&b->wake, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    blk_build_config(b);
+    b->ops = (struct virtio_dev_ops){
+        .name = "virtio-blk",
+        .device_id = 2,
+        .features =
+            VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
+            (be->readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES),
+        .num_queues = 1,
+        .queue_size = BLK_QUEUE_SIZE,
+        .config_len = BLK_CONFIG_LEN,
+        .config_read = blk_config_read,
+        .notify = blk_notify,
+        .reset = blk_reset,
+    };
+    int r = virtio_pci_init(&b->dev, &b->ops, b, mem, irq);
+    if (r < 0)
+        goto fail;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (unsigned i = 0; i < BLK_WORKERS; i++) {
+        b->workers[i] = (struct worker){b, &b->chains[i]};
+        r = -pthread_create(&b->threads[i], &attr, blk_worker, &b->workers[i]);
+        if (r < 0)
+            break;
+        b->nthreads++;
+    }
+    pthread_attr_destroy(&attr);
+    if (r < 0) {
+        blk_stop_workers(b);
+        virtio_pci_destroy(&b->dev);
+        goto fail;
+    }
+    *out = &b->dev;
+    return 0;
+fail:
+    pthread_cond_destroy(&b->wake);
+    pthread_cond_destroy(&b->idle);
+    free(b->chains);
+    free(b);
+    return r;
+}
+
+void virtio_blk_free(struct virtio_pci_dev *d)
+{
+    if (!d)
+        return;
+    struct blk *b = d->opaque;
+    blk_stop_workers(b);
+    virtio_pci_destroy(&b->dev);
+    pthread_cond_destroy(&b->wake);
+    pthread_cond_destroy(&b->idle);
+    free(b->chains);
+    free(b);
+}
