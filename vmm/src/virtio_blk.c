@@ -182,7 +182,7 @@ static uint8_t do_rw(const struct blk_backend *be, const struct vq_chain *c, uin
     if (len == 0)
         return VIRTIO_BLK_S_OK;
     struct iovec iov[VQ_MAX_CHAIN];
-    int n = chain_iov(c, !in, in ? 0 : BLK_HDR_LEN, len, iov);
+    int n = chain_iov(c, in, in ? 0 : BLK_HDR_LEN, len, iov);
     int r = in ? kova_disk_preadv(be->disk, iov, n, sector * BLK_SECTOR)
                : kova_disk_pwritev(be->disk, iov, n, sector * BLK_SECTOR);
     if (r < 0) {
