@@ -88,6 +88,60 @@ int blk_spec_parse(const char *spec, struct blk_spec *out, char *err, size_t err
     return 0;
 }
 
+int blk_disks_open(struct blk_disks *out, const char *const *specs, unsigned n)
+{
+    memset(out, 0, sizeof(*out));
+    if (n == 0)
+        return 0;
+    if (n > BLK_MAX_DISKS) {
+        log_err("at most %d disks", BLK_MAX_DISKS);
+        return -E2BIG;
+    }
+    out->specs = calloc(n, sizeof(*out->specs));
+    out->be = calloc(n, sizeof(*out->be));
+    if (!out->specs || !out->be) {
+        blk_disks_close(out);
+        log_err("out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct blk_spec *s = &out->specs[i];
+        char err[512];
+        int r = blk_spec_parse(specs[i], s, err, sizeof(err));
+        if (r == 0)
+            r = kova_disk_open(&out->be[i].disk, s->path, (enum kova_disk_format)s->format,
+                               s->readonly ? KOVA_DISK_RDONLY : 0, err, sizeof(err));
+        if (r < 0) {
+            log_err("disk %u (%s): %s", i, s->path[0] ? s->path : specs[i], err);
+            blk_disks_close(out);
+            return r;
+        }
+        out->be[i].readonly = s->readonly;
+        out->be[i].serial = s->serial;
+        out->n = i + 1;
+        log_info("disk vd%c: %s (%s%s, %llu bytes)", 'a' + i, s->path,
+                 kova_disk_format_name((enum kova_disk_format)s->format),
+                 s->readonly ? ", read-only" : "",
+                 (unsigned long long)kova_disk_size(out->be[i].disk));
+    }
+    return 0;
+}
+
+void blk_disks_close(struct blk_disks *d)
+{
+    for (unsigned i = 0; i < d->n; i++) {
+        if (!d->be[i].readonly) {
+            int r = kova_disk_flush(d->be[i].disk);
+            if (r < 0)
+                log_err("disk %s: flush failed: %s", d->specs[i].path, strerror(-r));
+        }
+        kova_disk_close(d->be[i].disk);
+    }
+    free(d->specs);
+    free(d->be);
+    memset(d, 0, sizeof(*d));
+}
+
 /* ---- requests ---- */
 
 /* Index of the first writable buffer (readable ones come first: virtq_pop checks that). */

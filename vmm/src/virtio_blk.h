@@ -42,6 +42,7 @@ struct kova_disk;
 #define BLK_MAX_DZ_SEG         8          /* segments per discard / write-zeroes request */
 #define BLK_WORKERS            4          /* worker threads per disk */
 #define KOVA_VMM_MAX_DISK_SPEC 4096
+#define BLK_MAX_DISKS          16
 
 /* One --disk option, parsed. */
 struct blk_spec {
@@ -66,6 +67,20 @@ struct blk_backend {
  * number of bytes written into the chain's writable buffers (for the used ring). No locks are
  * taken; exposed for the unit tests. */
 uint32_t blk_request(const struct blk_backend *be, const struct vq_chain *c);
+
+/* The disks of one kova-vmm process: opened once (before the VM exists) and kept open across
+ * guest resets. */
+struct blk_disks {
+    unsigned n;
+    struct blk_spec *specs;
+    struct blk_backend *be; /* n entries, for struct vm_params */
+};
+
+/* Parses and opens each --disk spec (read-only ones with KOVA_DISK_RDONLY). On failure logs a
+ * message naming the disk, closes what it opened and returns -errno. */
+int blk_disks_open(struct blk_disks *out, const char *const *specs, unsigned n);
+/* Flushes the writable disks and closes them all (the VM's devices are gone by then). */
+void blk_disks_close(struct blk_disks *d);
 
 /* Creates the device and its worker threads. The backend is copied (the disk handle and the
  * serial string must outlive the device). */

@@ -80,6 +80,7 @@ void vm_stop(struct vm *vm, enum vm_state state, const char *error)
     pthread_mutex_lock(&vm->lock);
     if (vm->state == VM_RUNNING) {
         vm->state = state;
+        vm->stop_ns = vm_now_ns();
         if (error)
             snprintf(vm->error, sizeof(vm->error), "%s", error);
         uint64_t one = 1;
@@ -650,4 +651,8 @@ void vm_destroy(struct vm *vm)
     if (vm->done_fd >= 0)
         close(vm->done_fd);
     vm->vm_fd = vm->kvm_fd = vm->done_fd = -1;
+    pci_host_destroy(&vm->pci);
+    pthread_cond_destroy(&vm->cond);
+    pthread_cond_destroy(&vm->parked_cond);
+    pthread_mutex_destroy(&vm->lock);
 }

@@ -78,6 +78,7 @@ struct vm {
     int done_fd;      /* eventfd: becomes readable once state leaves VM_RUNNING */
     uint64_t t0_ns;
     uint64_t start_ns;
+    uint64_t stop_ns;                   /* when the state left VM_RUNNING */
     atomic_uint_fast64_t boot_timer_ns; /* 0 until the guest writes the boot timer */
 };
 

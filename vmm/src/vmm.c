@@ -293,6 +293,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     uint8_t *kernel = NULL, *initrd = NULL;
     size_t kernel_size = 0, initrd_size = 0;
     int console_fd = -1, sig_fd = -1;
+    uint64_t stop_at = 0;
     struct ctl_server ctl;
     ctl_init(&ctl);
     struct vm *vm = calloc(1, sizeof(*vm));
@@ -421,6 +422,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             ctl_process(&ctl, pfds + 2, n - 2, handle, &m);
         }
         enum vm_state st = vm->state;
+        uint64_t stop_ns = vm->stop_ns;
         char err[sizeof(vm->error)];
         memcpy(err, vm->error, sizeof(err));
         vm_destroy(vm);
@@ -448,6 +450,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             rc = KOVA_VMM_EXIT_ERROR;
             break;
         }
+        stop_at = stop_ns;
         break;
     }
 out:
@@ -459,5 +462,8 @@ out:
     unmap_file(kernel, kernel_size);
     unmap_file(initrd, initrd_size);
     free(vm);
+    if (stop_at)
+        log_info("exiting with status %d, %.1f ms after the stop request", rc,
+                 (double)(vm_now_ns() - stop_at) / 1e6);
     return rc;
 }
