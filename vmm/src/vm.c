@@ -459,6 +459,23 @@ static int add_devices(struct vm *vm, const struct vm_params *p, const char **wh
         *why = "cannot create virtio-rng";
         return r;
     }
+    if (p->ndisks > BLK_MAX_DISKS) {
+        *why = "too many disks";
+        return -E2BIG;
+    }
+    for (unsigned i = 0; i < p->ndisks; i++) {
+        r = virtio_blk_create(&vm->blk[i], &vm->mem, &vm->irq, &p->disks[i]);
+        if (r < 0) {
+            *why = "cannot create virtio-blk";
+            return r;
+        }
+        vm->nblk++;
+        r = pci_host_add(&vm->pci, &vm->blk[i]->pci);
+        if (r < 0) {
+            *why = "no free PCI slot for a disk";
+            return r;
+        }
+    }
     return 0;
 }
 
@@ -639,6 +656,11 @@ void vm_destroy(struct vm *vm)
     serial_destroy(&vm->serial);
     virtio_rng_free(vm->rng);
     vm->rng = NULL;
+    for (unsigned i = 0; i < vm->nblk; i++) {
+        virtio_blk_free(vm->blk[i]); /* its workers finish the requests in flight first */
+        vm->blk[i] = NULL;
+    }
+    vm->nblk = 0;
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
     gm_free(&vm->mem);

@@ -16,6 +16,7 @@
 #include "mem.h"
 #include "pci.h"
 #include "serial.h"
+#include "virtio_blk.h"
 #include "virtio_pci.h"
 
 enum vm_state {
@@ -35,9 +36,11 @@ struct vm_params {
     const uint8_t *initrd;
     size_t initrd_size;
     const char *cmdline;
-    int console_fd; /* -1: none */
-    int stdout_fd;  /* -1: none */
-    uint64_t t0_ns; /* CLOCK_MONOTONIC origin for the boot timer */
+    int console_fd;                  /* -1: none */
+    int stdout_fd;                   /* -1: none */
+    uint64_t t0_ns;                  /* CLOCK_MONOTONIC origin for the boot timer */
+    const struct blk_backend *disks; /* virtio-blk disks, in PCI slot order (vda, vdb, ...) */
+    unsigned ndisks;
 };
 
 struct vcpu {
@@ -65,6 +68,8 @@ struct vm {
     struct acpi_pm acpi_pm;
     struct pci_host pci;
     struct virtio_pci_dev *rng;
+    struct virtio_pci_dev *blk[BLK_MAX_DISKS];
+    unsigned nblk;
     struct boot_result boot;
 
     pthread_mutex_t lock;

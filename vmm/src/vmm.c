@@ -4,6 +4,7 @@
 #include "boot.h"
 #include "control.h"
 #include "log.h"
+#include "virtio_blk.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -32,12 +33,15 @@ void kova_vmm_usage(FILE *out)
             "  --console-stdout       also copy the serial console to stdout\n"
             "  --control-socket PATH  unix socket for JSON-lines control (status, pause,\n"
             "                         resume, powerdown, reset, quit, boot-time)\n"
+            "  --disk path=FILE,format=raw|qcow2[,readonly=on][,serial=S]\n"
+            "                         a virtio-blk disk (repeatable, up to %d: vda, vdb, ...);\n"
+            "                         serial: up to 20 printable bytes (GET_ID)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug; logs go to stderr\n"
             "  --help                 this text\n\n"
             "Exit status: 0 guest powered off or quit, 1 bad arguments or input files,\n"
             "2 KVM or internal error, 3 guest triple fault. A guest reboot restarts the guest\n"
             "in the same process.\n",
-            KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB);
+            KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB, KOVA_VMM_MAX_DISKS);
 }
 
 static int parse_uint(const char *s, uint64_t max, uint64_t *out)
@@ -65,6 +69,7 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         O_STDOUT,
         O_CTL,
         O_LEVEL,
+        O_DISK,
         O_HELP
     };
     static const struct option opts[] = {
@@ -77,6 +82,7 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         {"console-stdout", no_argument, NULL, O_STDOUT},
         {"control-socket", required_argument, NULL, O_CTL},
         {"log-level", required_argument, NULL, O_LEVEL},
+        {"disk", required_argument, NULL, O_DISK},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -132,6 +138,22 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
                 return -EINVAL;
             }
             cfg->log_level = optarg;
+            break;
+        }
+        case O_DISK: {
+            struct blk_spec *spec = malloc(sizeof(*spec));
+            char err[256];
+            int pr = spec ? blk_spec_parse(optarg, spec, err, sizeof(err)) : -ENOMEM;
+            free(spec);
+            if (pr < 0) {
+                fprintf(stderr, "kova-vmm: %s\n", spec ? err : "out of memory");
+                return -EINVAL;
+            }
+            if (cfg->ndisks == KOVA_VMM_MAX_DISKS) {
+                fprintf(stderr, "kova-vmm: at most %d --disk options\n", KOVA_VMM_MAX_DISKS);
+                return -EINVAL;
+            }
+            cfg->disks[cfg->ndisks++] = optarg;
             break;
         }
         case O_HELP:
@@ -294,6 +316,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     size_t kernel_size = 0, initrd_size = 0;
     int console_fd = -1, sig_fd = -1;
     uint64_t stop_at = 0;
+    struct blk_disks disks = {0};
     struct ctl_server ctl;
     ctl_init(&ctl);
     struct vm *vm = calloc(1, sizeof(*vm));
@@ -371,6 +394,12 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         goto out;
     }
 
+    /* Disks: opened once, kept open across guest resets, flushed and closed at exit. */
+    if (blk_disks_open(&disks, cfg->disks, cfg->ndisks) < 0) {
+        rc = KOVA_VMM_EXIT_USAGE;
+        goto out;
+    }
+
     struct vm_params p = {
         .cpus = cfg->cpus,
         .mem_bytes = mem,
@@ -382,6 +411,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         .console_fd = console_fd,
         .stdout_fd = cfg->console_stdout ? STDOUT_FILENO : -1,
         .t0_ns = m.process_t0,
+        .disks = disks.be,
+        .ndisks = disks.n,
     };
     for (;;) {
         r = vm_create(vm, &p, &why);
@@ -462,6 +493,7 @@ out:
     unmap_file(kernel, kernel_size);
     unmap_file(initrd, initrd_size);
     free(vm);
+    blk_disks_close(&disks);
     if (stop_at)
         log_info("exiting with status %d, %.1f ms after the stop request", rc,
                  (double)(vm_now_ns() - stop_at) / 1e6);

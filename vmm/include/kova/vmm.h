@@ -2,7 +2,8 @@
 /*
  * kova-vmm: one KVM virtual machine per process, booting a Linux bzImage (64-bit boot protocol)
  * with an initrd. Devices: 8250 UART (console log), i8042, CMOS RTC, ACPI (HW-reduced: power
- * button, poweroff, reset), PCI host bridge with virtio-pci (modern, MSI-X) virtio-rng.
+ * button, poweroff, reset), PCI host bridge with virtio-pci (modern, MSI-X) virtio-rng and
+ * virtio-blk disks (raw or qcow2, --disk).
  * Controlled through a unix socket speaking JSON lines (see README "kova-vmm").
  * Errors: 0 or -errno; kova_vmm_run returns the process exit status below.
  */
@@ -21,6 +22,8 @@ enum kova_vmm_exit {
     KOVA_VMM_EXIT_TRIPLE_FAULT = 3, /* the guest triple-faulted */
 };
 
+#define KOVA_VMM_MAX_DISKS 16 /* --disk options */
+
 struct kova_vmm_config {
     const char *kernel;         /* bzImage, required */
     const char *initrd;         /* optional */
@@ -31,6 +34,10 @@ struct kova_vmm_config {
     bool console_stdout;        /* also copy the console to stdout */
     const char *control_socket; /* optional */
     const char *log_level;      /* error|warn|info|debug, default info */
+    /* --disk specs in order (vda, vdb, ...): "path=FILE,format=raw|qcow2[,readonly=on]
+     * [,serial=S]", checked by kova_vmm_parse_args, opened by kova_vmm_run. */
+    const char *disks[KOVA_VMM_MAX_DISKS];
+    unsigned ndisks;
 };
 
 #define KOVA_VMM_MAX_CPUS       64
