@@ -208,7 +208,8 @@ static int chain_iov(const struct vq_chain *c, bool writable, uint64_t skip, uin
 /* The status byte: the last writable byte of the chain. NULL when there is none. */
 static uint8_t *status_byte(const struct vq_chain *c)
 {
-    for (unsigned i = c->n; i-- > first_writable(c);) {
+    unsigned w = first_writable(c);
+    for (unsigned i = c->n; i-- > w;) {
         if (c->buf[i].len)
             return c->buf[i].ptr + c->buf[i].len - 1;
     }
@@ -237,8 +238,13 @@ static uint8_t do_rw(const struct blk_backend *be, const struct vq_chain *c, uin
         return VIRTIO_BLK_S_OK;
     struct iovec iov[VQ_MAX_CHAIN];
     int n = chain_iov(c, in, in ? 0 : BLK_HDR_LEN, len, iov);
-    int r = in ? kova_disk_preadv(be->disk, iov, n, sector * BLK_SECTOR)
-               : kova_disk_pwritev(be->disk, iov, n, sector * BLK_SECTOR);
+    uint64_t off = sector * BLK_SECTOR;
+    int r;
+    if (n == 1) /* the plain calls let requests to allocated clusters run in parallel */
+        r = in ? kova_disk_pread(be->disk, iov[0].iov_base, iov[0].iov_len, off)
+               : kova_disk_pwrite(be->disk, iov[0].iov_base, iov[0].iov_len, off);
+    else
+        r = in ? kova_disk_preadv(be->disk, iov, n, off) : kova_disk_pwritev(be->disk, iov, n, off);
     if (r < 0) {
         log_warn("virtio-blk: %s of %llu bytes at sector %llu failed: %s (%s)",
                  in ? "read" : "write", (unsigned long long)len, (unsigned long long)sector,
