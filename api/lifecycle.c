@@ -934,6 +934,8 @@ static void do_build(struct kova_api *api, struct inst *i, struct row *w)
                  "vm_state = 'building' AND task_state IS NOT 'deleting' AND ?3 = ?3",
                  i->id, NULL, 0) <= 0)
         return;
+    /* a VMM left by an interrupted earlier attempt (adopted at start-up) goes first */
+    stop_vmm(api, i, STOP_KILL);
     int r = prepare_instance(api, i, w, &code, err, sizeof(err));
     if (r == 0)
         r = boot(api, i, w, err, sizeof(err));
