@@ -15,7 +15,8 @@
 # Workload on /dev/vdc, O_DIRECT: sequential write then read of BLK_BENCH_MB MiB with dd bs=1M
 # (MB/s), then BLK_BENCH_OPS random 4 KiB writes and reads at queue depth 1 (IOPS).
 # Prints a table and kova's ratio to each QEMU mode (> 1: kova is faster).
-# Environment: BLK_BENCH_MB (default 64), BLK_BENCH_OPS (default 2000), BLK_BENCH_TIMEOUT (s).
+# Environment: BLK_BENCH_MB (default 64), BLK_BENCH_OPS (default 2000), BLK_BENCH_TIMEOUT (s),
+# BLK_BENCH_QEMU_ARGS (extra QEMU arguments, e.g. "-L DIR" for its firmware).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -41,9 +42,16 @@ cat >"$tmp/randio.c" <<'C'
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-/* randio r|w DEV OPS: OPS random 4 KiB O_DIRECT reads or writes over DEV, queue depth 1. */
+/* randio r|w DEV OPS: OPS random 4 KiB O_DIRECT reads or writes over DEV, queue depth 1;
+ * prints IOPS. randio now: prints CLOCK_MONOTONIC in seconds (busybox dd does not time). */
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "now") == 0) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        printf("%.6f\n", (double)t.tv_sec + (double)t.tv_nsec / 1e9);
+        return 0;
+    }
     if (argc != 4)
         return 2;
     int w = argv[1][0] == 'w';
@@ -85,11 +93,15 @@ head -c $((BLK_BENCH_MB * 2))M /dev/urandom >"$tmp/base.raw"
 script=$(cat <<G
 mkdir -p /tmp/bb && busybox --install -s /tmp/bb; PATH=/tmp/bb:\$PATH
 mkdir -p /tools && mount -t ext4 -o ro /dev/vdb /tools || exit 1
-secs() { sed -n 's/.*copied, \([0-9.]*\) seconds.*/\1/p' | tail -1; }
-s=\$(dd if=/dev/zero of=/dev/vdc bs=1M count=$BLK_BENCH_MB oflag=direct 2>&1 | secs)
-echo "BENCH seq-write-MBps \$(awk "BEGIN{printf \"%.1f\", $BLK_BENCH_MB / \$s}")"
-s=\$(dd if=/dev/vdc of=/dev/null bs=1M count=$BLK_BENCH_MB iflag=direct 2>&1 | secs)
-echo "BENCH seq-read-MBps \$(awk "BEGIN{printf \"%.1f\", $BLK_BENCH_MB / \$s}")"
+mbps() { awk "BEGIN{printf \"%.1f\", $BLK_BENCH_MB / (\$2 - \$1)}"; }
+t0=\$(/tools/randio now)
+dd if=/dev/zero of=/dev/vdc bs=1M count=$BLK_BENCH_MB oflag=direct 2>/dev/null || echo "dd write failed"
+t1=\$(/tools/randio now)
+echo "BENCH seq-write-MBps \$(mbps \$t0 \$t1)"
+t0=\$(/tools/randio now)
+dd if=/dev/vdc of=/dev/null bs=1M count=$BLK_BENCH_MB iflag=direct 2>/dev/null || echo "dd read failed"
+t1=\$(/tools/randio now)
+echo "BENCH seq-read-MBps \$(mbps \$t0 \$t1)"
 echo "BENCH rand-write-IOPS \$(/tools/randio w /dev/vdc $BLK_BENCH_OPS)"
 echo "BENCH rand-read-IOPS \$(/tools/randio r /dev/vdc $BLK_BENCH_OPS)"
 G
@@ -112,7 +124,7 @@ run_one() { # run_one NAME
     qemu-*)
         timeout 600 qemu-system-x86_64 -M q35 -enable-kvm -cpu host -m 512 -smp 1 -nodefaults \
             -no-user-config -nographic -serial stdio -kernel "$kernel" -initrd "$initrd" \
-            -append "$cmdline" \
+            -append "$cmdline" ${BLK_BENCH_QEMU_ARGS:-} \
             -drive "file=$tmp/root.raw,if=virtio,format=raw" \
             -drive "file=$tmp/tools.ext4,if=virtio,format=raw,readonly=on" \
             -drive "file=$tmp/ov.qcow2,if=virtio,format=qcow2,cache=${name#qemu-}" \
