@@ -13,12 +13,14 @@ PACKAGES=(
     libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev
     # qcow2 compression (zlib deflate, zstd) and the agent's INI config
     zlib1g-dev libzstd-dev libinih-dev
-    # fuzzing and sanitizer runtimes (clang, libFuzzer)
-    clang
+    # fuzzing (clang and its libFuzzer/sanitizer runtimes)
+    clang libclang-rt-14-dev
     # test peers and the nested-KVM test VM: QEMU, qemu-img, the test guest's busybox, modules
     qemu-system-x86 qemu-utils busybox-static kmod cpio e2fsprogs acpica-tools
     # API compatibility tests with Debian's OpenStack client; curl for the README's examples
     python3-openstackclient curl
+    # talking to kova-vmm's control socket by hand (README examples)
+    socat
     # agent: keypair generation (ssh-keygen), MD5/SHA-2 for Glance checksums and fingerprints
     # (libcrypto), the API benchmark's load generator
     openssh-client libssl-dev wrk
