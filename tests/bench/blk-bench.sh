@@ -16,7 +16,8 @@
 # (MB/s), then BLK_BENCH_OPS random 4 KiB writes and reads at queue depth 1 (IOPS).
 # Prints a table and kova's ratio to each QEMU mode (> 1: kova is faster).
 # Environment: BLK_BENCH_MB (default 64), BLK_BENCH_OPS (default 2000), BLK_BENCH_TIMEOUT (s),
-# BLK_BENCH_QEMU_ARGS (extra QEMU arguments, e.g. "-L DIR" for its firmware).
+# BLK_BENCH_QEMU_ARGS (extra QEMU arguments, e.g. "-L DIR" for its firmware), BLK_BENCH_DIR
+# (where the images go; default build/, which supports O_DIRECT).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -30,7 +31,8 @@ if [ "${BLK_BENCH_INNER:-0}" != 1 ]; then
         -- "$0" "$build"
 fi
 
-tmp=$(mktemp -d)
+# Images live on a file system with O_DIRECT (cache=none): not the nested VM's tmpfs /tmp.
+tmp=$(mktemp -d "${BLK_BENCH_DIR:-$top/build}/blk-bench.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/tools"
 cat >"$tmp/randio.c" <<'C'
