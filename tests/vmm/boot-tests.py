@@ -20,6 +20,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvmtrace  # noqa: E402
+
 VMM, ASSETS = sys.argv[1], sys.argv[2]
 KERNEL = os.path.join(ASSETS, "vmlinuz")
 INITRD = os.path.join(ASSETS, "guest-initrd.cpio.gz")
@@ -139,7 +142,12 @@ class Vmm:
             print("  " + l)
         print(f"--- {self.name}: stderr ---")
         with open(self.errlog) as f:
-            print("  " + f.read().replace("\n", "\n  "))
+            text = f.read()
+        print("  " + text.replace("\n", "\n  "))
+        if KTRACE:
+            report = kvmtrace.triple_fault_report(text)
+            if report:
+                print("  " + report.replace("\n", "\n  "))
 
 
 def guest_facts(vm):
@@ -314,8 +322,16 @@ def negative():
           f"triple fault -> status {r.returncode} (want 3)")
 
 
+KTRACE = False
+
+
 def main():
+    global KTRACE
     only = os.environ.get("KOVA_VMM_TESTS", "negative,basic,reboot,control").split(",")
+    # In the nested VM (root, tracefs): KVM's trace, so that a guest triple fault can be
+    # diagnosed from the test's output (on AMD the vCPU's registers are reset by then).
+    if os.environ.get("KOVA_NESTED_VM") == "1":
+        KTRACE = kvmtrace.start()
     # Four kernel boots in all (each costs 15-40 s in the nested VM):
     if "negative" in only:
         negative()

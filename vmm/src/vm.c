@@ -58,8 +58,9 @@ static void boot_timer(void *opaque)
     uint64_t now = vm_now_ns() - vm->t0_ns;
     uint64_t zero = 0;
     if (atomic_compare_exchange_strong(&vm->boot_timer_ns, &zero, now ? now : 1))
-        log_info("guest init started %.1f ms after %s", now / 1e6,
-                 vm->t0_ns == vm->start_ns ? "the VM start" : "the VMM start");
+        log_info("guest init started %.1f ms after the VMM start or reset (%.1f ms after this "
+                 "VM's creation)",
+                 now / 1e6, (double)(vm_now_ns() - vm->start_ns) / 1e6);
 }
 
 /* ---- vCPUs ---- */
@@ -154,6 +155,71 @@ static void vcpu_fail(struct vcpu *c, const char *fmt, unsigned long long a)
     vm_stop(c->vm, VM_ERROR, msg);
 }
 
+static void dump_seg(unsigned id, const char *name, const struct kvm_segment *s)
+{
+    log_err("vcpu %u: %-3s sel %04x base %016llx limit %08x type %x p%u dpl%u db%u s%u l%u g%u", id,
+            name, s->selector, (unsigned long long)s->base, s->limit, s->type, s->present, s->dpl,
+            s->db, s->s, s->l, s->g);
+}
+
+/* Logs (at error level) what a vCPU was executing: registers, control registers, segments,
+ * pending events and the code bytes at CS:RIP, so that a guest triple fault can be diagnosed
+ * from the log alone. */
+static void vcpu_dump(struct vcpu *c)
+{
+    struct vm *vm = c->vm;
+    struct kvm_regs r;
+    struct kvm_sregs s;
+    struct kvm_mp_state mp = {0};
+    struct kvm_vcpu_events ev;
+    if (ioctl(c->fd, KVM_GET_REGS, &r) < 0 || ioctl(c->fd, KVM_GET_SREGS, &s) < 0) {
+        log_err("vcpu %u: cannot read the registers: errno %d", c->id, errno);
+        return;
+    }
+    ioctl(c->fd, KVM_GET_MP_STATE, &mp);
+    if (s.cs.selector == 0xf000 && r.rip == 0xfff0)
+        log_err("vcpu %u: registers already reset: KVM on AMD (SVM) INITs a vCPU at a shutdown, "
+                "so what it executed is lost (KVM's kvm_exit trace events still show it)",
+                c->id);
+    log_err("vcpu %u: rip %016llx rsp %016llx rflags %08llx mp_state %u", c->id,
+            (unsigned long long)r.rip, (unsigned long long)r.rsp, (unsigned long long)r.rflags,
+            mp.mp_state);
+    log_err("vcpu %u: rax %016llx rbx %016llx rcx %016llx rdx %016llx", c->id,
+            (unsigned long long)r.rax, (unsigned long long)r.rbx, (unsigned long long)r.rcx,
+            (unsigned long long)r.rdx);
+    log_err("vcpu %u: rsi %016llx rdi %016llx rbp %016llx r8  %016llx", c->id,
+            (unsigned long long)r.rsi, (unsigned long long)r.rdi, (unsigned long long)r.rbp,
+            (unsigned long long)r.r8);
+    log_err("vcpu %u: cr0 %016llx cr2 %016llx cr3 %016llx cr4 %016llx efer %llx apic_base %llx",
+            c->id, (unsigned long long)s.cr0, (unsigned long long)s.cr2, (unsigned long long)s.cr3,
+            (unsigned long long)s.cr4, (unsigned long long)s.efer, (unsigned long long)s.apic_base);
+    log_err("vcpu %u: gdt %016llx/%x idt %016llx/%x", c->id, (unsigned long long)s.gdt.base,
+            s.gdt.limit, (unsigned long long)s.idt.base, s.idt.limit);
+    dump_seg(c->id, "cs", &s.cs);
+    dump_seg(c->id, "ss", &s.ss);
+    dump_seg(c->id, "ds", &s.ds);
+    dump_seg(c->id, "tr", &s.tr);
+    if (ioctl(c->fd, KVM_GET_VCPU_EVENTS, &ev) == 0)
+        log_err("vcpu %u: exception injected %u nr %u has_error %u error %x; nmi pending %u "
+                "masked %u; sipi_vector %x",
+                c->id, ev.exception.injected, ev.exception.nr, ev.exception.has_error_code,
+                ev.exception.error_code, ev.nmi.pending, ev.nmi.masked, ev.sipi_vector);
+    /* Code bytes at CS:RIP when paging is off (real mode, the AP trampoline) or the address is
+     * identity mapped low memory; otherwise the linear address is not a guest-physical one. */
+    uint64_t lin = s.cs.base + r.rip;
+    if (!(s.cr0 & 0x80000000u) || lin < (UINT64_C(1) << 30)) {
+        const uint8_t *b = gm_ptr(&vm->mem, lin, 16);
+        if (b) {
+            char hex[16 * 3 + 1];
+            for (int i = 0; i < 16; i++)
+                snprintf(hex + i * 3, 4, " %02x", b[i]);
+            log_err("vcpu %u: bytes at %s %llx:%s", c->id,
+                    (s.cr0 & 0x80000000u) ? "linear (if identity mapped)" : "physical",
+                    (unsigned long long)lin, hex);
+        }
+    }
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *c = arg;
@@ -200,6 +266,7 @@ static void *vcpu_thread(void *arg)
             break;
         case KVM_EXIT_SHUTDOWN:
             log_err("vcpu %u: triple fault (KVM_EXIT_SHUTDOWN)", c->id);
+            vcpu_dump(c);
             vm_stop(vm, VM_SHUTDOWN, "triple fault");
             break;
         case KVM_EXIT_SYSTEM_EVENT:
