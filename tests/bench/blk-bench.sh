@@ -11,7 +11,7 @@
 # over a raw base filled with random data. The same in-guest workload runs under:
 #   kova       kova-vmm --disk path=overlay,format=qcow2
 #   qemu-none  qemu-system-x86_64 -M q35 -enable-kvm -drive if=virtio,format=qcow2,cache=none
-#   qemu-wb    the same with cache=writeback
+#   qemu-writeback  the same with cache=writeback
 # Workload on /dev/vdc, O_DIRECT: sequential write then read of BLK_BENCH_MB MiB with dd bs=1M
 # (MB/s), then BLK_BENCH_OPS random 4 KiB writes and reads at queue depth 1 (IOPS).
 # Prints a table and kova's ratio to each QEMU mode (> 1: kova is faster).
@@ -27,8 +27,11 @@ export BLK_BENCH_MB=${BLK_BENCH_MB:-64} BLK_BENCH_OPS=${BLK_BENCH_OPS:-2000}
 
 if [ "${BLK_BENCH_INNER:-0}" != 1 ]; then
     export BLK_BENCH_INNER=1 KOVA_ASSETS=$assets
+    # (the runner passes only KOVA_* variables into the nested VM)
     exec "$top/tests/nested/kova-nested-run" --timeout "${BLK_BENCH_TIMEOUT:-1500}" --mem 3072 \
-        -- "$0" "$build"
+        -- env BLK_BENCH_INNER=1 BLK_BENCH_MB="$BLK_BENCH_MB" BLK_BENCH_OPS="$BLK_BENCH_OPS" \
+        BLK_BENCH_QEMU_ARGS="${BLK_BENCH_QEMU_ARGS:-}" BLK_BENCH_DIR="${BLK_BENCH_DIR:-}" \
+        "$0" "$build"
 fi
 
 # Images live on a file system with O_DIRECT (cache=none): not the nested VM's tmpfs /tmp.
@@ -138,7 +141,7 @@ run_one() { # run_one NAME
 }
 
 echo "blk-bench: ${BLK_BENCH_MB} MiB sequential, ${BLK_BENCH_OPS} random 4 KiB ops, O_DIRECT, qd1"
-for v in kova qemu-none qemu-wb; do
+for v in kova qemu-none qemu-writeback; do
     run_one "$v"
 done
 python3 - "$tmp/results" <<'PY'
@@ -153,6 +156,6 @@ for m, v in r.items():
     def ratio(q):
         return f"{k / v[q]:.2f}" if k and v.get(q) else "-"
     cells = "".join(f"{v.get(x, float('nan')):>{w}.1f}" for x, w in
-                    (("kova", 10), ("qemu-none", 11), ("qemu-wb", 10)))
-    print(f"{m:22}{cells}{ratio('qemu-none'):>11}{ratio('qemu-wb'):>9}")
+                    (("kova", 10), ("qemu-none", 11), ("qemu-writeback", 10)))
+    print(f"{m:22}{cells}{ratio('qemu-none'):>11}{ratio('qemu-writeback'):>9}")
 PY
