@@ -730,7 +730,6 @@ void vm_destroy(struct vm *vm)
     vm->nblk = 0;
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
-    gm_free(&vm->mem);
     free(vm->cpuid);
     vm->cpuid = NULL;
     if (vm->vm_fd >= 0)
@@ -740,6 +739,10 @@ void vm_destroy(struct vm *vm)
     if (vm->done_fd >= 0)
         close(vm->done_fd);
     vm->vm_fd = vm->kvm_fd = vm->done_fd = -1;
+    /* Guest memory last: after the devices (which may still complete requests into it) and
+     * after the VM's fds are closed, so that the old VM's memory slots never cover a mapping
+     * that a rebooted guest's new memory may reuse at the same host address. */
+    gm_free(&vm->mem);
     pci_host_destroy(&vm->pci);
     pthread_cond_destroy(&vm->cond);
     pthread_cond_destroy(&vm->parked_cond);
