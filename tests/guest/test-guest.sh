@@ -33,7 +33,7 @@ boot() {
     timeout -k 5 120 qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 512 \
         -nographic -no-reboot -nodefaults -serial "file:$log" \
         -kernel "$assets/vmlinuz" -initrd "$assets/guest-initrd.cpio.gz" \
-        -append "console=ttyS0 quiet panic=-1 $cmdline" "$@" </dev/null
+        -append "console=ttyS0 quiet panic=-1 no_timer_check $cmdline" "$@" </dev/null
 }
 script_arg() { printf 'kova.script=%s' "$(printf '%s\n' "$1" | base64 -w0)"; }
 

@@ -5,15 +5,11 @@ set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$top" || exit 1
 command -v clang-format >/dev/null || { echo "clang-format missing (deploy/install-deps.sh)"; exit 1; }
-bad=0
-n=0
-while IFS= read -r f; do
-    [ -f "$f" ] || continue
-    n=$((n + 1))
-    if ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1; then
-        echo "not clang-formatted: $f"
-        bad=$((bad + 1))
-    fi
-done < <(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
-echo "style: $((n - bad)) passed, $bad failed"
-[ $bad = 0 ]
+mapfile -t files < <(git ls-files '*.c' '*.h')
+[ ${#files[@]} -gt 0 ] || { echo "style: no C files found"; exit 1; }
+# One clang-format process for all files; it names each file that needs changes.
+bad=$(clang-format --dry-run -Werror "${files[@]}" 2>&1 | grep -oE '^[^:]+\.[ch]:' | sort -u | tr -d ':')
+n_bad=$(printf '%s' "$bad" | grep -c . || true)
+[ -n "$bad" ] && printf 'not clang-formatted: %s\n' $bad
+echo "style: $((${#files[@]} - n_bad)) passed, $n_bad failed"
+[ "$n_bad" = 0 ]
