@@ -52,9 +52,15 @@ class Agent:
                 try:
                     c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                     c.request("GET", "/")
-                    if c.getresponse().status == 200:
+                    # 200 from our agent: another process (a parallel test run) may have taken
+                    # the port after free_port() let it go, and answer while ours failed to bind
+                    if (c.getresponse().status == 200 and self.proc.poll() is None and
+                            ("compute API on http://127.0.0.1:%d/" % self.port) in
+                            self.read_log()):
                         c.close()
                         return self
+                    c.close()
+                    time.sleep(0.05)
                 except OSError:
                     time.sleep(0.05)
             if self.proc.poll() is None:

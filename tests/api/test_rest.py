@@ -543,6 +543,15 @@ class Servers(Base):
                      {"server": "x"}, {"srv": {}}, {"server": {"accessIPv4": "1.2.3"}}):
             self.fault(400, "PUT", "/v2.1/servers/%s" % sid, body)
         self.ok("DELETE", "/v2.1/servers/%s" % sid, status=204)
+        # the delete runs as a task (VMM stopped, dir removed, then the row): 404 soon after;
+        # meanwhile the server shows task_state deleting and a second DELETE is 204 again
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            st, _, b = A.request("GET", "/v2.1/servers/%s" % sid, token=DEMO)
+            if st == 404:
+                break
+            self.assertEqual(b["server"]["OS-EXT-STS:task_state"], "deleting")
+            time.sleep(0.02)
         self.fault(404, "GET", "/v2.1/servers/%s" % sid)
         self.fault(404, "DELETE", "/v2.1/servers/%s" % sid)
 

@@ -15,7 +15,9 @@ One agent, one run, in this order:
      without a server, no instance dir without one.
 
 usage: python3 test_lifecycle_kvm.py --agent A --vmm V --assets DIR --curl-script S
-Exit 77 (skipped) when kova-vmm has no --disk yet.
+                                    [--parts cli,curl,power,agentkill]
+Exit 77 (skipped) when kova-vmm has no --disk. Without "cli" in the parts the images are
+registered through the REST API instead.
 """
 import base64
 import json
@@ -374,7 +376,8 @@ def main():
     C.env.update(OS_CLIENT_CONFIG_FILE=clouds, HOME=C.agent.tmp)
     C.env.pop("PYTHONPATH", None)
     try:
-        parts = (os.environ.get("KOVA_LIFECYCLE_PARTS") or "cli,curl,power,agentkill").split(",")
+        parts = (opt.get("--parts") or os.environ.get("KOVA_LIFECYCLE_PARTS") or
+                 "cli,curl,power,agentkill").split(",")
         if "cli" not in parts:
             register_images_rest()
         for part in parts:
