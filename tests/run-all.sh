@@ -39,11 +39,12 @@ pass() {
     local name=$1
     shift
     local dir="build/$name"
-    local extra=()
+    # Label "manual": tests not yet reliable enough for CI (see their CMakeLists.txt).
+    local extra=(-LE manual)
     # The sanitizer pass skips tests that run no kova code of their own ("nosan") and the two that
     # drive the agent through Debian's openstack CLI: the same agent code paths run under ASan in
     # api.rest and lifecycle.kvm, and the CLI's own start-up dominates their time.
-    [ "$name" = asan ] && extra=(-LE nosan -E '^(api\.openstack_cli|lifecycle\.kvm_cli)$')
+    [ "$name" = asan ] && extra=(-LE 'nosan|manual' -E '^(api\.openstack_cli|lifecycle\.kvm_cli)$')
     echo "=== run-all: $name: configure and build ==="
     if ! cmake -S . -B "$dir" "$@" >"build/$name.configure.log" 2>&1; then
         cat "build/$name.configure.log"
