@@ -107,8 +107,10 @@ echo "kova test guest root disk" >"$work/rootfs/etc/kova-root"
 mkfs.ext4 -q -F -L kova-root -d "$work/rootfs" "$work/guest-root.ext4" 64M >/dev/null
 
 # 5. Publish.
-cp "$work/pkg/boot/vmlinuz-$kver" "$out/vmlinuz"
-echo "$kver" >"$out/kernel-version"
-mv -f "$work/l1-initrd.cpio.gz" "$work/guest-initrd.cpio.gz" "$work/guest-root.ext4" "$out/"
+# (by rename, never rewritten in place: a running VMM may re-read its kernel on a guest reboot)
+cp "$work/pkg/boot/vmlinuz-$kver" "$work/vmlinuz"
+echo "$kver" >"$work/kernel-version"
+mv -f "$work/vmlinuz" "$work/kernel-version" "$work/l1-initrd.cpio.gz" \
+    "$work/guest-initrd.cpio.gz" "$work/guest-root.ext4" "$out/"
 echo "$stamp" >"$out/.stamp"
 echo "build-assets: kernel $kver ready in $out" >&2
