@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -28,6 +29,7 @@
 #define L2_CACHE_MAX_BYTES (32u << 20)
 #define RB_CACHE_MAX_BYTES (8u << 20)
 #define PENDING_FLUSH_AT   4096
+#define KD_IOV_MAX         1024 /* UIO_MAXIOV */
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -69,6 +71,92 @@ int kd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
         len -= (size_t)r;
     }
     return 0;
+}
+
+/* Vectored I/O over a caller's array (modified: entries are consumed as bytes move). */
+static int kd_rwv_full(int fd, struct iovec *iov, int cnt, uint64_t off, int write)
+{
+    while (cnt > 0) {
+        if (iov->iov_len == 0) {
+            iov++;
+            cnt--;
+            continue;
+        }
+        int k = cnt > KD_IOV_MAX ? KD_IOV_MAX : cnt;
+        ssize_t r = write ? pwritev(fd, iov, k, (off_t)off) : preadv(fd, iov, k, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0) {
+            if (write)
+                return -EIO;
+            for (int i = 0; i < cnt; i++) /* past the end of the file: zeros */
+                memset(iov[i].iov_base, 0, iov[i].iov_len);
+            return 0;
+        }
+        off += (uint64_t)r;
+        size_t left = (size_t)r;
+        while (left && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (left) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+/* A position in a caller's I/O vector. */
+struct iovc {
+    const struct iovec *iov;
+    int cnt, i;
+    size_t at;       /* bytes of iov[i] already consumed */
+    struct iovec *s; /* scratch for slices: cnt entries */
+};
+
+/* The next len bytes (which exist) as a slice in c->s; returns its entry count. */
+static int iovc_slice(struct iovc *c, size_t len)
+{
+    int k = 0;
+    while (len) {
+        const struct iovec *v = &c->iov[c->i];
+        size_t m = v->iov_len - c->at;
+        if (m > len)
+            m = len;
+        if (m) {
+            c->s[k].iov_base = (uint8_t *)v->iov_base + c->at;
+            c->s[k].iov_len = m;
+            k++;
+        }
+        c->at += m;
+        len -= m;
+        if (c->at == v->iov_len) {
+            c->i++;
+            c->at = 0;
+        }
+    }
+    return k;
+}
+
+/* Copies the next len bytes of the vector to (to_iov 0) or from (1) buf; buf NULL: zeros. */
+static void iovc_copy(struct iovc *c, uint8_t *buf, size_t len, int to_iov)
+{
+    int k = iovc_slice(c, len);
+    for (int j = 0; j < k; j++) {
+        if (to_iov && buf)
+            memcpy(c->s[j].iov_base, buf, c->s[j].iov_len);
+        else if (to_iov)
+            memset(c->s[j].iov_base, 0, c->s[j].iov_len);
+        else
+            memcpy(buf, c->s[j].iov_base, c->s[j].iov_len);
+        if (buf)
+            buf += c->s[j].iov_len;
+    }
 }
 
 int kd_error(struct kova_disk *d, int rc, const char *fmt, ...)
@@ -926,7 +1014,9 @@ static int same_run(const struct kova_disk *d, const struct qcow2_l2e *prev, uin
     }
 }
 
-static int qcow2_pread(struct kova_disk *d, uint8_t *buf, size_t len, uint64_t off)
+/* Reads len bytes at off into the vector at c. Data reads run with the lock dropped; clusters
+ * are not freed meanwhile (pending frees wait until no such I/O is in flight). */
+static int qcow2_preadv(struct kova_disk *d, struct iovc *c, size_t len, uint64_t off)
 {
     while (len) {
         uint64_t in = off & (d->cs - 1);
@@ -947,28 +1037,33 @@ static int qcow2_pread(struct kova_disk *d, uint8_t *buf, size_t len, uint64_t o
         }
         if (lk.e.type == QCOW2_CL_NORMAL ||
             (lk.e.type == QCOW2_CL_UNALLOCATED && d->backing && off < d->backing->size)) {
-            /* Data I/O runs with the lock dropped; clusters are not freed meanwhile (pending
-             * frees wait until no such I/O is in flight). */
             size_t m = n;
             if (lk.e.type == QCOW2_CL_UNALLOCATED && off + m > d->backing->size)
                 m = (size_t)(d->backing->size - off);
+            int k = iovc_slice(c, m);
             d->inflight++;
             pthread_mutex_unlock(&d->lock);
             if (lk.e.type == QCOW2_CL_NORMAL)
-                rc = kd_pread_full(d->fd, buf, n, lk.e.offset + in);
+                rc = kd_rwv_full(d->fd, c->s, k, lk.e.offset + in, 0);
             else
-                rc = kova_disk_pread(d->backing, buf, m, off);
+                rc = kova_disk_preadv(d->backing, c->s, k, off);
             pthread_mutex_lock(&d->lock);
             d->inflight--;
             if (rc < 0 && lk.e.type == QCOW2_CL_NORMAL)
                 return kd_error(d, rc, "read: %s", strerror(-rc));
             if (rc < 0)
                 return kd_error(d, rc, "backing file: %s", kova_disk_last_error(d->backing));
-            memset(buf + m, 0, n - m);
-        } else if ((rc = read_part(d, &lk.e, buf, n, off)) < 0) {
-            return rc;
+            iovc_copy(c, NULL, n - m, 1);
+        } else if (lk.e.type == QCOW2_CL_COMPRESSED) {
+            if ((rc = decompress(d, &lk.e)) < 0)
+                return rc;
+            iovc_copy(c, d->dcache + in, n, 1);
+        } else if (lk.e.type == QCOW2_CL_UNALLOCATED || lk.e.type == QCOW2_CL_ZERO_PLAIN ||
+                   lk.e.type == QCOW2_CL_ZERO_ALLOC) {
+            iovc_copy(c, NULL, n, 1);
+        } else {
+            return kd_error(d, -EIO, "corrupt image: invalid cluster");
         }
-        buf += n;
         off += n;
         len -= n;
     }
@@ -977,7 +1072,8 @@ static int qcow2_pread(struct kova_disk *d, uint8_t *buf, size_t len, uint64_t o
 
 /* ---------------------------------------------------------------- write */
 
-/* Writes n bytes (src NULL: zeros) at voff inside one cluster. */
+/* Writes n bytes (src NULL: zeros) at voff inside one cluster that is not written in place:
+ * the cluster's new contents go to a new host cluster (or a preallocated zero cluster). */
 static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64_t voff)
 {
     uint64_t in = voff & (d->cs - 1);
@@ -987,27 +1083,17 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
     if (rc < 0)
         return rc;
     if (lk.e.type == QCOW2_CL_NORMAL && lk.e.copied && lk.l1_copied) {
-        if (!src) {
-            memset(d->clbuf, 0, n);
-            return dwrite(d, d->clbuf, n, lk.e.offset + in);
-        }
-        /* In place, with the lock dropped (see qcow2_pread). A flush always ends with
-         * fdatasync, so `unsynced` need not be touched here. */
-        d->inflight++;
-        pthread_mutex_unlock(&d->lock);
-        rc = kd_pwrite_full(d->fd, src, n, lk.e.offset + in);
-        pthread_mutex_lock(&d->lock);
-        d->inflight--;
-        if (rc < 0)
-            return kd_error(d, rc, "write: %s", strerror(-rc));
-        d->unsynced = 1;
-        return 0;
+        if (src)
+            return dwrite(d, src, n, lk.e.offset + in);
+        memset(d->clbuf, 0, n);
+        return dwrite(d, d->clbuf, n, lk.e.offset + in);
     }
-    /* New contents of the whole cluster. */
-    if (n != d->cs) {
-        if ((rc = read_part(d, &lk.e, d->clbuf, (size_t)d->cs, cvoff)) < 0)
-            return rc;
-    }
+    /* New contents of the whole cluster: the old contents around the new bytes. */
+    if (in && (rc = read_part(d, &lk.e, d->clbuf, (size_t)in, cvoff)) < 0)
+        return rc;
+    if (in + n < d->cs &&
+        (rc = read_part(d, &lk.e, d->clbuf + in + n, (size_t)(d->cs - in - n), voff + n)) < 0)
+        return rc;
     const uint8_t *data = d->clbuf;
     if (src && n == d->cs)
         data = src; /* whole cluster: straight from the caller's buffer */
@@ -1034,7 +1120,7 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
 
 /* Whole clusters at `off` that need new host clusters get contiguous ones, written with one
  * request, then linked into their L2 tables. Returns the bytes done (0: not applicable here). */
-static long write_new_run(struct kova_disk *d, const uint8_t *buf, size_t len, uint64_t off)
+static long write_new_run(struct kova_disk *d, struct iovc *c, size_t len, uint64_t off)
 {
     struct qcow2_l2e olds[BATCH_MAX];
     uint64_t host0 = 0, h;
@@ -1046,7 +1132,7 @@ static long write_new_run(struct kova_disk *d, const uint8_t *buf, size_t len, u
             return rc;
         if ((lk.e.type == QCOW2_CL_NORMAL || lk.e.type == QCOW2_CL_ZERO_ALLOC) && lk.e.copied &&
             lk.l1_copied)
-            break; /* written in place by write_chunk */
+            break; /* written in place */
         if ((rc = alloc_cluster(d, &h)) < 0)
             return rc;
         if (cnt && h != host0 + cnt * d->cs) {
@@ -1061,8 +1147,14 @@ static long write_new_run(struct kova_disk *d, const uint8_t *buf, size_t len, u
     }
     if (!cnt)
         return 0;
-    if ((rc = dwrite(d, buf, cnt * d->cs, host0)) < 0)
-        return rc;
+    struct iovc save = *c;
+    int k = iovc_slice(c, cnt * d->cs);
+    rc = kd_rwv_full(d->fd, c->s, k, host0, 1);
+    if (rc < 0) {
+        *c = save;
+        return kd_error(d, rc, "write at %llu: %s", (unsigned long long)host0, strerror(-rc));
+    }
+    d->unsynced = 1;
     for (size_t i = 0; i < cnt; i++) {
         if ((rc = l2_set(d, off + i * d->cs, (host0 + i * d->cs) | QCOW2_OFLAG_COPIED)) < 0)
             return rc;
@@ -1074,33 +1166,95 @@ static long write_new_run(struct kova_disk *d, const uint8_t *buf, size_t len, u
     return (long)(cnt * d->cs);
 }
 
-static int qcow2_pwrite(struct kova_disk *d, const uint8_t *buf, size_t len, uint64_t off)
+/* Bytes at off (up to len) that can be written in place as one request: allocated, unshared,
+ * host-contiguous clusters. 0 when the first cluster is not such a one. */
+static int inplace_run(struct kova_disk *d, size_t len, uint64_t off, uint64_t *host, size_t *run)
+{
+    uint64_t in = off & (d->cs - 1);
+    size_t n = (size_t)(d->cs - in);
+    if (n > len)
+        n = len;
+    struct lookup lk, nx;
+    *run = 0;
+    int rc = lookup(d, off, &lk);
+    if (rc < 0)
+        return rc;
+    if (!(lk.e.type == QCOW2_CL_NORMAL && lk.e.copied && lk.l1_copied))
+        return 0;
+    while (n < len) {
+        if ((rc = lookup(d, off + n, &nx)) < 0)
+            return rc;
+        if (!(nx.e.type == QCOW2_CL_NORMAL && nx.e.copied && nx.l1_copied &&
+              nx.e.offset == lk.e.offset + in + n))
+            break;
+        n += (size_t)(len - n < d->cs ? len - n : d->cs);
+    }
+    *host = lk.e.offset + in;
+    *run = n;
+    return 0;
+}
+
+/* Writes len bytes from the vector at c (NULL: zeros) at off. */
+static int qcow2_pwritev(struct kova_disk *d, struct iovc *c, size_t len, uint64_t off)
 {
     while (len) {
         uint64_t in = off & (d->cs - 1);
         size_t n = (size_t)(d->cs - in);
         if (n > len)
             n = len;
-        if (buf && in == 0 && len >= 2 * d->cs) {
-            long done = write_new_run(d, buf, len, off);
-            if (done < 0)
-                return (int)done;
-            if (done > 0) {
-                buf += done;
-                off += (uint64_t)done;
-                len -= (size_t)done;
+        int rc;
+        if (c) {
+            if (in == 0 && len >= d->cs) {
+                long done = write_new_run(d, c, len, off);
+                if (done < 0)
+                    return (int)done;
+                if (done > 0) {
+                    off += (uint64_t)done;
+                    len -= (size_t)done;
+                    continue;
+                }
+            }
+            uint64_t host;
+            size_t run;
+            if ((rc = inplace_run(d, len, off, &host, &run)) < 0)
+                return rc;
+            if (run) {
+                /* In place, with the lock dropped (see qcow2_preadv). A flush always ends with
+                 * fdatasync, so `unsynced` is only a hint here. */
+                int k = iovc_slice(c, run);
+                d->inflight++;
+                pthread_mutex_unlock(&d->lock);
+                rc = kd_rwv_full(d->fd, c->s, k, host, 1);
+                pthread_mutex_lock(&d->lock);
+                d->inflight--;
+                if (rc < 0)
+                    return kd_error(d, rc, "write: %s", strerror(-rc));
+                d->unsynced = 1;
+                off += run;
+                len -= run;
                 continue;
             }
+            /* A partial or copied cluster: its bytes gathered into one buffer. */
+            iovc_copy(c, d->wbuf, n, 0);
+            rc = write_chunk(d, d->wbuf, n, off);
+        } else {
+            rc = write_chunk(d, NULL, n, off);
         }
-        int rc = write_chunk(d, buf, n, off);
         if (rc < 0)
             return rc;
-        if (buf)
-            buf += n;
         off += n;
         len -= n;
     }
     return 0;
+}
+
+static int qcow2_pwrite(struct kova_disk *d, const uint8_t *buf, size_t len, uint64_t off)
+{
+    if (!buf)
+        return qcow2_pwritev(d, NULL, len, off);
+    struct iovec v = {(void *)(uintptr_t)buf, len}, s;
+    struct iovc c = {&v, 1, 0, 0, &s};
+    return qcow2_pwritev(d, &c, len, off);
 }
 
 /* Whole-cluster discard (zeroes=0) or zeroing (zeroes=1); partial clusters: zeroing writes
@@ -1253,9 +1407,10 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
         tcache_init(&d->rbc, (size_t)n_rb, (size_t)cs) < 0)
         return -ENOMEM;
     d->clbuf = malloc(cs);
+    d->wbuf = malloc(cs);
     d->cbuf = malloc(2 * cs + 512);
     d->dcache = malloc(cs);
-    if (!d->clbuf || !d->cbuf || !d->dcache)
+    if (!d->clbuf || !d->wbuf || !d->cbuf || !d->dcache)
         return -ENOMEM;
     d->end_cluster = (fsize + cs - 1) / cs;
     d->free_hint = 1;
@@ -1405,6 +1560,7 @@ void kova_disk_close(struct kova_disk *d)
     free(d->rt);
     free(d->pending);
     free(d->clbuf);
+    free(d->wbuf);
     free(d->cbuf);
     free(d->dcache);
     if (d->zstd_dctx)
@@ -1447,24 +1603,47 @@ static int range_ok(const struct kova_disk *d, uint64_t off, uint64_t len)
     return off <= d->size && len <= d->size - off;
 }
 
+/* One read or write of the bytes described by iov (total bytes, range already checked). */
+static int disk_rw(struct kova_disk *d, const struct iovec *iov, int iovcnt, uint64_t total,
+                   uint64_t off, int write)
+{
+    struct iovec stack[16];
+    struct iovec *s = stack;
+    if (iovcnt > (int)(sizeof(stack) / sizeof(stack[0])) &&
+        !(s = malloc((size_t)iovcnt * sizeof(*s))))
+        return -ENOMEM;
+    int rc;
+    if (d->fmt == KOVA_DISK_RAW) {
+        /* No lock for the data: only the error message and the sync hint need it. */
+        memcpy(s, iov, (size_t)iovcnt * sizeof(*s));
+        rc = kd_rwv_full(d->fd, s, iovcnt, off, write);
+        if (rc < 0 || write) {
+            pthread_mutex_lock(&d->lock);
+            if (rc < 0)
+                kd_error(d, rc, "%s at %llu: %s", write ? "write" : "read", (unsigned long long)off,
+                         strerror(-rc));
+            else
+                d->unsynced = 1;
+            pthread_mutex_unlock(&d->lock);
+        }
+    } else {
+        struct iovc c = {iov, iovcnt, 0, 0, s};
+        pthread_mutex_lock(&d->lock);
+        rc = write ? qcow2_pwritev(d, &c, (size_t)total, off)
+                   : qcow2_preadv(d, &c, (size_t)total, off);
+        pthread_mutex_unlock(&d->lock);
+    }
+    if (s != stack)
+        free(s);
+    return rc;
+}
+
 int kova_disk_pread(struct kova_disk *d, void *buf, size_t len, uint64_t off)
 {
     if (!range_ok(d, off, len))
         return -EINVAL;
-    int rc;
-    if (d->fmt == KOVA_DISK_RAW) { /* pread needs no lock; only the message does */
-        rc = kd_pread_full(d->fd, buf, len, off);
-        if (rc < 0) {
-            pthread_mutex_lock(&d->lock);
-            kd_error(d, rc, "read: %s", strerror(-rc));
-            pthread_mutex_unlock(&d->lock);
-        }
-        return rc;
-    }
-    pthread_mutex_lock(&d->lock);
-    rc = qcow2_pread(d, buf, len, off);
-    pthread_mutex_unlock(&d->lock);
-    return rc;
+    struct iovec v = {buf, len};
+    return disk_rw(d, &v, 1, len, off, 0);
 }
 
 int kova_disk_pwrite(struct kova_disk *d, const void *buf, size_t len, uint64_t off)
@@ -1477,10 +1656,8 @@ int kova_disk_pwrite(struct kova_disk *d, const void *buf, size_t len, uint64_t 
         return -EINVAL;
     if (!buf && len)
         return -EINVAL;
-    pthread_mutex_lock(&d->lock);
-    int rc = d->fmt == KOVA_DISK_RAW ? dwrite(d, buf, len, off) : qcow2_pwrite(d, buf, len, off);
-    pthread_mutex_unlock(&d->lock);
-    return rc;
+    struct iovec v = {(void *)(uintptr_t)buf, len};
+    return disk_rw(d, &v, 1, len, off, 1);
 }
 
 static int iov_total(const struct iovec *iov, int iovcnt, uint64_t *total)
@@ -1503,20 +1680,7 @@ int kova_disk_preadv(struct kova_disk *d, const struct iovec *iov, int iovcnt, u
     uint64_t total;
     if (iov_total(iov, iovcnt, &total) < 0 || !range_ok(d, off, total))
         return -EINVAL;
-    pthread_mutex_lock(&d->lock);
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < iovcnt; i++) {
-        if (d->fmt == KOVA_DISK_RAW) {
-            rc = kd_pread_full(d->fd, iov[i].iov_base, iov[i].iov_len, off);
-            if (rc < 0)
-                kd_error(d, rc, "read: %s", strerror(-rc));
-        } else {
-            rc = qcow2_pread(d, iov[i].iov_base, iov[i].iov_len, off);
-        }
-        off += iov[i].iov_len;
-    }
-    pthread_mutex_unlock(&d->lock);
-    return rc;
+    return disk_rw(d, iov, iovcnt, total, off, 0);
 }
 
 int kova_disk_pwritev(struct kova_disk *d, const struct iovec *iov, int iovcnt, uint64_t off)
@@ -1528,17 +1692,7 @@ int kova_disk_pwritev(struct kova_disk *d, const struct iovec *iov, int iovcnt, 
         return -EIO;
     if (iov_total(iov, iovcnt, &total) < 0 || !range_ok(d, off, total))
         return -EINVAL;
-    pthread_mutex_lock(&d->lock);
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < iovcnt; i++) {
-        if (d->fmt == KOVA_DISK_RAW)
-            rc = dwrite(d, iov[i].iov_base, iov[i].iov_len, off);
-        else
-            rc = qcow2_pwrite(d, iov[i].iov_base, iov[i].iov_len, off);
-        off += iov[i].iov_len;
-    }
-    pthread_mutex_unlock(&d->lock);
-    return rc;
+    return disk_rw(d, iov, iovcnt, total, off, 1);
 }
 
 int kova_disk_flush(struct kova_disk *d)

@@ -61,6 +61,7 @@ struct kova_disk {
     struct pending_free *pending;
     size_t npending, cappending;
     uint8_t *clbuf;  /* one cluster, for copy-on-write */
+    uint8_t *wbuf;   /* one cluster: a partial write's bytes gathered */
     uint8_t *cbuf;   /* compressed input, 2 clusters + 512 */
     uint8_t *dcache; /* last decompressed cluster */
     uint64_t dcache_key;
