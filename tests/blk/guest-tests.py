@@ -32,6 +32,35 @@ KERNEL = os.path.join(ASSETS, "vmlinuz")
 INITRD = os.path.join(ASSETS, "guest-initrd.cpio.gz")
 TMP = tempfile.mkdtemp(prefix="kova-blk-test.")
 failures = []
+T0 = time.monotonic()
+current = {}  # the running Guest, for the heartbeat
+
+
+def heartbeat():
+    """Every 30 s: elapsed time, the running guest and its last console line. If this output
+    stops, the whole test VM stopped (not just a guest); if it goes on, the guest is stuck."""
+    while True:
+        time.sleep(30)
+        g = current.get("g")
+        if g is None:
+            print(f"[{time.monotonic() - T0:6.0f}s] (no guest running)", flush=True)
+            continue
+        with g.cond:
+            n = len(g.lines)
+            last = next((l for l in reversed(g.lines) if l), "")
+        print(f"[{time.monotonic() - T0:6.0f}s] {g.name}: pid {g.p.pid} "
+              f"state {proc_state(g.p.pid)}, {n} console lines, last: {last[-100:]!r}",
+              flush=True)
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/wchan") as f:
+            return st + "/" + (f.read() or "-")
+    except OSError:
+        return "gone"
 
 
 def check(cond, what):
@@ -70,6 +99,7 @@ class Guest:
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        current["g"] = self
 
     def _read(self):
         for raw in self.p.stdout:
@@ -101,11 +131,18 @@ class Guest:
         try:
             rc = self.p.wait(timeout)
         except subprocess.TimeoutExpired:
+            print(f"  {self.name}: still running after {timeout}s "
+                  f"(state {proc_state(self.p.pid)}): SIGKILL", flush=True)
             self.p.kill()
-            rc = self.p.wait()
-            print(f"  {self.name}: killed after {timeout}s")
+            try:
+                rc = self.p.wait(60)
+            except subprocess.TimeoutExpired:
+                print(f"  {self.name}: SIGKILL did not end it in 60 s "
+                      f"(state {proc_state(self.p.pid)})", flush=True)
+                rc = None
         self.reader.join(10)
         self.err.close()
+        current.pop("g", None)
         return rc
 
     def dump(self):
@@ -263,6 +300,7 @@ def crash(base, base_sha, rounds=3):
 
 
 def main():
+    threading.Thread(target=heartbeat, daemon=True).start()
     base = os.path.join(TMP, "base.raw")
     shutil.copyfile(os.path.join(ASSETS, "guest-root.ext4"), base)
     base_sha = sha256(base)
