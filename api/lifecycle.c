@@ -279,8 +279,12 @@ static void record_exit(struct kova_api *api, const char *id, pid_t pid)
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 2, pid);
         sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(db) > 0)
-            kova_log(1, "server %s: kova-vmm %d exited: SHUTOFF", id, (int)pid);
+        if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(db) > 0) {
+            /* the wall-clock time with microseconds: tests compare it with the kill's */
+            char at[32];
+            kova_time_iso(at, false);
+            kova_log(1, "server %s: kova-vmm %d exited: SHUTOFF recorded at %sZ", id, (int)pid, at);
+        }
     }
     kova_db_done(st);
     kova_db_release(api->db, db);
@@ -947,12 +951,17 @@ static void do_build(struct kova_api *api, struct inst *i, struct row *w)
     finish(api, i->id, "spawning", "active", 1, false, true, 0, NULL);
 }
 
-static void do_boot_after(struct kova_api *api, struct inst *i, struct row *w, const char *task)
+/* Boots the instance again (start, reboot). A failed start leaves it stopped, as Nova does (the
+ * action's event records the error; the server is not put in ERROR); a failed reboot makes it
+ * ERROR. Either way boot() has left nothing running. */
+static void do_boot_after(struct kova_api *api, struct inst *i, struct row *w, const char *task,
+                          bool fail_stopped)
 {
     char err[1024] = "";
     int r = boot(api, i, w, err, sizeof(err));
     if (r < 0)
-        finish(api, i->id, task, "error", 4, true, false, 500, err[0] ? err : strerror(-r));
+        finish(api, i->id, task, fail_stopped ? "stopped" : "error", 4, true, false, 500,
+               err[0] ? err : strerror(-r));
     else
         finish(api, i->id, task, "active", 1, false, false, 0, NULL);
 }
@@ -994,10 +1003,13 @@ static void do_delete(struct kova_api *api, struct inst *i)
         kova_log(1, "server %s: deleted", i->id);
 }
 
+/* pause/unpause through the control socket. On failure the action's event records the error:
+ * a VMM that is gone (it vanished, or died meanwhile) leaves the server stopped with nothing
+ * running; a VMM that refused keeps its state. */
 static void do_ctl(struct kova_api *api, struct inst *i, const char *cmd, const char *task,
                    const char *ok_vm, int ok_power, const char *was_vm, int was_power)
 {
-    char sock[KOVA_LAYOUT_PATH_MAX];
+    char sock[KOVA_LAYOUT_PATH_MAX], err[256];
     int r = -ESRCH;
     if (inst_running(api->sup, i, NULL) &&
         (r = ipath(api, i->id, KOVA_INSTANCE_VMM_SOCK, sock)) == 0)
@@ -1006,9 +1018,18 @@ static void do_ctl(struct kova_api *api, struct inst *i, const char *cmd, const 
         finish(api, i->id, task, ok_vm, ok_power, false, false, 0, NULL);
         return;
     }
-    kova_log(0, "server %s: %s failed: %s", i->id, cmd, strerror(-r));
-    /* nothing changed; an exit meanwhile is recorded when the task releases the instance */
-    finish(api, i->id, task, was_vm, was_power, false, false, 0, NULL);
+    /* A VMM that dropped the connection may be on its way out: give its exit a moment. */
+    if (r != -EPROTO && inst_running(api->sup, i, NULL))
+        wait_exit(api->sup, i, 1000);
+    if (!inst_running(api->sup, i, NULL)) {
+        snprintf(err, sizeof(err), "%s failed: kova-vmm is not running", cmd);
+        /* its exit is recorded (SHUTOFF) here; record_exit at release then finds nothing left */
+        finish(api, i->id, task, "stopped", 4, true, false, 500, err);
+        return;
+    }
+    snprintf(err, sizeof(err), "%s failed: %s", cmd,
+             r == -EPROTO ? "kova-vmm refused it" : strerror(-r));
+    finish(api, i->id, task, was_vm, was_power, false, false, 500, err);
 }
 
 static void task_run(void *p)
@@ -1042,13 +1063,13 @@ static void task_run(void *p)
         if (inst_running(api->sup, i, NULL))
             finish(api, i->id, task, "active", 1, false, false, 0, NULL);
         else
-            do_boot_after(api, i, &w, task);
+            do_boot_after(api, i, &w, task, true);
         break;
     case OP_REBOOT_SOFT:
     case OP_REBOOT_HARD:
         stop_vmm(api, i, t->op == OP_REBOOT_SOFT ? STOP_CLEAN : STOP_KILL);
         set_vmm(api, i->id, 0, 0);
-        do_boot_after(api, i, &w, task);
+        do_boot_after(api, i, &w, task, false);
         break;
     case OP_PAUSE:
         do_ctl(api, i, "pause", task, "paused", 3, "active", 1);

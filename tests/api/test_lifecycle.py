@@ -5,6 +5,9 @@ build → ERROR with kova-vmm's own reason as the fault and nothing left running
 and _base cache on disk; stop/start/reboot/rebuild/delete state changes; FlavorDiskSmallerThanImage
 found at build time; and the start-up reconciliation after a restart (dead VMM → SHUTOFF,
 interrupted tasks ended, stray and half-built dirs removed, deletes finished).
+With a fake kova-vmm (a script speaking the control socket, FAKE_VMM below): a failed os-start
+leaves the server SHUTOFF with the action's event Error and nothing running; a pause whose VMM
+vanishes, or that the VMM refuses, is an Error event and leaves a correct state.
 Booting real guests is tests/lifecycle/ (nested KVM).
 
 usage: /usr/bin/python3 test_lifecycle.py --agent PATH/kova-agent
@@ -16,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -44,7 +48,55 @@ def vmm_pids_for(state_dir):
     return out
 
 
-class Lifecycle(unittest.TestCase):
+# A stand-in for kova-vmm: creates its control socket and answers status/pause/resume/
+# powerdown/quit like the real one. Its behaviour comes from the kernel command line (the image's
+# os_command_line): fake.fail_from=N refuses the N-th boot of the instance (exit 1; boots are
+# counted in the console log), fake.pause=vanish|refuse and fake.resume=vanish|refuse make that
+# command exit the VMM without a reply, or answer an error.
+FAKE_VMM = r"""#!/usr/bin/python3
+import json, os, socket, sys
+a = sys.argv[1:]
+opt = {a[i]: a[i + 1] for i in range(len(a) - 1) if a[i].startswith("--")}
+cmdline = opt.get("--cmdline", "")
+flags = dict(w.split("=", 1) for w in cmdline.split() if w.startswith("fake.") and "=" in w)
+with open(opt["--console-log"], "a") as f:
+    f.write("fake-vmm boot\n")
+with open(opt["--console-log"]) as f:
+    boots = f.read().count("fake-vmm boot")
+if boots >= int(flags.get("fake.fail_from", "0") or 0) > 0:
+    print("fake-vmm: refusing boot %d" % boots, flush=True)
+    sys.exit(1)
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(opt["--control-socket"])
+srv.listen(8)
+state = "running"
+while True:
+    c, _ = srv.accept()
+    line = c.makefile().readline()
+    cmd = json.loads(line).get("cmd") if line.strip() else None
+    how = flags.get("fake.%s" % cmd)
+    if how == "vanish":
+        os._exit(0)
+    if how == "refuse":
+        reply = {"ok": False, "error": "refused"}
+    elif cmd in ("pause", "resume"):
+        state = "paused" if cmd == "pause" else "running"
+        reply = {"ok": True}
+    elif cmd in ("status", "powerdown", "quit"):
+        reply = {"ok": True, "state": state}
+    else:
+        reply = {"ok": False, "error": "unknown command"}
+    c.sendall((json.dumps(reply) + "\n").encode())
+    c.close()
+    if cmd in ("powerdown", "quit"):
+        os.unlink(opt["--control-socket"])
+        sys.exit(0)
+"""
+
+
+class AgentCase(unittest.TestCase):
+    """An agent per test and the helpers; the tests are in the subclasses."""
+
     def setUp(self):
         self.a = Agent(AGENT_BIN, extra_args=["--shutdown-timeout", "5"]).start()
 
@@ -98,6 +150,19 @@ class Lifecycle(unittest.TestCase):
     def inst_dir(self, sid):
         return os.path.join(self.a.state_dir, "instances", sid)
 
+    def last_event(self, sid, action):
+        """The newest instance action `action` of the server, its (only) event, as admin."""
+        st, _, b = self.a.request("GET", "/v2.1/servers/%s/os-instance-actions" % sid,
+                                  token="admin:admin")
+        self.assertEqual(st, 200, b)
+        acts = [x for x in b["instanceActions"] if x["action"] == action]
+        self.assertTrue(acts, b)
+        st, _, b = self.a.request("GET", "/v2.1/servers/%s/os-instance-actions/%s"
+                                  % (sid, acts[0]["request_id"]), token="admin:admin")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(len(b["instanceAction"]["events"]), 1, b)
+        return b["instanceAction"]["events"][0]
+
     def booting_images(self):
         # a "kernel" kova-vmm refuses: the build gets as far as spawning the VMM
         kernel = self.image("not-a-kernel", b"\0" * 4096, disk_format="aki")
@@ -106,6 +171,8 @@ class Lifecycle(unittest.TestCase):
                           os_command_line="console=ttyS0 kova.stay=1")
         return kernel, initrd, disk
 
+
+class Lifecycle(AgentCase):
     def test_build_error_fault_from_vmm_then_actions(self):
         kernel, initrd, disk = self.booting_images()
         sid = self.create(disk)
@@ -135,16 +202,22 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(acts[0]["action"], "create")
         self.assertEqual(acts[0]["message"], "Error")
 
-        # ERROR → os-stop → SHUTOFF; start tries again and fails the same way
+        # ERROR → os-stop → SHUTOFF; start tries again and fails the same way: the server stays
+        # SHUTOFF (Nova: the start action's event is Error, the server is not put in ERROR)
         self.act(sid, {"os-stop": None})
         s = self.wait(sid, "SHUTOFF")
         self.assertEqual(s["OS-EXT-STS:power_state"], 4)
         self.act(sid, {"os-start": None})
+        s = self.wait(sid, "SHUTOFF")
+        self.assertEqual(s["OS-EXT-STS:power_state"], 4)
+        self.assertNotIn("fault", s)
+        ev = self.last_event(sid, "start")
+        self.assertEqual(ev["result"], "Error")
+        self.assertRegex(ev["traceback"], r"^kova-vmm exited")
+        # hard reboot is allowed from SHUTOFF; it fails the same way → ERROR
+        self.act(sid, {"reboot": {"type": "HARD"}})
         s = self.wait(sid, "ERROR")
         self.assertRegex(s["fault"]["message"], r"^kova-vmm exited")
-        # hard reboot is allowed from ERROR
-        self.act(sid, {"reboot": {"type": "HARD"}})
-        self.wait(sid, "ERROR")
         # rebuild from ERROR onto another image: new overlay, the new base cached
         other = self.image("disk2", b"\1" * 65536, kernel_id=kernel)
         b = self.act(sid, {"rebuild": {"imageRef": other, "name": "rebuilt"}})
@@ -244,6 +317,122 @@ class Lifecycle(unittest.TestCase):
         # the others' dirs are still there
         for sid in ids[:3]:
             self.assertTrue(os.path.isdir(self.inst_dir(sid)))
+
+
+class FakeVmm(AgentCase):
+    """The agent driving a fake kova-vmm (FAKE_VMM): paths a real VMM reaches only with KVM."""
+
+    def setUp(self):
+        self.fake_dir = tempfile.mkdtemp(prefix="kova-fake-vmm-")
+        self.fake = os.path.join(self.fake_dir, "kova-vmm")
+        with open(self.fake, "w") as f:
+            f.write(FAKE_VMM)
+        os.chmod(self.fake, 0o755)
+        self.a = Agent(AGENT_BIN, extra_args=["--shutdown-timeout", "5",
+                                              "--vmm", self.fake]).start()
+
+    def tearDown(self):
+        left = self.fake_pids()
+        for pid in left:
+            os.kill(pid, 9)
+        super().tearDown()
+        shutil.rmtree(self.fake_dir, ignore_errors=True)
+        self.assertEqual(left, [], "fake VMMs left running")
+
+    def fake_pids(self):
+        out = []
+        for p in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    argv = f.read().split(b"\0")
+                if self.fake.encode() in argv[:2]:  # the script, not the agent's --vmm
+                    out.append(int(p))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def fake_server(self, cmdline):
+        kernel = self.image("k", b"\0" * 4096, disk_format="aki")
+        disk = self.image("d", b"\0" * 65536, kernel_id=kernel, os_command_line=cmdline)
+        sid = self.create(disk)
+        s = self.wait(sid, "ACTIVE")
+        self.assertEqual(s["OS-EXT-STS:power_state"], 1)
+        self.assertEqual(len(self.fake_pids()), 1)
+        return sid
+
+    def delete(self, sid):
+        self.req("DELETE", "/v2.1/servers/%s" % sid, status=204)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            st, _, _ = self.a.request("GET", "/v2.1/servers/%s" % sid, token=DEMO)
+            if st == 404:
+                return
+            time.sleep(0.05)
+        self.fail("server %s was never deleted" % sid)
+
+    def vmm_pid(self, sid):
+        c = self.db()
+        r = c.execute("SELECT vmm_pid FROM servers WHERE id = ?", (sid,)).fetchone()
+        c.close()
+        return r[0]
+
+    def test_failed_start_stays_shutoff(self):
+        sid = self.fake_server("console=ttyS0 fake.fail_from=2")
+        self.act(sid, {"os-stop": None})
+        self.wait(sid, "SHUTOFF")
+        self.assertEqual(self.fake_pids(), [])
+        self.act(sid, {"os-start": None})  # the second boot is refused
+        s = self.wait(sid, "SHUTOFF")
+        self.assertEqual((s["OS-EXT-STS:power_state"], s["OS-EXT-STS:task_state"]), (4, None))
+        self.assertNotIn("fault", s)
+        ev = self.last_event(sid, "start")
+        self.assertEqual(ev["result"], "Error")
+        self.assertIn("refusing boot 2", ev["traceback"])
+        self.assertIsNone(self.vmm_pid(sid))
+        self.assertEqual(self.fake_pids(), [])
+        # still startable, stoppable, deletable: the state is a plain SHUTOFF
+        self.act(sid, {"os-start": None})
+        self.wait(sid, "SHUTOFF")
+        self.delete(sid)
+
+    def test_pause_vmm_vanishes(self):
+        sid = self.fake_server("console=ttyS0 fake.pause=vanish")
+        self.act(sid, {"pause": None})
+        s = self.wait(sid, "SHUTOFF")
+        self.assertEqual((s["OS-EXT-STS:power_state"], s["OS-EXT-STS:task_state"]), (4, None))
+        ev = self.last_event(sid, "pause")
+        self.assertEqual(ev["result"], "Error")
+        self.assertIn("pause failed", ev["traceback"])
+        self.assertIsNone(self.vmm_pid(sid))
+        self.assertEqual(self.fake_pids(), [])
+        # and it starts again
+        self.act(sid, {"os-start": None})
+        self.wait(sid, "ACTIVE")
+        self.delete(sid)
+
+    def test_pause_refused_unpause_vanishes(self):
+        sid = self.fake_server("console=ttyS0 fake.pause=refuse")
+        pid = self.vmm_pid(sid)
+        self.act(sid, {"pause": None})
+        s = self.wait(sid, "ACTIVE")
+        self.assertEqual(s["OS-EXT-STS:power_state"], 1)
+        ev = self.last_event(sid, "pause")
+        self.assertEqual(ev["result"], "Error")
+        self.assertIn("refused", ev["traceback"])
+        self.assertEqual(self.vmm_pid(sid), pid)  # the same VMM runs on
+        self.assertEqual(self.fake_pids(), [pid])
+        self.delete(sid)
+        # unpause: the VMM vanishes while paused
+        sid = self.fake_server("console=ttyS0 fake.resume=vanish")
+        self.act(sid, {"pause": None})
+        s = self.wait(sid, "PAUSED")
+        self.assertEqual(self.last_event(sid, "pause")["result"], "Success")
+        self.act(sid, {"unpause": None})
+        s = self.wait(sid, "SHUTOFF")
+        self.assertEqual(s["OS-EXT-STS:power_state"], 4)
+        self.assertEqual(self.last_event(sid, "unpause")["result"], "Error")
+        self.assertEqual(self.fake_pids(), [])
+        self.delete(sid)
 
 
 def main():
