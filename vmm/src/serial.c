@@ -2,7 +2,10 @@
 #include "serial.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define UART_RBR_THR 0
@@ -41,9 +44,17 @@ static void flush_locked(struct serial *s)
 {
     if (s->buf_len == 0)
         return;
-    for (int i = 0; i < 2; i++)
-        if (s->out_fds[i] >= 0)
-            write_all(s->out_fds[i], s->buf, s->buf_len);
+    if (s->rotating) {
+        int before = s->log.fd;
+        /* errors are dropped: a full disk must not stop the guest */
+        (void)kova_console_write(&s->log, s->buf, s->buf_len);
+        if (s->log.fd != before && s->log.fd >= 0)
+            dup3(s->log.fd, s->out_fds[0], O_CLOEXEC); /* rotated: follow the new log */
+    } else if (s->out_fds[0] >= 0) {
+        write_all(s->out_fds[0], s->buf, s->buf_len);
+    }
+    if (s->out_fds[1] >= 0)
+        write_all(s->out_fds[1], s->buf, s->buf_len);
     s->buf_len = 0;
 }
 
@@ -162,8 +173,40 @@ static void serial_write(void *opaque, uint64_t off, const uint8_t *data, uint32
 
 const struct bus_ops serial_ops = {serial_read, serial_write};
 
-void serial_init(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
-                 int stdout_fd)
+/* Sets up the rotating writer when log_fd is a regular file still reachable by its path. */
+static int open_rotating(struct serial *s, int log_fd, uint64_t max_size, unsigned backups)
+{
+    char link[64], path[KOVA_LAYOUT_PATH_MAX];
+    struct stat fst, pst;
+    if (fstat(log_fd, &fst) < 0)
+        return -errno;
+    if (!S_ISREG(fst.st_mode))
+        return -ENOTSUP;
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", log_fd);
+    ssize_t n = readlink(link, path, sizeof(path));
+    if (n < 0)
+        return -errno;
+    if ((size_t)n >= sizeof(path))
+        return -ENAMETOOLONG;
+    path[n] = 0;
+    /* deleted (" (deleted)") or replaced: not the file any more */
+    if (path[0] != '/' || stat(path, &pst) < 0 || pst.st_dev != fst.st_dev ||
+        pst.st_ino != fst.st_ino)
+        return -ENOENT;
+    int fd = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return -errno;
+    int r = kova_console_open(&s->log, path, fd, max_size, backups);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    s->rotating = true;
+    return 0;
+}
+
+void serial_init_rotating(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
+                          int stdout_fd, uint64_t max_size, unsigned backups)
 {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
@@ -171,11 +214,22 @@ void serial_init(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int
     s->gsi = gsi;
     s->out_fds[0] = log_fd;
     s->out_fds[1] = stdout_fd;
+    s->log.fd = -1;
     s->mcr = 0x08;
+    if (log_fd >= 0 && open_rotating(s, log_fd, max_size, backups) < 0)
+        s->rotating = false; /* written plainly */
+}
+
+void serial_init(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
+                 int stdout_fd)
+{
+    serial_init_rotating(s, irq, gsi, log_fd, stdout_fd, 0, KOVA_CONSOLE_BACKUPS);
 }
 
 void serial_destroy(struct serial *s)
 {
     serial_flush(s);
+    if (s->rotating)
+        kova_console_close(&s->log);
     pthread_mutex_destroy(&s->lock);
 }

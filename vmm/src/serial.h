@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* 8250/16550A UART on COM1: output to the console log (appended) and optionally stdout.
- * No input: the receiver stays empty. */
+ * No input: the receiver stays empty.
+ * A console log that is a regular file is written through kova_layout's rotating writer
+ * (kova_console_writer: rotated at 2 MiB, 3 backups, as the agent's os-getConsoleOutput reads
+ * it). The log's path is found from the descriptor; after a rotation the caller's descriptor is
+ * pointed (dup3) at the new file, so a device created on it later (a guest reset rebuilds the VM)
+ * goes on writing the current log. Other descriptors (a pipe, /dev/null) are written plainly. */
 #ifndef KOVA_VMM_SERIAL_H
 #define KOVA_VMM_SERIAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "kova/layout.h"
 
 #include "bus.h"
 #include "irq.h"
@@ -17,7 +25,9 @@ struct serial {
     int irq_level;
     uint32_t gsi;
     const struct irq_sink *irq;
-    int out_fds[2]; /* -1 when unused */
+    int out_fds[2]; /* -1 when unused; out_fds[0] is the caller's console log descriptor */
+    bool rotating;  /* the log goes through `log` (a dup of out_fds[0]) */
+    struct kova_console_writer log;
     uint8_t buf[512];
     size_t buf_len;
 };
@@ -26,6 +36,9 @@ extern const struct bus_ops serial_ops;
 
 void serial_init(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
                  int stdout_fd);
+/* As serial_init, with the log's rotation size (0: KOVA_CONSOLE_ROTATE_SIZE) and backups. */
+void serial_init_rotating(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
+                          int stdout_fd, uint64_t max_size, unsigned backups);
 void serial_flush(struct serial *s);
 void serial_destroy(struct serial *s);
 
