@@ -17,13 +17,18 @@
 # Prints a table and kova's ratio to each QEMU mode (> 1: kova is faster).
 # Environment: BLK_BENCH_MB (default 64), BLK_BENCH_OPS (default 2000), BLK_BENCH_TIMEOUT (s),
 # BLK_BENCH_QEMU_ARGS (extra QEMU arguments, e.g. "-L DIR" for its firmware), BLK_BENCH_DIR
-# (where the images go; default build/, which supports O_DIRECT).
+# (where the images go; default build/, which supports O_DIRECT), BLK_BENCH_VARIANTS (the runs,
+# in order; default "kova qemu-none qemu-writeback"; also: kova-noevfd = kova-vmm with
+# KOVA_VMM_NO_EVENTFDS=1 (MMIO-exit notifications, KVM_SIGNAL_MSI), kova-base = the kova-vmm
+# of the build dir BLK_BENCH_BASE, e.g. an older commit's, for before/after numbers).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$top/build/h-blk}" && pwd) || exit 1
 assets=${KOVA_ASSETS:-$top/build/assets}
 export BLK_BENCH_MB=${BLK_BENCH_MB:-64} BLK_BENCH_OPS=${BLK_BENCH_OPS:-2000}
+export BLK_BENCH_VARIANTS=${BLK_BENCH_VARIANTS:-kova qemu-none qemu-writeback}
+export BLK_BENCH_BASE=${BLK_BENCH_BASE:-}
 
 if [ "${BLK_BENCH_INNER:-0}" != 1 ]; then
     export BLK_BENCH_INNER=1 KOVA_ASSETS=$assets
@@ -31,6 +36,7 @@ if [ "${BLK_BENCH_INNER:-0}" != 1 ]; then
     exec "$top/tests/nested/kova-nested-run" --timeout "${BLK_BENCH_TIMEOUT:-1500}" --mem 3072 \
         -- env BLK_BENCH_INNER=1 BLK_BENCH_MB="$BLK_BENCH_MB" BLK_BENCH_OPS="$BLK_BENCH_OPS" \
         BLK_BENCH_QEMU_ARGS="${BLK_BENCH_QEMU_ARGS:-}" BLK_BENCH_DIR="${BLK_BENCH_DIR:-}" \
+        BLK_BENCH_VARIANTS="$BLK_BENCH_VARIANTS" BLK_BENCH_BASE="$BLK_BENCH_BASE" \
         "$0" "$build"
 fi
 
@@ -120,9 +126,12 @@ run_one() { # run_one NAME
     cp "$assets/guest-root.ext4" "$tmp/root.raw"
     rm -f "$tmp/ov.qcow2"
     "$build/vmm/qcow2/kova-img" create -b "$tmp/base.raw" -F raw "$tmp/ov.qcow2" >/dev/null || return 1
+    local vmm=$build/vmm/kova-vmm noevfd=0
+    [ "$name" = kova-base ] && vmm=$BLK_BENCH_BASE/vmm/kova-vmm
+    [ "$name" = kova-noevfd ] && noevfd=1
     case "$name" in
-    kova)
-        timeout 600 "$build/vmm/kova-vmm" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" \
+    kova*)
+        KOVA_VMM_NO_EVENTFDS=$noevfd timeout 600 "$vmm" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" \
             --memory 512 --console-stdout --disk "path=$tmp/root.raw,format=raw" \
             --disk "path=$tmp/tools.ext4,format=raw,readonly=on" \
             --disk "path=$tmp/ov.qcow2,format=qcow2" 2>"$tmp/$name.err" ;;
@@ -141,7 +150,7 @@ run_one() { # run_one NAME
 }
 
 echo "blk-bench: ${BLK_BENCH_MB} MiB sequential, ${BLK_BENCH_OPS} random 4 KiB ops, O_DIRECT, qd1"
-for v in kova qemu-none qemu-writeback; do
+for v in $BLK_BENCH_VARIANTS; do
     run_one "$v"
 done
 python3 - "$tmp/results" <<'PY'
@@ -150,12 +159,14 @@ r = {}
 for line in open(sys.argv[1]):
     vmm, metric, val = line.split()
     r.setdefault(metric, {})[vmm] = float(val)
-print(f"{'metric':22}{'kova':>10}{'qemu-none':>11}{'qemu-wb':>10}{'kova/none':>11}{'kova/wb':>9}")
+names = []
+for v in r.values():
+    names += [n for n in v if n not in names]
+print(f"{'metric':22}" + "".join(f"{n:>15}" for n in names) + f"{'kova/none':>11}{'kova/wb':>9}")
 for m, v in r.items():
     k = v.get("kova")
     def ratio(q):
         return f"{k / v[q]:.2f}" if k and v.get(q) else "-"
-    cells = "".join(f"{v.get(x, float('nan')):>{w}.1f}" for x, w in
-                    (("kova", 10), ("qemu-none", 11), ("qemu-writeback", 10)))
+    cells = "".join(f"{v.get(x, float('nan')):>15.1f}" for x in names)
     print(f"{m:22}{cells}{ratio('qemu-none'):>11}{ratio('qemu-writeback'):>9}")
 PY
