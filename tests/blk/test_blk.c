@@ -386,7 +386,7 @@ static void test_device(void)
     struct irq_rec rec = {.msis = 0};
     pthread_mutex_init(&rec.lock, NULL);
     pthread_cond_init(&rec.cond, NULL);
-    struct irq_sink irq = {&rec, rec_level, rec_msi};
+    struct irq_sink irq = {.opaque = &rec, .set_level = rec_level, .msi = rec_msi};
     struct blk_backend be = {disk, false, "dev-serial"};
     struct virtio_pci_dev *d = NULL;
     CHECK(virtio_blk_create(&d, &gm, &irq, &be) == 0);

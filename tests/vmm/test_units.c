@@ -12,11 +12,14 @@
 #include "serial.h"
 #include "virtio_pci.h"
 #include "virtq.h"
+#include "vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -321,7 +324,7 @@ static void test_serial(void)
     int p[2];
     CHECK(pipe(p) == 0);
     struct irq_rec rec = {0};
-    struct irq_sink sink = {&rec, rec_level, rec_msi};
+    struct irq_sink sink = {.opaque = &rec, .set_level = rec_level, .msi = rec_msi};
     struct serial s;
     serial_init(&s, &sink, 4, p[1], -1);
     const struct bus_ops *o = &serial_ops;
@@ -469,7 +472,7 @@ static void test_pci_virtio(void)
     struct guest_mem gm;
     CHECK(gm_alloc(&gm, 64ULL << 20) == 0);
     struct irq_rec rec = {0};
-    struct irq_sink sink = {&rec, rec_level, rec_msi};
+    struct irq_sink sink = {.opaque = &rec, .set_level = rec_level, .msi = rec_msi};
     struct virtio_pci_dev *rng;
     CHECK(virtio_rng_create(&rng, &gm, &sink) == 0);
     CHECK(pci_host_add(&h, &rng->pci) == 0);
@@ -628,6 +631,347 @@ static void test_pci_virtio(void)
     bus_destroy(&mmio);
 }
 
+/* ---- split virtqueue: indirect tables and EVENT_IDX ---- */
+
+static void test_virtq_features(void)
+{
+    struct guest_mem gm;
+    CHECK(gm_alloc(&gm, 16ULL << 20) == 0);
+    const uint64_t desc = 0x10000, avail = 0x11000, used = 0x12000, tbl = 0x13000, data = 0x20000;
+    uint8_t *d = gm_ptr(&gm, desc, 16 * 8), *av = gm_ptr(&gm, avail, 64);
+    uint8_t *us = gm_ptr(&gm, used, 128), *t = gm_ptr(&gm, tbl, 16 * 300);
+    struct virtq vq;
+    static struct vq_chain c;
+    virtq_reset(&vq, 8);
+    vq.desc_gpa = desc;
+    vq.avail_gpa = avail;
+    vq.used_gpa = used;
+    vq.indirect = vq.event_idx = true;
+    CHECK(virtq_enable(&vq, &gm) == 0);
+
+    /* Empty ring: avail_event (after the used ring) asks for a notification at index 0. */
+    le_put(us + 4 + 8 * 8, 2, 0xbeef);
+    CHECK(virtq_pop(&vq, &gm, &c) == 0);
+    CHECK(le_get(us + 4 + 8 * 8, 2) == 0);
+
+    /* One indirect table of three descriptors: header, data (writable), status. */
+    le_put(t + 0, 8, data);
+    le_put(t + 8, 4, 16);
+    le_put(t + 12, 2, 1);
+    le_put(t + 14, 2, 1);
+    le_put(t + 32, 8, data + 512);
+    le_put(t + 40, 4, 1);
+    le_put(t + 44, 2, 2);
+    le_put(t + 16, 8, data + 16);
+    le_put(t + 24, 4, 4096);
+    le_put(t + 28, 2, 1 | 2);
+    le_put(t + 30, 2, 2);
+    le_put(d + 0, 8, tbl);
+    le_put(d + 8, 4, 48);
+    le_put(d + 12, 2, 4);
+    le_put(av + 4, 2, 0);
+    le_put(av + 2, 2, 1);
+    CHECK(virtq_pop(&vq, &gm, &c) == 1);
+    CHECK(c.head == 0 && c.n == 3 && c.readable == 16 && c.writable == 4097);
+    CHECK(c.buf[1].ptr == gm_ptr(&gm, data + 16, 1) && c.buf[1].writable);
+    /* Busy: popping an empty ring again re-arms avail_event at the next index. */
+    CHECK(virtq_pop(&vq, &gm, &c) == 0 && le_get(us + 4 + 8 * 8, 2) == 1);
+
+    /* used_event: an interrupt only when the used index passes it. */
+    le_put(av + 4 + 2 * 8, 2, 0); /* used_event = 0: interrupt for used entry 0 */
+    virtq_push(&vq, 0, 17);
+    CHECK(virtq_should_notify(&vq));  /* first decision: always */
+    CHECK(!virtq_should_notify(&vq)); /* nothing new used */
+    le_put(av + 4 + 2 * 8, 2, 5);     /* driver wants one once entry 5 is used */
+    virtq_push(&vq, 0, 1);            /* used idx 2 */
+    CHECK(!virtq_should_notify(&vq));
+    virtq_push(&vq, 0, 1);
+    virtq_push(&vq, 0, 1);
+    virtq_push(&vq, 0, 1);
+    CHECK(!virtq_should_notify(&vq)); /* used idx 5: entry 5 not used yet */
+    virtq_push(&vq, 0, 1);
+    virtq_push(&vq, 0, 1);
+    CHECK(virtq_should_notify(&vq)); /* used idx 7 crossed 5 */
+
+    /* Hostile indirect tables: each breaks the queue, nothing crashes. */
+    struct {
+        uint64_t addr;
+        uint32_t len;
+        uint16_t flags, t0flags, t0next;
+        bool negotiated;
+    } bad[] = {
+        {tbl, 48, 4, 2, 0, false},         /* indirect, not negotiated */
+        {tbl, 47, 4, 2, 0, true},          /* length not a multiple of 16 */
+        {tbl, 0, 4, 2, 0, true},           /* empty table */
+        {tbl, 16 * 261, 4, 2, 0, true},    /* too many entries */
+        {gm.size - 32, 48, 4, 2, 0, true}, /* table past the end of RAM */
+        {0xfee00000, 48, 4, 2, 0, true},   /* table in MMIO */
+        {tbl, 48, 4 | 1, 2, 0, true},      /* INDIRECT with NEXT */
+        {tbl, 48, 4, 4, 0, true},          /* nested indirect */
+        {tbl, 48, 4, 1 | 2, 3, true},      /* next outside the table */
+        {tbl, 48, 4, 1 | 2, 0, true},      /* loop inside the table */
+        {tbl, 16, 4, 2, 0, true},          /* (fine: one descriptor) */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        virtq_reset(&vq, 8);
+        vq.desc_gpa = desc;
+        vq.avail_gpa = avail;
+        vq.used_gpa = used;
+        vq.indirect = bad[i].negotiated;
+        CHECK(virtq_enable(&vq, &gm) == 0);
+        le_put(d + 0, 8, bad[i].addr);
+        le_put(d + 8, 4, bad[i].len);
+        le_put(d + 12, 2, bad[i].flags);
+        le_put(t + 0, 8, data);
+        le_put(t + 8, 4, 16);
+        le_put(t + 12, 2, bad[i].t0flags);
+        le_put(t + 14, 2, bad[i].t0next);
+        le_put(av + 2, 2, 1);
+        int r = virtq_pop(&vq, &gm, &c);
+        if (i == sizeof(bad) / sizeof(bad[0]) - 1)
+            CHECK(r == 1 && c.n == 1 && c.writable == 16);
+        else
+            CHECK(r == -EINVAL && vq.broken);
+    }
+    gm_free(&gm);
+}
+
+/* ---- ioeventfd and irqfd wiring (fake KVM) ---- */
+
+struct fake_kvm {
+    struct irq_rec rec;
+    int ioev_fd[4];
+    uint64_t ioev_addr[4];
+    int ioev_calls, ioev_fail;
+    int route_fd, route_gsi, route_adds, route_sets, route_dels, route_fail;
+    uint64_t route_addr;
+    uint32_t route_data;
+};
+
+static int fk_ioeventfd(void *o, uint64_t addr, uint32_t len, int fd, bool assign)
+{
+    struct fake_kvm *k = o;
+    k->ioev_calls++;
+    if (assign && k->ioev_fail)
+        return -ENOSYS;
+    unsigned q = (unsigned)((addr & 0xfff) / VPCI_NOTIFY_MUL);
+    CHECK(len == 2 && q < 4 && ((addr - VPCI_NOTIFY_OFF) & 0x7fff) / VPCI_NOTIFY_MUL == q);
+    if (q < 4) {
+        k->ioev_fd[q] = assign ? fd : -1;
+        k->ioev_addr[q] = assign ? addr : 0;
+    }
+    return 0;
+}
+static int fk_route_add(void *o, int fd, uint64_t addr, uint32_t data)
+{
+    struct fake_kvm *k = o;
+    if (k->route_fail)
+        return -ENOSPC;
+    k->route_adds++;
+    k->route_fd = fd;
+    k->route_addr = addr;
+    k->route_data = data;
+    return k->route_gsi = 24 + k->route_adds - 1;
+}
+static int fk_route_set(void *o, int gsi, uint64_t addr, uint32_t data)
+{
+    struct fake_kvm *k = o;
+    CHECK(gsi == k->route_gsi);
+    k->route_sets++;
+    k->route_addr = addr;
+    k->route_data = data;
+    return 0;
+}
+static void fk_route_del(void *o, int gsi, int fd)
+{
+    struct fake_kvm *k = o;
+    CHECK(gsi == k->route_gsi && fd == k->route_fd);
+    k->route_dels++;
+}
+static int fk_level(void *o, uint32_t gsi, int level)
+{
+    return rec_level(&((struct fake_kvm *)o)->rec, gsi, level);
+}
+static int fk_msi(void *o, uint64_t addr, uint32_t data)
+{
+    return rec_msi(&((struct fake_kvm *)o)->rec, addr, data);
+}
+
+static uint64_t fd_count(int fd)
+{
+    uint64_t v = 0;
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return 0;
+    return v;
+}
+
+static void test_eventfds(void)
+{
+    struct bus pio, mmio;
+    bus_init(&pio, "pio");
+    bus_init(&mmio, "mmio");
+    struct pci_host h;
+    CHECK(pci_host_init(&h, &pio, &mmio) == 0);
+    struct guest_mem gm;
+    CHECK(gm_alloc(&gm, 16ULL << 20) == 0);
+    struct fake_kvm k = {.ioev_fd = {-1, -1, -1, -1}, .route_fd = -1, .route_gsi = -1};
+    struct irq_sink sink = {
+        .opaque = &k,
+        .set_level = fk_level,
+        .msi = fk_msi,
+        .msi_route_add = fk_route_add,
+        .msi_route_set = fk_route_set,
+        .msi_route_del = fk_route_del,
+        .ioeventfd = fk_ioeventfd,
+    };
+    static const struct virtio_dev_ops ops = {
+        .name = "test", .device_id = 2, .num_queues = 2, .queue_size = 8, .kick_fds = true};
+    struct virtio_pci_dev *dev = calloc(1, sizeof(*dev));
+    CHECK(dev && virtio_pci_init(dev, &ops, NULL, &gm, &sink) == 0);
+    CHECK(pci_host_add(&h, &dev->pci) == 0);
+    CHECK(dev->kick_fd[0] >= 0 && dev->kick_fd[1] >= 0 && dev->kick_fd[2] == -1);
+    uint64_t bar = conf(&h, 1, 0x10, 4), cc = bar + VPCI_COMMON_OFF;
+    conf_w(&h, 1, 0x04, 2, 0x06);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2);
+    mmio_w(&mmio, cc + 0x08, 4, 1);
+    mmio_w(&mmio, cc + 0x0c, 4, 1);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 8);
+    mmio_w(&mmio, cc + 0x18, 2, 8);
+    mmio_w(&mmio, cc + 0x20, 8, 0x10000);
+    mmio_w(&mmio, cc + 0x28, 8, 0x11000);
+    mmio_w(&mmio, cc + 0x30, 8, 0x12000);
+    mmio_w(&mmio, cc + 0x1c, 2, 1);
+    CHECK(k.ioev_calls == 0); /* nothing before DRIVER_OK */
+    /* Without ioeventfd (not yet registered), a notify exit writes the kick eventfd. */
+    mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
+    CHECK(fd_count(dev->kick_fd[0]) == 0); /* DRIVER_OK not set: ignored */
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 4 | 8);
+    CHECK(k.ioev_fd[0] == dev->kick_fd[0] && k.ioev_fd[1] == dev->kick_fd[1]);
+    CHECK(k.ioev_addr[0] == bar + VPCI_NOTIFY_OFF &&
+          k.ioev_addr[1] == bar + VPCI_NOTIFY_OFF + VPCI_NOTIFY_MUL);
+    mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0); /* e.g. a 2-byte write KVM did not take */
+    CHECK(fd_count(dev->kick_fd[0]) == 1 && fd_count(dev->kick_fd[1]) == 0);
+    /* The BAR moves: the ioeventfds follow; decoding off: removed; back on: registered. */
+    conf_w(&h, 1, 0x10, 4, (uint32_t)bar + 0x100000);
+    CHECK(k.ioev_addr[0] == bar + 0x100000 + VPCI_NOTIFY_OFF);
+    conf_w(&h, 1, 0x04, 2, 0x04);
+    CHECK(k.ioev_fd[0] == -1 && k.ioev_fd[1] == -1);
+    conf_w(&h, 1, 0x10, 4, (uint32_t)bar);
+    conf_w(&h, 1, 0x04, 2, 0x06);
+    CHECK(k.ioev_addr[0] == bar + VPCI_NOTIFY_OFF && k.ioev_fd[0] == dev->kick_fd[0]);
+
+    /* MSI-X through an irqfd: routed on first use, re-routed when the table entry changes. */
+    conf_w(&h, 1, 0x42, 2, 0x8000);
+    uint64_t tbl = bar + VPCI_MSIX_OFF + 16;
+    mmio_w(&mmio, tbl + 0, 4, 0xfee00000);
+    mmio_w(&mmio, tbl + 8, 4, 0x41);
+    mmio_w(&mmio, tbl + 12, 4, 0);
+    mmio_w(&mmio, cc + 0x16, 2, 0);
+    mmio_w(&mmio, cc + 0x1a, 2, 1);
+    pthread_mutex_lock(&dev->lock);
+    virtio_pci_notify_queue(dev, 0);
+    pthread_mutex_unlock(&dev->lock);
+    CHECK(k.route_adds == 1 && k.route_addr == 0xfee00000 && k.route_data == 0x41);
+    CHECK(k.route_fd >= 0 && fd_count(k.route_fd) == 1 && k.rec.msis == 0);
+    mmio_w(&mmio, tbl + 8, 4, 0x42);
+    pthread_mutex_lock(&dev->lock);
+    virtio_pci_notify_queue(dev, 0);
+    pthread_mutex_unlock(&dev->lock);
+    CHECK(k.route_adds == 1 && k.route_sets == 1 && k.route_data == 0x42);
+    CHECK(fd_count(k.route_fd) == 1);
+    /* Masked: the PBA bit, no interrupt; unmask delivers it through the irqfd. */
+    mmio_w(&mmio, tbl + 12, 4, 1);
+    pthread_mutex_lock(&dev->lock);
+    virtio_pci_notify_queue(dev, 0);
+    pthread_mutex_unlock(&dev->lock);
+    CHECK(fd_count(k.route_fd) == 0 && mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 2);
+    mmio_w(&mmio, tbl + 12, 4, 0);
+    CHECK(fd_count(k.route_fd) == 1 && mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 0);
+    /* Function mask: the same through the control word. */
+    conf_w(&h, 1, 0x42, 2, 0xc000);
+    pthread_mutex_lock(&dev->lock);
+    virtio_pci_notify_queue(dev, 0);
+    pthread_mutex_unlock(&dev->lock);
+    CHECK(fd_count(k.route_fd) == 0 && mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 2);
+    conf_w(&h, 1, 0x42, 2, 0x8000);
+    CHECK(fd_count(k.route_fd) == 1 && k.rec.msis == 0);
+    CHECK(dev->interrupts == 4 && dev->irqfd_interrupts == 4);
+
+    /* Reset: the ioeventfds go; the route stays for the next driver. */
+    mmio_w(&mmio, cc + 0x14, 1, 0);
+    CHECK(k.ioev_fd[0] == -1 && k.ioev_fd[1] == -1 && dev->ioev_base == 0);
+    int route_fd = k.route_fd;
+    virtio_pci_destroy(dev);
+    CHECK(k.route_dels == 1 && fcntl(route_fd, F_GETFD) < 0);
+    free(dev);
+
+    /* KVM refusing both: KVM_SIGNAL_MSI and MMIO exits, as before. */
+    k.ioev_fail = k.route_fail = 1;
+    dev = calloc(1, sizeof(*dev));
+    CHECK(dev && virtio_pci_init(dev, &ops, NULL, &gm, &sink) == 0);
+    h.slots[1] = NULL;
+    h.next_bar = MMIO_PCI_START;
+    CHECK(pci_host_add(&h, &dev->pci) == 0);
+    conf_w(&h, 1, 0x04, 2, 0x06);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2);
+    mmio_w(&mmio, cc + 0x08, 4, 1);
+    mmio_w(&mmio, cc + 0x0c, 4, 1);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 8);
+    mmio_w(&mmio, cc + 0x20, 8, 0x10000);
+    mmio_w(&mmio, cc + 0x28, 8, 0x11000);
+    mmio_w(&mmio, cc + 0x30, 8, 0x12000);
+    mmio_w(&mmio, cc + 0x1c, 2, 1);
+    mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 4 | 8);
+    CHECK(dev->ioev_failed && dev->ioev_base == 0);
+    mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
+    CHECK(fd_count(dev->kick_fd[0]) == 1);
+    conf_w(&h, 1, 0x42, 2, 0x8000);
+    mmio_w(&mmio, tbl + 0, 4, 0xfee00000);
+    mmio_w(&mmio, tbl + 8, 4, 0x43);
+    mmio_w(&mmio, tbl + 12, 4, 0);
+    mmio_w(&mmio, cc + 0x1a, 2, 1);
+    pthread_mutex_lock(&dev->lock);
+    virtio_pci_notify_queue(dev, 0);
+    pthread_mutex_unlock(&dev->lock);
+    CHECK(dev->irqfd_failed && k.rec.msis == 1 && k.rec.msi_data == 0x43);
+    virtio_pci_destroy(dev);
+    free(dev);
+
+    /* The GSI routing table: KVM's IRQ chip defaults, then the MSI routes. */
+    struct kvm_irq_routing *rt =
+        calloc(1, sizeof(*rt) + (40 + VM_MSI_ROUTES) * sizeof(rt->entries[0]));
+    struct vm_msi_route msi[VM_MSI_ROUTES] = {0};
+    msi[3] = (struct vm_msi_route){true, 0xfee01000, 0x4021};
+    if (rt) {
+        vm_gsi_routing_fill(rt, msi, VM_MSI_ROUTES);
+        CHECK(rt->nr == 41);
+        unsigned ioapic = 0, pic = 0;
+        for (unsigned i = 0; i < 40; i++) {
+            struct kvm_irq_routing_entry *e = &rt->entries[i];
+            CHECK(e->type == KVM_IRQ_ROUTING_IRQCHIP);
+            if (e->u.irqchip.irqchip == KVM_IRQCHIP_IOAPIC) {
+                CHECK(e->u.irqchip.pin == e->gsi);
+                ioapic++;
+            } else {
+                CHECK(e->gsi < 16 && e->u.irqchip.pin == e->gsi % 8 &&
+                      e->u.irqchip.irqchip ==
+                          (e->gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE));
+                pic++;
+            }
+        }
+        CHECK(ioapic == 24 && pic == 16);
+        struct kvm_irq_routing_entry *m = &rt->entries[40];
+        CHECK(m->type == KVM_IRQ_ROUTING_MSI && m->gsi == VM_MSI_GSI_BASE + 3 &&
+              m->u.msi.address_lo == 0xfee01000 && m->u.msi.address_hi == 0 &&
+              m->u.msi.data == 0x4021);
+    }
+    free(rt);
+    pci_host_destroy(&h);
+    gm_free(&gm);
+    bus_destroy(&pio);
+    bus_destroy(&mmio);
+}
+
 /* ---- control lines ---- */
 
 static json_t *echo_handler(void *opaque, const char *cmd, json_t *req)
@@ -709,6 +1053,8 @@ int main(void)
     test_serial();
     test_legacy();
     test_pci_virtio();
+    test_virtq_features();
+    test_eventfds();
     test_control();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

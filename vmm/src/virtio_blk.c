@@ -5,10 +5,12 @@
 #include "kova/qcow2.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 /* Feature bits (virtio 1.x 5.2.3). */
 #define VIRTIO_BLK_F_SEG_MAX      (1ULL << 2)
@@ -368,10 +370,11 @@ struct blk {
     struct virtio_dev_ops ops;
     uint8_t config[BLK_CONFIG_LEN];
     /* Under dev.lock: */
-    pthread_cond_t wake; /* a notify, or stopping */
+    pthread_cond_t wake; /* the polling worker took a request, or stopping */
     pthread_cond_t idle; /* inflight dropped to 0 */
     unsigned inflight;
     unsigned gen; /* bumped by a device reset: completions of older requests are dropped */
+    bool polling; /* a worker waits on the queue's kick eventfd */
     bool stopping;
     unsigned nthreads;
     pthread_t threads[BLK_WORKERS];
@@ -382,6 +385,23 @@ struct blk {
     struct vq_chain *chains; /* one per worker */
 };
 
+/* Waits (without dev.lock) until the queue's kick eventfd is signalled, then clears it. */
+static void wait_kick(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) < 0) {
+        /* EAGAIN: another reader cleared it; the ring is looked at either way */
+    }
+}
+
+/* Workers take requests off the ring and complete them. One idle worker at a time waits on the
+ * kick eventfd (written by KVM's ioeventfd, or by the MMIO exit path); when it takes a request
+ * it wakes another idle worker to take its place, so a request never waits for a thread hop
+ * and several run at once. The ring is always looked at again before waiting (with EVENT_IDX,
+ * virtq_pop re-arms avail_event first), so no notification is lost. */
 static void *blk_worker(void *arg)
 {
     struct worker *w = arg;
@@ -399,10 +419,18 @@ static void *blk_worker(void *arg)
             r = 0;
         }
         if (r == 0) {
-            pthread_cond_wait(&b->wake, &d->lock);
+            if (b->polling) {
+                pthread_cond_wait(&b->wake, &d->lock);
+                continue;
+            }
+            b->polling = true;
+            pthread_mutex_unlock(&d->lock);
+            wait_kick(d->kick_fd[0]);
+            pthread_mutex_lock(&d->lock);
+            b->polling = false;
             continue;
         }
-        /* More may be waiting: let another worker look while this one does the I/O. */
+        /* More may be waiting, and someone must watch the eventfd: wake an idle worker. */
         pthread_cond_signal(&b->wake);
         unsigned gen = b->gen;
         b->inflight++;
@@ -419,13 +447,6 @@ static void *blk_worker(void *arg)
     }
     pthread_mutex_unlock(&d->lock);
     return NULL;
-}
-
-static void blk_notify(struct virtio_pci_dev *d, unsigned q)
-{
-    struct blk *b = d->opaque;
-    (void)q;
-    pthread_cond_signal(&b->wake); /* dev.lock is held */
 }
 
 static void blk_reset(struct virtio_pci_dev *d)
@@ -470,6 +491,10 @@ static void blk_stop_workers(struct blk *b)
     pthread_mutex_lock(&b->dev.lock);
     b->stopping = true;
     pthread_cond_broadcast(&b->wake);
+    uint64_t one = 1;
+    if (write(b->dev.kick_fd[0], &one, sizeof(one)) < 0) {
+        /* only on counter overflow: readable either way */
+    }
     pthread_mutex_unlock(&b->dev.lock);
     for (unsigned i = 0; i < b->nthreads; i++)
         pthread_join(b->threads[i], NULL);
@@ -499,12 +524,13 @@ int virtio_blk_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
         .device_id = 2,
         .features =
             VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
+            VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX |
             (be->readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES),
         .num_queues = 1,
         .queue_size = BLK_QUEUE_SIZE,
         .config_len = BLK_CONFIG_LEN,
         .config_read = blk_config_read,
-        .notify = blk_notify,
+        .kick_fds = true,
         .reset = blk_reset,
     };
     int r = virtio_pci_init(&b->dev, &b->ops, b, mem, irq);

@@ -2,7 +2,9 @@
 /*
  * virtio-blk (block device, type 2) over a kova_disk (raw or qcow2, vmm/qcow2). One request
  * queue; requests are taken off the queue and completed by worker threads, so disk I/O never
- * runs on a vCPU thread: the vCPU's notify only wakes a worker. Every request is validated in
+ * runs on a vCPU thread: a notify is an ioeventfd write in KVM (or, without one, an eventfd
+ * write by the vCPU's MMIO exit) that wakes a worker; completions are MSI-X through irqfds.
+ * Offers indirect descriptors and EVENT_IDX. Every request is validated in
  * blk_request() (header and status sizes, type, sector range against the capacity, data length a
  * multiple of 512, writes to a read-only disk); a malformed request gets an error status.
  *
@@ -36,7 +38,7 @@ struct kova_disk;
 #define VIRTIO_BLK_S_UNSUPP 2
 
 /* Limits the device advertises (and enforces). */
-#define BLK_SEG_MAX            126 /* data segments per request */
+#define BLK_SEG_MAX            254 /* data segments per request (+ header + status = 256) */
 #define BLK_QUEUE_SIZE         256
 #define BLK_MAX_DZ_SECT        (1u << 22) /* sectors per discard / write-zeroes segment (2 GiB) */
 #define BLK_MAX_DZ_SEG         8          /* segments per discard / write-zeroes request */

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "virtio_pci.h"
 #include "log.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define PCI_CAP_VNDR 0x09
 #define PCI_CAP_MSIX 0x11
@@ -14,8 +17,12 @@
 #define CAP_ISR      0x74
 #define CAP_DEVICE   0x84
 
+#define STATUS_DRIVER_OK   0x04
 #define STATUS_FEATURES_OK 0x08
 #define STATUS_NEEDS_RESET 0x40
+#define PCI_COMMAND        0x04
+#define PCI_CMD_MEMORY     0x02
+#define PCI_BAR0           0x10
 
 #define MSIX_ENABLE  0x8000
 #define MSIX_MASKALL 0x4000
@@ -52,6 +59,45 @@ static uint16_t msix_control(const struct virtio_pci_dev *d)
     return (uint16_t)get((const uint8_t *)d->pci.cfg + CAP_MSIX + 2, 2);
 }
 
+/* Raises vector vec through its irqfd, first routing it to (addr, data) when its route holds
+ * another message. False when that is not possible (the caller uses KVM_SIGNAL_MSI). */
+static bool msix_irqfd(struct virtio_pci_dev *d, unsigned vec, uint64_t addr, uint32_t data)
+{
+    const struct irq_sink *s = d->irq;
+    if (!s->msi_route_add || !s->msi_route_set || d->irqfd_failed)
+        return false;
+    struct msix_route *r = &d->route[vec];
+    const char *why = "eventfd";
+    if (r->gsi < 0) {
+        if (r->fd < 0 && (r->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            goto fail;
+        why = "route";
+        int gsi = s->msi_route_add(s->opaque, r->fd, addr, data);
+        if (gsi < 0)
+            goto fail;
+        r->gsi = gsi;
+        r->addr = addr;
+        r->data = data;
+    } else if (r->addr != addr || r->data != data) {
+        why = "route update";
+        if (s->msi_route_set(s->opaque, r->gsi, addr, data) < 0)
+            goto fail;
+        r->addr = addr;
+        r->data = data;
+    }
+    why = "eventfd write";
+    uint64_t one = 1;
+    if (write(r->fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+        goto fail;
+    d->irqfd_interrupts++;
+    return true;
+fail:
+    log_warn("%s: MSI-X vector %u: irqfd %s failed; KVM_SIGNAL_MSI from now on", d->ops->name, vec,
+             why);
+    d->irqfd_failed = true;
+    return false;
+}
+
 static void msix_fire(struct virtio_pci_dev *d, unsigned vec)
 {
     if (vec >= d->msix_n)
@@ -64,7 +110,8 @@ static void msix_fire(struct virtio_pci_dev *d, unsigned vec)
         return;
     }
     uint64_t addr = d->msix_table[vec][0] | (uint64_t)d->msix_table[vec][1] << 32;
-    d->irq->msi(d->irq->opaque, addr, d->msix_table[vec][2]);
+    if (!msix_irqfd(d, vec, addr, d->msix_table[vec][2]))
+        d->irq->msi(d->irq->opaque, addr, d->msix_table[vec][2]);
     d->interrupts++;
 }
 
@@ -88,12 +135,65 @@ void virtio_pci_notify_queue(struct virtio_pci_dev *d, unsigned q)
         msix_fire(d, d->vq[q].msix_vector);
 }
 
+/* BAR 0's address while memory decoding is on and it lies in the PCI window; else 0. The
+ * config space is read without the PCI host lock: single loads, as msix_control does. */
+static uint64_t bar0_base(const struct virtio_pci_dev *d)
+{
+    if (!(d->pci.cfg[PCI_COMMAND] & PCI_CMD_MEMORY))
+        return 0;
+    uint64_t b = get(d->pci.cfg + PCI_BAR0, 4) & ~0xfULL;
+    if (b < MMIO_PCI_START || b > MMIO_PCI_END - VPCI_BAR_SIZE)
+        return 0;
+    return b;
+}
+
+static uint64_t notify_addr(uint64_t base, unsigned q)
+{
+    return base + VPCI_NOTIFY_OFF + (uint64_t)VPCI_NOTIFY_MUL * q;
+}
+
+static void ioev_unregister(struct virtio_pci_dev *d)
+{
+    if (!d->ioev_base)
+        return;
+    for (unsigned q = 0; q < d->ops->num_queues; q++)
+        d->irq->ioeventfd(d->irq->opaque, notify_addr(d->ioev_base, q), 2, d->kick_fd[q], false);
+    d->ioev_base = 0;
+}
+
+/* Puts the ioeventfds where BAR 0 is now (none while the driver is not ready or decoding is
+ * off). The driver notifies with 16-bit writes; other sizes still exit to bar_write. */
+static void ioev_update(struct virtio_pci_dev *d)
+{
+    if (!d->ops->kick_fds || !d->irq->ioeventfd || d->ioev_failed)
+        return;
+    uint64_t base = (d->status & STATUS_DRIVER_OK) ? bar0_base(d) : 0;
+    if (base == d->ioev_base)
+        return;
+    ioev_unregister(d);
+    if (!base)
+        return;
+    for (unsigned q = 0; q < d->ops->num_queues; q++) {
+        int r = d->irq->ioeventfd(d->irq->opaque, notify_addr(base, q), 2, d->kick_fd[q], true);
+        if (r < 0) {
+            log_warn("%s: KVM_IOEVENTFD failed (%s); queue notifications exit to the VMM",
+                     d->ops->name, strerror(-r));
+            while (q--)
+                d->irq->ioeventfd(d->irq->opaque, notify_addr(base, q), 2, d->kick_fd[q], false);
+            d->ioev_failed = true;
+            return;
+        }
+    }
+    d->ioev_base = base;
+}
+
 static void device_reset(struct virtio_pci_dev *d)
 {
     d->dfselect = d->gfselect = 0;
     d->driver_features = 0;
     d->msix_config = VQ_NO_VECTOR;
     d->status = 0;
+    ioev_unregister(d);
     d->queue_select = 0;
     d->isr = 0;
     for (unsigned q = 0; q < d->ops->num_queues; q++)
@@ -177,6 +277,7 @@ static void common_write(struct virtio_pci_dev *d, uint32_t off, uint32_t size, 
                 st &= (uint8_t)~STATUS_FEATURES_OK; /* the driver sees the refusal */
         }
         d->status = (uint8_t)(st | (d->status & STATUS_NEEDS_RESET));
+        ioev_update(d);
         return;
     }
     case 0x16:
@@ -192,6 +293,8 @@ static void common_write(struct virtio_pci_dev *d, uint32_t off, uint32_t size, 
         return;
     case 0x1c:
         if (live && v == 1) {
+            vq->indirect = (d->driver_features & VIRTIO_RING_F_INDIRECT_DESC) != 0;
+            vq->event_idx = (d->driver_features & VIRTIO_RING_F_EVENT_IDX) != 0;
             if (virtq_enable(vq, d->mem) < 0) {
                 log_warn("%s: queue %u: invalid size or ring address", d->ops->name,
                          d->queue_select);
@@ -250,8 +353,16 @@ static void bar_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t 
         common_write(d, (uint32_t)off, size, v);
     } else if (off >= VPCI_NOTIFY_OFF && off < VPCI_NOTIFY_OFF + VPCI_NOTIFY_MUL * 64ULL) {
         unsigned q = (unsigned)(off - VPCI_NOTIFY_OFF) / VPCI_NOTIFY_MUL;
-        if (q < d->ops->num_queues && d->vq[q].enabled && (d->status & 0x04) && d->ops->notify)
-            d->ops->notify(d, q);
+        if (q < d->ops->num_queues && d->vq[q].enabled && (d->status & STATUS_DRIVER_OK)) {
+            if (d->ops->kick_fds) {
+                uint64_t one = 1;
+                if (write(d->kick_fd[q], &one, sizeof(one)) < 0) {
+                    /* only on counter overflow: the fd is readable either way */
+                }
+            } else if (d->ops->notify) {
+                d->ops->notify(d, q);
+            }
+        }
     } else if (off >= VPCI_DEVICE_OFF && off + size <= VPCI_DEVICE_OFF + d->ops->config_len) {
         if (d->ops->config_write)
             d->ops->config_write(d, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
@@ -280,6 +391,13 @@ static void cfg_written(struct pci_dev *p, uint32_t off, uint32_t size)
         msix_deliver_pending(d);
         pthread_mutex_unlock(&d->lock);
     }
+    /* The command register or BAR 0 changed: the notify addresses may have moved. */
+    if ((off <= PCI_COMMAND && off + size > PCI_COMMAND) ||
+        (off <= PCI_BAR0 + 3 && off + size > PCI_BAR0)) {
+        pthread_mutex_lock(&d->lock);
+        ioev_update(d);
+        pthread_mutex_unlock(&d->lock);
+    }
 }
 
 int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, void *opaque,
@@ -288,6 +406,19 @@ int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, 
     if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->config_len > 0x1000)
         return -EINVAL;
     memset(d, 0, sizeof(*d));
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+        d->kick_fd[q] = -1;
+    for (unsigned v = 0; v < VIRTIO_MAX_QUEUES + 1; v++)
+        d->route[v] = (struct msix_route){.fd = -1, .gsi = -1};
+    for (unsigned q = 0; ops->kick_fds && q < ops->num_queues; q++) {
+        d->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (d->kick_fd[q] < 0) {
+            int r = -errno;
+            while (q--)
+                close(d->kick_fd[q]);
+            return r;
+        }
+    }
     pthread_mutex_init(&d->lock, NULL);
     d->ops = ops;
     d->opaque = opaque;
@@ -328,5 +459,19 @@ int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, 
 
 void virtio_pci_destroy(struct virtio_pci_dev *d)
 {
+    ioev_unregister(d);
+    for (unsigned v = 0; v < VIRTIO_MAX_QUEUES + 1; v++) {
+        struct msix_route *r = &d->route[v];
+        if (r->gsi >= 0 && d->irq->msi_route_del)
+            d->irq->msi_route_del(d->irq->opaque, r->gsi, r->fd);
+        if (r->fd >= 0)
+            close(r->fd);
+        *r = (struct msix_route){.fd = -1, .gsi = -1};
+    }
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+        if (d->kick_fd[q] >= 0)
+            close(d->kick_fd[q]);
+        d->kick_fd[q] = -1;
+    }
     pthread_mutex_destroy(&d->lock);
 }

@@ -31,8 +31,12 @@ struct virtio_dev_ops {
     void (*config_read)(struct virtio_pci_dev *d, uint32_t off, uint8_t *data, uint32_t size);
     void (*config_write)(struct virtio_pci_dev *d, uint32_t off, const uint8_t *data,
                          uint32_t size);
-    /* The driver notified queue q (device lock held). */
+    /* The driver notified queue q (device lock held). Not called with kick_fds. */
     void (*notify)(struct virtio_pci_dev *d, unsigned q);
+    /* Notifications arrive on d->kick_fd[q] (eventfds the device's threads wait on) instead of
+     * notify(): written by KVM (ioeventfd on the queue's notify address, registered at
+     * DRIVER_OK) or, without ioeventfd, by the MMIO exit handler. */
+    bool kick_fds;
     /* The driver reset the device (device lock held). */
     void (*reset)(struct virtio_pci_dev *d);
 };
@@ -52,15 +56,28 @@ struct virtio_pci_dev {
     uint16_t queue_select;
     uint8_t isr;
     struct virtq vq[VIRTIO_MAX_QUEUES];
+    int kick_fd[VIRTIO_MAX_QUEUES]; /* ops->kick_fds: eventfds, else -1 */
+    uint64_t ioev_base;             /* BAR 0 address the ioeventfds are registered at; 0: none */
+    bool ioev_failed;               /* KVM refused one: MMIO exits from then on */
     /* MSI-X */
     unsigned msix_n;
     uint32_t msix_table[VIRTIO_MAX_QUEUES + 1][4];
     uint64_t msix_pending;
     uint64_t interrupts; /* delivered, for tests and status */
+    /* Per vector, delivery through KVM_IRQFD: eventfd, GSI and the message its route holds
+     * (updated when the guest's table entry differs at delivery time). */
+    struct msix_route {
+        int fd, gsi;
+        uint64_t addr;
+        uint32_t data;
+    } route[VIRTIO_MAX_QUEUES + 1];
+    bool irqfd_failed;         /* a route could not be set up: KVM_SIGNAL_MSI from then on */
+    uint64_t irqfd_interrupts; /* of `interrupts`, those raised through an irqfd */
 };
 
 int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, void *opaque,
                     const struct guest_mem *mem, const struct irq_sink *irq);
+/* Removes the ioeventfds and irqfd routes and closes the eventfds. */
 void virtio_pci_destroy(struct virtio_pci_dev *d);
 /* Signals "used buffers" on queue q (device lock held). */
 void virtio_pci_notify_queue(struct virtio_pci_dev *d, unsigned q);

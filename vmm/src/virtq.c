@@ -28,6 +28,11 @@ static uint64_t ld64(const volatile uint8_t *p)
     return v;
 }
 
+static void st16(volatile uint8_t *p, uint16_t v)
+{
+    memcpy((void *)p, &v, 2);
+}
+
 void virtq_reset(struct virtq *vq, uint16_t max_size)
 {
     memset(vq, 0, sizeof(*vq));
@@ -50,6 +55,8 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem)
         return -EINVAL;
     vq->last_avail = 0;
     vq->used_idx = 0;
+    vq->signalled_used = 0;
+    vq->signalled_valid = false;
     vq->broken = false;
     vq->enabled = true;
     return 0;
@@ -69,6 +76,13 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c)
         return vq->broken ? -EINVAL : 0;
     uint16_t avail_idx = ld16(vq->avail + 2);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (avail_idx == vq->last_avail && vq->event_idx) {
+        /* avail_event: notify me when the next buffer is made available; then look again. */
+        st16(vq->used + 4 + 8 * (size_t)vq->size, vq->last_avail);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        avail_idx = ld16(vq->avail + 2);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    }
     uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
     if (pending == 0)
         return 0;
@@ -80,17 +94,35 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c)
     c->head = head;
     c->n = 0;
     c->readable = c->writable = 0;
+    const volatile uint8_t *table = vq->desc; /* the ring's descriptors or an indirect table */
+    uint32_t entries = vq->size;
+    bool indirect = false;
     uint16_t i = head;
     for (;;) {
-        if (c->n >= vq->size || c->n >= VQ_MAX_CHAIN)
+        if (c->n >= entries || c->n >= VQ_MAX_CHAIN)
             return broken(vq, "descriptor chain too long or looping");
-        const volatile uint8_t *d = vq->desc + 16 * (size_t)i;
+        const volatile uint8_t *d = table + 16 * (size_t)i;
         uint64_t addr = ld64(d);
         uint32_t len = ld32(d + 8);
         uint16_t flags = ld16(d + 12);
         uint16_t next = ld16(d + 14);
-        if (flags & VIRTQ_DESC_F_INDIRECT)
-            return broken(vq, "indirect descriptor (not negotiated)");
+        if (flags & VIRTQ_DESC_F_INDIRECT) {
+            if (!vq->indirect)
+                return broken(vq, "indirect descriptor (not negotiated)");
+            if (indirect)
+                return broken(vq, "indirect descriptor inside an indirect table");
+            if (c->n || (flags & VIRTQ_DESC_F_NEXT))
+                return broken(vq, "indirect descriptor not alone in its chain");
+            if (len == 0 || len % 16 || len / 16 > VQ_MAX_CHAIN)
+                return broken(vq, "indirect table of a bad length");
+            table = gm_ptr(mem, addr, len);
+            if (!table)
+                return broken(vq, "indirect table outside guest memory");
+            entries = len / 16;
+            indirect = true;
+            i = 0;
+            continue;
+        }
         bool w = flags & VIRTQ_DESC_F_WRITE;
         if (!w && c->writable)
             return broken(vq, "readable descriptor after a writable one");
@@ -104,7 +136,7 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c)
             c->readable += len;
         if (!(flags & VIRTQ_DESC_F_NEXT))
             break;
-        if (next >= vq->size)
+        if (next >= entries)
             return broken(vq, "next descriptor index out of range");
         i = next;
     }
@@ -125,7 +157,15 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-bool virtq_should_notify(const struct virtq *vq)
+bool virtq_should_notify(struct virtq *vq)
 {
-    return !(ld16(vq->avail) & 1);
+    if (!vq->event_idx)
+        return !(ld16(vq->avail) & 1);
+    uint16_t old = vq->signalled_used, now = vq->used_idx;
+    bool valid = vq->signalled_valid;
+    vq->signalled_used = now;
+    vq->signalled_valid = true;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* used idx published before used_event is read */
+    uint16_t used_event = ld16(vq->avail + 4 + 2 * (size_t)vq->size);
+    return !valid || (uint16_t)(now - used_event - 1) < (uint16_t)(now - old);
 }

@@ -13,19 +13,28 @@
 
 #include "mem.h"
 
-#define VQ_MAX_CHAIN 260 /* descriptors in one chain we accept */
+#define VQ_MAX_CHAIN 260 /* descriptors in one chain we accept (an indirect table's too) */
 #define VQ_NO_VECTOR 0xffff
+
+/* Ring feature bits (virtio 1.x 6). */
+#define VIRTIO_RING_F_INDIRECT_DESC (1ULL << 28)
+#define VIRTIO_RING_F_EVENT_IDX     (1ULL << 29)
 
 struct virtq {
     /* As programmed by the driver through the common configuration. */
     uint16_t size, max_size;
     uint16_t msix_vector;
     bool enabled;
+    /* Negotiated ring features, set before virtq_enable. */
+    bool indirect;  /* VIRTIO_RING_F_INDIRECT_DESC: a chain may be one indirect table */
+    bool event_idx; /* VIRTIO_RING_F_EVENT_IDX: used_event / avail_event suppression */
     uint64_t desc_gpa, avail_gpa, used_gpa;
     /* Set by virtq_enable. */
     volatile uint8_t *desc, *avail, *used;
     uint16_t last_avail;
     uint16_t used_idx;
+    uint16_t signalled_used; /* used_idx when the last interrupt decision was made */
+    bool signalled_valid;
     bool broken;
 };
 
@@ -45,11 +54,14 @@ struct vq_chain {
 /* Validates size and ring addresses and starts using the queue. 0 or -EINVAL. */
 int virtq_enable(struct virtq *vq, const struct guest_mem *mem);
 void virtq_reset(struct virtq *vq, uint16_t max_size);
-/* 1: a chain was taken; 0: none available; -EINVAL: the guest broke the queue (vq->broken). */
+/* 1: a chain was taken; 0: none available; -EINVAL: the guest broke the queue (vq->broken).
+ * With EVENT_IDX, finding the ring empty asks the driver (avail_event) to notify on its next
+ * buffer, then looks once more, so a caller that sleeps after 0 misses no notification. */
 int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c);
 /* Returns chain head with len bytes written to the used ring. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
-/* Whether the driver wants an interrupt now (VIRTQ_AVAIL_F_NO_INTERRUPT clear). */
-bool virtq_should_notify(const struct virtq *vq);
+/* Whether the driver wants an interrupt for the buffers used since the last call
+ * (VIRTQ_AVAIL_F_NO_INTERRUPT clear, or with EVENT_IDX: used_event crossed). */
+bool virtq_should_notify(struct virtq *vq);
 
 #endif

@@ -43,6 +43,149 @@ static int kvm_msi(void *opaque, uint64_t addr, uint32_t data)
     return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &m) < 0 ? -errno : 0;
 }
 
+/* ---- irqfd routes and ioeventfds ---- */
+
+void vm_gsi_routing_fill(struct kvm_irq_routing *rt, const struct vm_msi_route *msi, unsigned n)
+{
+    uint32_t k = 0;
+    for (uint32_t gsi = 0; gsi < 24; gsi++) {
+        rt->entries[k++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi,
+            .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi},
+        };
+        if (gsi < 16)
+            rt->entries[k++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi,
+                .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                              .pin = gsi % 8},
+            };
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!msi[i].used)
+            continue;
+        rt->entries[k++] = (struct kvm_irq_routing_entry){
+            .gsi = VM_MSI_GSI_BASE + i,
+            .type = KVM_IRQ_ROUTING_MSI,
+            .u.msi = {.address_lo = (uint32_t)msi[i].addr,
+                      .address_hi = (uint32_t)(msi[i].addr >> 32),
+                      .data = msi[i].data},
+        };
+    }
+    rt->nr = k;
+    rt->flags = 0;
+}
+
+/* Hands the whole table to KVM (routes_lock held). */
+static int routes_commit(struct vm *vm)
+{
+    struct kvm_irq_routing *rt =
+        calloc(1, sizeof(*rt) + (40 + VM_MSI_ROUTES) * sizeof(rt->entries[0]));
+    if (!rt)
+        return -ENOMEM;
+    vm_gsi_routing_fill(rt, vm->msi_routes, VM_MSI_ROUTES);
+    int r = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, rt) < 0 ? -errno : 0;
+    free(rt);
+    return r;
+}
+
+static int kvm_msi_route_add(void *opaque, int fd, uint64_t addr, uint32_t data)
+{
+    struct vm *vm = opaque;
+    pthread_mutex_lock(&vm->routes_lock);
+    unsigned i = 0;
+    while (i < VM_MSI_ROUTES && vm->msi_routes[i].used)
+        i++;
+    int r = -ENOSPC;
+    if (i == VM_MSI_ROUTES)
+        goto out;
+    vm->msi_routes[i] = (struct vm_msi_route){true, addr, data};
+    if ((r = routes_commit(vm)) < 0)
+        goto undo;
+    struct kvm_irqfd f = {.fd = (uint32_t)fd, .gsi = VM_MSI_GSI_BASE + i};
+    if (ioctl(vm->vm_fd, KVM_IRQFD, &f) < 0) {
+        r = -errno;
+        goto undo;
+    }
+    r = VM_MSI_GSI_BASE + (int)i;
+    goto out;
+undo:
+    vm->msi_routes[i].used = false;
+    routes_commit(vm);
+out:
+    pthread_mutex_unlock(&vm->routes_lock);
+    return r;
+}
+
+static int kvm_msi_route_set(void *opaque, int gsi, uint64_t addr, uint32_t data)
+{
+    struct vm *vm = opaque;
+    unsigned i = (unsigned)(gsi - VM_MSI_GSI_BASE);
+    if (gsi < VM_MSI_GSI_BASE || i >= VM_MSI_ROUTES)
+        return -EINVAL;
+    pthread_mutex_lock(&vm->routes_lock);
+    int r = -EINVAL;
+    if (vm->msi_routes[i].used) {
+        vm->msi_routes[i].addr = addr;
+        vm->msi_routes[i].data = data;
+        r = routes_commit(vm);
+    }
+    pthread_mutex_unlock(&vm->routes_lock);
+    return r;
+}
+
+static void kvm_msi_route_del(void *opaque, int gsi, int fd)
+{
+    struct vm *vm = opaque;
+    unsigned i = (unsigned)(gsi - VM_MSI_GSI_BASE);
+    if (gsi < VM_MSI_GSI_BASE || i >= VM_MSI_ROUTES)
+        return;
+    pthread_mutex_lock(&vm->routes_lock);
+    struct kvm_irqfd f = {
+        .fd = (uint32_t)fd, .gsi = (uint32_t)gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
+    if (ioctl(vm->vm_fd, KVM_IRQFD, &f) < 0)
+        log_debug("KVM_IRQFD deassign (gsi %d): %s", gsi, strerror(errno));
+    vm->msi_routes[i].used = false;
+    pthread_mutex_unlock(&vm->routes_lock);
+}
+
+static int kvm_ioeventfd(void *opaque, uint64_t addr, uint32_t len, int fd, bool assign)
+{
+    struct vm *vm = opaque;
+    struct kvm_ioeventfd e = {
+        .addr = addr,
+        .len = len,
+        .fd = fd,
+        .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+    };
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &e) < 0 ? -errno : 0;
+}
+
+/* irqfds and ioeventfds where KVM has them (KOVA_VMM_NO_EVENTFDS=1 turns both off: the
+ * KVM_SIGNAL_MSI and MMIO-exit paths, for comparisons and tests). */
+static void setup_eventfd_hooks(struct vm *vm)
+{
+    const char *off = getenv("KOVA_VMM_NO_EVENTFDS");
+    if (off && strcmp(off, "1") == 0) {
+        log_info("irqfd and ioeventfd off (KOVA_VMM_NO_EVENTFDS=1)");
+        return;
+    }
+    if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD) > 0 &&
+        ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING) >=
+            VM_MSI_GSI_BASE + VM_MSI_ROUTES) {
+        vm->irq.msi_route_add = kvm_msi_route_add;
+        vm->irq.msi_route_set = kvm_msi_route_set;
+        vm->irq.msi_route_del = kvm_msi_route_del;
+    } else {
+        log_info("KVM lacks irqfd or GSI routing: MSIs through KVM_SIGNAL_MSI");
+    }
+    if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) > 0)
+        vm->irq.ioeventfd = kvm_ioeventfd;
+    else
+        log_info("KVM lacks ioeventfd: virtqueue notifications exit to the VMM");
+}
+
 static void power_event(void *opaque, enum power_event ev)
 {
     struct vm *vm = opaque;
@@ -554,12 +697,13 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_cond_init(&vm->parked_cond, NULL);
+    pthread_mutex_init(&vm->routes_lock, NULL);
     bus_init(&vm->pio, "pio");
     bus_init(&vm->mmio, "mmio");
     vm->ncpus = p->cpus;
     vm->t0_ns = p->t0_ns;
     vm->start_ns = vm_now_ns();
-    vm->irq = (struct irq_sink){vm, kvm_set_level, kvm_msi};
+    vm->irq = (struct irq_sink){.opaque = vm, .set_level = kvm_set_level, .msi = kvm_msi};
     vm->power = (struct power_sink){vm, power_event, boot_timer};
 
     vm->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -634,6 +778,7 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
         *why = "KVM_CREATE_PIT2 failed";
         return -errno;
     }
+    setup_eventfd_hooks(vm);
 
     r = gm_alloc(&vm->mem, p->mem_bytes);
     if (r < 0) {
@@ -746,5 +891,6 @@ void vm_destroy(struct vm *vm)
     pci_host_destroy(&vm->pci);
     pthread_cond_destroy(&vm->cond);
     pthread_cond_destroy(&vm->parked_cond);
+    pthread_mutex_destroy(&vm->routes_lock);
     pthread_mutex_destroy(&vm->lock);
 }

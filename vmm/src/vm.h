@@ -43,6 +43,21 @@ struct vm_params {
     unsigned ndisks;
 };
 
+/* MSI routes for irqfds: GSIs VM_MSI_GSI_BASE .. + VM_MSI_ROUTES - 1 (below: the IRQ chip's). */
+#define VM_MSI_GSI_BASE 24
+#define VM_MSI_ROUTES   256
+
+struct vm_msi_route {
+    bool used;
+    uint64_t addr;
+    uint32_t data;
+};
+
+/* Fills rt with the whole GSI routing table: KVM's default IRQ chip routes (GSIs 0-15 to the
+ * IOAPIC pin of the same number and to the PIC, 16-23 to the IOAPIC) and one MSI route per used
+ * entry of msi (GSI VM_MSI_GSI_BASE + index). rt has room for 40 + n entries. */
+void vm_gsi_routing_fill(struct kvm_irq_routing *rt, const struct vm_msi_route *msi, unsigned n);
+
 struct vcpu {
     struct vm *vm;
     unsigned id;
@@ -71,6 +86,10 @@ struct vm {
     struct virtio_pci_dev *blk[BLK_MAX_DISKS];
     unsigned nblk;
     struct boot_result boot;
+
+    /* irqfd MSI routes (vm->irq.msi_route_*), under routes_lock. */
+    pthread_mutex_t routes_lock;
+    struct vm_msi_route msi_routes[VM_MSI_ROUTES];
 
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* vCPUs wait here while paused */
