@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +146,42 @@ struct kova_db {
     sqlite3 *conn[MAX_CONN];
     unsigned char busy[MAX_CONN];
     int version;
+    /* Bumped after every committed write transaction on any of the connections (wal_hook). */
+    _Atomic uint64_t generation;
+    bool all_wal; /* every connection is in WAL mode, so wal_hook sees every commit */
+    /* per connection (used only by its borrower): PRAGMA data_version, which changes when
+     * another connection, of this process or another one, committed */
+    sqlite3_stmt *dv[MAX_CONN];
+    sqlite3_int64 dv_seen[MAX_CONN];
 };
+
+/* SQLite's default automatic checkpoint threshold (pages in the WAL), kept by wal_hook. */
+#define WAL_AUTOCHECKPOINT 1000
+
+/*
+ * Called by SQLite after every commit of a write transaction on a connection in WAL mode, once
+ * the new data is visible and the write lock is released, in the committing thread: explicit
+ * transactions and autocommit statements alike. A reader that reads the generation before it
+ * starts its read transaction therefore sees at least every commit counted in that generation.
+ * Registering it replaces SQLite's own auto-checkpoint hook, so it does the checkpoint too.
+ */
+static int wal_hook(void *arg, sqlite3 *conn, const char *name, int pages)
+{
+    struct kova_db *db = arg;
+    atomic_fetch_add(&db->generation, 1);
+    if (pages >= WAL_AUTOCHECKPOINT)
+        sqlite3_wal_checkpoint_v2(conn, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+static bool is_wal(sqlite3 *c)
+{
+    sqlite3_stmt *st = kova_db_prepare(c, "PRAGMA journal_mode");
+    bool wal = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+               !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
+    kova_db_done(st);
+    return wal;
+}
 
 int kova_db_errno(int rc)
 {
@@ -214,7 +252,7 @@ void kova_db_rollback(sqlite3 *conn)
         sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int open_conn(const char *path, sqlite3 **out)
+static int open_conn(struct kova_db *db, const char *path, sqlite3 **out)
 {
     sqlite3 *c = NULL;
     int rc = sqlite3_open_v2(
@@ -232,6 +270,11 @@ static int open_conn(const char *path, sqlite3 **out)
         sqlite3_close(c);
         return r;
     }
+    if (!is_wal(c)) {
+        fprintf(stderr, "kova-db: %s is not in WAL mode: response caching is off\n", path);
+        db->all_wal = false;
+    }
+    sqlite3_wal_hook(c, wal_hook, db);
     *out = c;
     return 0;
 }
@@ -293,10 +336,12 @@ int kova_db_open(const char *path, unsigned nconn, struct kova_db **out)
     int r;
     pthread_mutex_init(&db->lock, NULL);
     pthread_cond_init(&db->cond, NULL);
+    db->all_wal = true;
     for (unsigned i = 0; i < nconn; i++) {
-        if ((r = open_conn(path, &db->conn[i])) < 0)
+        if ((r = open_conn(db, path, &db->conn[i])) < 0)
             goto fail;
         db->nconn = i + 1;
+        db->dv_seen[i] = -1;
         if (i == 0 && (r = migrate(db->conn[0], &db->version)) < 0)
             goto fail;
     }
@@ -311,8 +356,10 @@ void kova_db_close(struct kova_db *db)
 {
     if (!db)
         return;
-    for (unsigned i = 0; i < db->nconn; i++)
+    for (unsigned i = 0; i < db->nconn; i++) {
+        sqlite3_finalize(db->dv[i]);
         sqlite3_close(db->conn[i]);
+    }
     pthread_cond_destroy(&db->cond);
     pthread_mutex_destroy(&db->lock);
     free(db);
@@ -358,4 +405,30 @@ int kova_db_schema_version(struct kova_db *db)
 int kova_db_latest_version(void)
 {
     return NMIGRATIONS;
+}
+
+int kova_db_generation(struct kova_db *db, sqlite3 *conn, uint64_t *out)
+{
+    if (!db->all_wal)
+        return -ENOTSUP;
+    unsigned i = 0;
+    while (i < db->nconn && db->conn[i] != conn)
+        i++;
+    if (i == db->nconn || !sqlite3_get_autocommit(conn))
+        return -EINVAL;
+    /* A commit by another process (sqlite3 by hand) is not seen by wal_hook: the first
+     * data_version after it, on each connection, bumps the generation. */
+    if (!db->dv[i] && !(db->dv[i] = kova_db_prepare(conn, "PRAGMA data_version")))
+        return -EIO;
+    int rc = sqlite3_step(db->dv[i]);
+    sqlite3_int64 v = sqlite3_column_int64(db->dv[i], 0);
+    sqlite3_reset(db->dv[i]);
+    if (rc != SQLITE_ROW)
+        return kova_db_errno(rc) ? kova_db_errno(rc) : -EIO;
+    if (v != db->dv_seen[i]) {
+        db->dv_seen[i] = v;
+        atomic_fetch_add(&db->generation, 1);
+    }
+    *out = atomic_load(&db->generation);
+    return 0;
 }

@@ -16,6 +16,7 @@
 #define KOVA_DB_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 struct kova_db;
 
@@ -31,6 +32,20 @@ void kova_db_release(struct kova_db *db, sqlite3 *conn);
 int kova_db_schema_version(struct kova_db *db);
 /* The newest schema version this build knows. */
 int kova_db_latest_version(void);
+
+/*
+ * A counter bumped after every committed write transaction on any pooled connection (explicit
+ * transactions and autocommit statements alike), once the change is visible to new readers,
+ * and when conn (a borrowed connection with no transaction open) sees that another process
+ * committed. Something derived from the database (a cached response) computed from reads on
+ * conn started after the generation was read is current for as long as the generation (read
+ * again this way) is unchanged.
+ * Returns -ENOTSUP when the database is not in WAL mode (commits are then not seen), -EINVAL
+ * when conn is not a pooled connection or is inside a transaction, -EIO, else 0.
+ * Nothing may set PRAGMA wal_autocheckpoint or sqlite3_wal_hook on a pooled connection: that
+ * would replace the hook that counts.
+ */
+int kova_db_generation(struct kova_db *db, sqlite3 *conn, uint64_t *out);
 
 /* Transactions on a borrowed connection. begin = BEGIN IMMEDIATE (takes the write lock). */
 int kova_db_begin(sqlite3 *conn);
