@@ -128,6 +128,87 @@ void reply_sbuf(struct kova_req *r, int status, struct sbuf *b)
     b->p = NULL;
 }
 
+void reply_centry(struct kova_req *r, int status, struct kova_centry *e)
+{
+    if (r->replied) {
+        kova_centry_unref(e);
+        return;
+    }
+    r->status = status;
+    r->centry = e;
+    r->ctype = "application/json";
+    r->replied = true;
+}
+
+/* An RFC 9110 qvalue: 1 when positive, 0 when zero, -1 when malformed. */
+static int qvalue(const char *p, const char *end)
+{
+    if (p < end && (*p == '0' || *p == '1')) {
+        bool one = *p++ == '1', nonzero = one;
+        if (p < end && *p == '.') {
+            p++;
+            for (int i = 0; i < 3 && p < end && *p >= '0' && *p <= '9'; i++, p++) {
+                if (*p != '0' && one)
+                    return -1;
+                nonzero |= *p != '0';
+            }
+        }
+        return p == end ? nonzero : -1;
+    }
+    return -1;
+}
+
+static bool token_is(const char *p, const char *end, const char *tok)
+{
+    size_t n = strlen(tok);
+    return (size_t)(end - p) == n && strncasecmp(p, tok, n) == 0;
+}
+
+bool accepts_gzip(const char *h)
+{
+    bool gzip_named = false, gzip_ok = false, any_ok = false;
+    while (h && *h) {
+        const char *e = strchr(h, ',');
+        if (!e)
+            e = h + strlen(h);
+        /* coding [OWS ";" OWS "q=" qvalue], other parameters ignored */
+        const char *p = h, *semi = memchr(h, ';', (size_t)(e - h));
+        const char *tend = semi ? semi : e;
+        while (p < tend && (*p == ' ' || *p == '\t'))
+            p++;
+        while (tend > p && (tend[-1] == ' ' || tend[-1] == '\t'))
+            tend--;
+        int q = 1;
+        for (const char *a = semi; a && a < e;) {
+            a++;
+            const char *ae = memchr(a, ';', (size_t)(e - a));
+            if (!ae)
+                ae = e;
+            while (a < ae && (*a == ' ' || *a == '\t'))
+                a++;
+            const char *ve = ae;
+            while (ve > a && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (ve - a >= 2 && (a[0] == 'q' || a[0] == 'Q') && a[1] == '=')
+                q = qvalue(a + 2, ve);
+            a = ae;
+        }
+        if (token_is(p, tend, "gzip") || token_is(p, tend, "x-gzip")) {
+            gzip_named = true;
+            gzip_ok |= q > 0;
+        } else if (token_is(p, tend, "*")) {
+            any_ok |= q > 0;
+        }
+        h = *e ? e + 1 : e;
+    }
+    return gzip_named ? gzip_ok : any_ok;
+}
+
+static void centry_free_cb(void *cls)
+{
+    kova_centry_unref(cls);
+}
+
 void reply_empty(struct kova_req *r, int status)
 {
     if (r->replied)
@@ -181,6 +262,38 @@ const char *req_header(struct kova_req *r, const char *name)
 const char *req_query(struct kova_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+#define CACHE_KEY_MAX 4096
+
+static void key_part(struct sbuf *key, char tag, const char *s)
+{
+    if (!s) {
+        sb_printf(key, "%c-", tag);
+        return;
+    }
+    size_t n = strlen(s);
+    sb_printf(key, "%c%zu:", tag, n);
+    sb_putn(key, s, n);
+}
+
+static enum MHD_Result key_arg(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
+{
+    (void)kind;
+    struct sbuf *key = cls;
+    key_part(key, 'k', k);
+    key_part(key, 'v', v);
+    return key->len > CACHE_KEY_MAX ? MHD_NO : MHD_YES;
+}
+
+bool req_cache_key(struct kova_req *r, const char *what, struct sbuf *key)
+{
+    key_part(key, 'w', what);
+    sb_printf(key, "m%d a%d", r->mv, r->auth.is_admin ? 1 : 0);
+    key_part(key, 'p', r->auth.project_id);
+    key_part(key, 'b', r->base_url);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, key_arg, key);
+    return !key->oom && key->len <= CACHE_KEY_MAX;
 }
 
 json_t *req_json(struct kova_req *r)
@@ -276,6 +389,10 @@ static int split_path(char *p, char **segs, int max)
 }
 
 #define MAX_SEGS 12
+
+/* Bounds of the cache of rendered server lists: a 1000-server /servers/detail is ~1.4 MB. */
+#define LIST_CACHE_BYTES   ((size_t)64 << 20)
+#define LIST_CACHE_ENTRIES 32
 
 /* Finds the route for (service, method, path). Returns it, or NULL with *path_known telling
  * whether some route had that path under another method (405). */
@@ -492,6 +609,7 @@ static void req_free(struct kova_req *r)
     free(r->body);
     free(r->resp);
     free(r->subject_token);
+    kova_centry_unref(r->centry);
     if (r->resp_fd >= 0)
         close(r->resp_fd);
     free(r);
@@ -543,7 +661,19 @@ static void req_start(struct kova_req *r)
 static enum MHD_Result send_reply(struct kova_req *r)
 {
     struct MHD_Response *resp;
-    if (r->resp_fd >= 0) {
+    bool gzip = false, negotiated = r->centry != NULL;
+    if (r->centry) {
+        const char *data;
+        size_t len;
+        gzip = r->api->list_cache && accepts_gzip(req_header(r, "Accept-Encoding")) &&
+               kova_centry_gzip(r->api->list_cache, r->centry, &data, &len) == 0;
+        if (!gzip)
+            kova_centry_body(r->centry, &data, &len);
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)data,
+                                                                      centry_free_cb, r->centry);
+        if (resp)
+            r->centry = NULL; /* the response holds the reference now */
+    } else if (r->resp_fd >= 0) {
         resp = MHD_create_response_from_fd64(r->resp_len, r->resp_fd);
         if (!resp)
             close(r->resp_fd);
@@ -558,6 +688,8 @@ static enum MHD_Result send_reply(struct kova_req *r)
         return MHD_NO;
     if (r->ctype)
         MHD_add_response_header(resp, "Content-Type", r->ctype);
+    if (gzip)
+        MHD_add_response_header(resp, "Content-Encoding", "gzip");
     MHD_add_response_header(resp, "x-openstack-request-id", r->request_id);
     if (r->service == SVC_COMPUTE) {
         MHD_add_response_header(resp, "x-compute-request-id", r->request_id);
@@ -567,9 +699,16 @@ static enum MHD_Result send_reply(struct kova_req *r)
             MHD_add_response_header(resp, "OpenStack-API-Version", v);
             MHD_add_response_header(resp, "X-OpenStack-Nova-API-Version", v + 8);
             MHD_add_response_header(resp, "Vary",
-                                    "OpenStack-API-Version, X-OpenStack-Nova-API-Version");
+                                    negotiated ? "OpenStack-API-Version, "
+                                                 "X-OpenStack-Nova-API-Version, Accept-Encoding"
+                                               : "OpenStack-API-Version, "
+                                                 "X-OpenStack-Nova-API-Version");
+            negotiated = false;
         }
     }
+    /* cached bodies are the ones offered gzip-encoded: caches must key them on the encoding */
+    if (negotiated)
+        MHD_add_response_header(resp, "Vary", "Accept-Encoding");
     if (r->location[0])
         MHD_add_response_header(resp, "Location", r->location);
     if (r->subject_token)
@@ -745,6 +884,14 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     api->db = db;
+    sqlite3 *conn = kova_db_acquire(db);
+    uint64_t gen;
+    int ge = kova_db_generation(db, conn, &gen);
+    kova_db_release(db, conn);
+    if (ge == 0 && kova_cache_new(LIST_CACHE_BYTES, LIST_CACHE_ENTRIES, &api->list_cache) < 0) {
+        kova_api_stop(api);
+        return -ENOMEM;
+    }
     api->started = time(NULL);
     snprintf(api->images_dir, sizeof(api->images_dir), "%s/images", api->state_dir);
     snprintf(api->instances_dir, sizeof(api->instances_dir), "%s/instances", api->state_dir);
@@ -808,6 +955,7 @@ void kova_api_stop(struct kova_api *api)
         return;
     kova_api_quiesce(api);
     lifecycle_stop(api);
+    kova_cache_free(api->list_cache);
     free(api->vmm_path);
     free(api->listen_host);
     free(api->image_host);

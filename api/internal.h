@@ -19,6 +19,8 @@
 
 enum kova_service { SVC_COMPUTE = 1, SVC_IMAGE = 2 };
 
+struct kova_cache;
+
 struct kova_api {
     struct kova_api_config cfg;
     char *vmm_path, *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
@@ -29,7 +31,8 @@ struct kova_api {
     struct kova_sup *sup;      /* lifecycle.c: VMM supervision */
     struct MHD_Daemon *compute, *image;
     time_t started;
-    _Atomic bool stopping; /* set by kova_api_quiesce: long tasks give up */
+    struct kova_cache *list_cache; /* rendered server lists (util.c); NULL: caching is off */
+    _Atomic bool stopping;         /* set by kova_api_quiesce: long tasks give up */
 };
 
 struct kova_auth {
@@ -39,6 +42,7 @@ struct kova_auth {
 };
 
 struct kova_req;
+struct sbuf;
 typedef void (*kova_handler)(struct kova_req *r);
 
 enum route_flags {
@@ -83,6 +87,7 @@ struct kova_req {
 
     /* response */
     bool replied;
+    struct kova_centry *centry; /* a shared cached body to send instead of resp (a reference) */
     int status;
     char *resp;
     size_t resp_len;
@@ -102,6 +107,11 @@ void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
 void set_location(struct kova_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *req_header(struct kova_req *r, const char *name);
 const char *req_query(struct kova_req *r, const char *name);
+/* Appends to key a byte string naming everything a GET's reply can depend on besides the
+ * database: what (the handler's name), the caller's project and admin flag, the microversion,
+ * the base URL (links), and every query argument in order. false when it would be unusually
+ * long (then do not cache). */
+bool req_cache_key(struct kova_req *r, const char *what, struct sbuf *key);
 /* Parses the body as a JSON object; replies 400 and returns NULL when it is not one. */
 json_t *req_json(struct kova_req *r);
 /* Returns body[key] if it is an object; replies 400 (and returns NULL) otherwise. */
@@ -115,6 +125,12 @@ bool require_admin(struct kova_req *r);
 void image_base_url(struct kova_req *r, char *out, size_t n);
 /* A DB failure: logs it and replies 500 computeFault. */
 void reply_db_error(struct kova_req *r, int err);
+struct kova_centry;
+/* Replies with a cached entry's body as JSON (takes the reference); sent gzip-encoded when the
+ * client accepts it, with Vary: Accept-Encoding either way. */
+void reply_centry(struct kova_req *r, int status, struct kova_centry *e);
+/* Whether an Accept-Encoding value (NULL: none) accepts gzip (RFC 9110 §12.5.3). */
+bool accepts_gzip(const char *accept_encoding);
 
 /* ---- util.c: a growing string buffer for JSON rendered without building a tree ---- */
 struct sbuf {
@@ -131,6 +147,30 @@ void sb_esc(struct sbuf *b, const char *s);
 void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Replies with the buffer's JSON text (takes it over; 500 if it ran out of memory). */
 void reply_sbuf(struct kova_req *r, int status, struct sbuf *b);
+
+/*
+ * ---- util.c: a cache of rendered response bodies ----
+ * Entries are keyed by an opaque byte string that must hold everything the body depends on
+ * besides the database, and tagged with the database generation (kova_db_generation) read
+ * before the body's first read: an entry is only found while the generation is unchanged.
+ * Bounded in entries and bytes (least recently used first out). Entries are reference counted:
+ * a reply keeps its body alive after it left the cache. Thread-safe.
+ */
+int kova_cache_new(size_t max_bytes, unsigned max_entries, struct kova_cache **out);
+void kova_cache_free(struct kova_cache *c);
+/* Returns a reference to the entry for key at generation gen, or NULL. */
+struct kova_centry *kova_cache_get(struct kova_cache *c, const void *key, size_t klen,
+                                   uint64_t gen);
+/* Makes an entry of body (taken over: freed on failure too) and adds it to the cache unless key
+ * is NULL, the database moved past gen meanwhile (cur) or it is over the bounds. Returns a
+ * reference to the entry (which need not be in the cache), or NULL when out of memory. */
+struct kova_centry *kova_cache_put(struct kova_cache *c, const void *key, size_t klen, uint64_t gen,
+                                   uint64_t cur, char *body, size_t len);
+/* The identity body, or its gzip encoding (made on first use; -ENOMEM, -EIO on failure). */
+void kova_centry_body(struct kova_centry *e, const char **data, size_t *len);
+int kova_centry_gzip(struct kova_cache *c, struct kova_centry *e, const char **data, size_t *len);
+void kova_centry_ref(struct kova_centry *e);
+void kova_centry_unref(struct kova_centry *e);
 
 /* ---- util.c ---- */
 void kova_uuid(char out[37]);

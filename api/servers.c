@@ -363,11 +363,44 @@ static const char *const status_vm_states[][2] = {
     {"MIGRATING", NULL},
 };
 
+/* True when the connection has no transaction or statement open, so that its next read sees
+ * every commit made so far. */
+static bool db_idle(sqlite3 *db)
+{
+    if (!sqlite3_get_autocommit(db))
+        return false;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st))
+        if (sqlite3_stmt_busy(st))
+            return false;
+    return true;
+}
+
+/*
+ * GET /servers and /servers/detail. Replies are cached (api->list_cache) under a key naming
+ * every input besides the database (req_cache_key) and the database generation read before
+ * the first read: any committed write, from any thread, retires them. Only 200s are stored;
+ * an input that fails gets the same failure every time, cache or not, since the key holds it.
+ */
 static void list_common(struct kova_req *r, bool detail)
 {
+    struct kova_cache *cache = r->api->list_cache;
+    struct sbuf key = {0};
+    uint64_t gen = 0;
+    bool cacheable = cache && db_idle(r->db) && kova_db_generation(r->api->db, r->db, &gen) == 0 &&
+                     req_cache_key(r, detail ? "servers/detail" : "servers", &key);
+    if (cacheable) {
+        struct kova_centry *e = kova_cache_get(cache, key.p, key.len, gen);
+        if (e) {
+            reply_centry(r, 200, e);
+            free(key.p);
+            return;
+        }
+    }
     int limit;
-    if (!req_limit(r, &limit))
+    if (!req_limit(r, &limit)) {
+        free(key.p);
         return;
+    }
     const char *name = req_query(r, "name");
     const char *status = req_query(r, "status");
     const char *image = req_query(r, "image");
@@ -394,10 +427,12 @@ static void list_common(struct kova_req *r, bool detail)
             /* Nova answers an empty list for an unknown status (admins: 400) */
             if (r->auth.is_admin) {
                 reply_fault(r, 400, "Invalid status value");
+                free(key.p);
                 return;
             }
             json_t *o = json_pack("{s:[]}", "servers");
             reply_json(r, 200, o);
+            free(key.p);
             return;
         }
     }
@@ -417,6 +452,7 @@ static void list_common(struct kova_req *r, bool detail)
             reply_fault(r, 400,
                         "Invalid name filter (a regular expression of at most 255 "
                         "characters is expected)");
+            free(key.p);
             return;
         }
         have_re = true;
@@ -495,11 +531,28 @@ static void list_common(struct kova_req *r, bool detail)
         sb_put(&b, "}]");
     }
     sb_put(&b, "}");
-    reply_sbuf(r, 200, &b);
+    kova_db_done(st);
+    st = NULL;
+    uint64_t cur = gen + 1;
+    if (cache && !b.oom && b.p) {
+        /* an uncacheable reply is made an entry too (not kept), to be offered gzip-encoded */
+        if (!cacheable || kova_db_generation(r->api->db, r->db, &cur) < 0)
+            cacheable = false;
+        struct kova_centry *e =
+            kova_cache_put(cache, cacheable ? key.p : NULL, key.len, gen, cur, b.p, b.len);
+        b.p = NULL;
+        if (e)
+            reply_centry(r, 200, e);
+        else
+            reply_fault(r, 500, "out of memory");
+    } else {
+        reply_sbuf(r, 200, &b);
+    }
 out:
     kova_db_done(st);
     if (have_re)
         regfree(&re);
+    free(key.p);
 }
 
 static void server_list(struct kova_req *r)
