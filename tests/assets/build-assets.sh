@@ -90,9 +90,10 @@ pack() {
     (cd "$1" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) | gzip -6 >"$2"
 }
 
-# 2. The nested-KVM test VM (L1): KVM for AMD SVM, virtio-pci and 9p.
+# 2. The nested-KVM test VM (L1): KVM for AMD SVM, virtio-pci, 9p and virtio-net (for
+#    kova-nested-run --forward).
 make_tree "$work/l1" "$top/tests/nested/l1-init"
-add_modules "$work/l1" kvm-amd virtio_pci 9p 9pnet_virtio
+add_modules "$work/l1" kvm-amd virtio_pci 9p 9pnet_virtio virtio_net
 pack "$work/l1" "$work/l1-initrd.cpio.gz"
 
 # 3. The test guest: virtio-pci, -blk, -net, -rng, ext4 (+crc32c) and the ACPI power button.

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Tests of kova-nested-run itself: the command's output and exit status come back, the share is
-# writable at its own path, KOVA_* variables pass through, /dev/kvm is there, and a command that
-# never ends is killed at the timeout with status 124.
+# writable at its own path, KOVA_* variables pass through, /dev/kvm is there, a --forward'ed port
+# reaches a server in the VM, and a command that never ends is killed at the timeout with status
+# 124.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -25,20 +26,37 @@ mkdir -p "$assets"
 scratch=$(mktemp -d "$assets/runner-test.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
-# 1. Status, output, share, environment, /dev/kvm — in one VM run.
-out=$(cd "$scratch" && KOVA_RUNNER_PROBE=probe-42 "$run" --timeout 240 -- bash -c '
+# 1. Status, output, share, environment, /dev/kvm, --forward — in one VM run. The command serves
+#    one connection on the forwarded port; meanwhile this side connects until it is answered.
+hport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$scratch" && KOVA_RUNNER_PROBE=probe-42 "$run" --timeout 240 --forward "$hport:$hport" -- bash -c '
     echo "out:$KOVA_RUNNER_PROBE:$(pwd)"
     test -c /dev/kvm && echo "kvm:present"
     echo written >"$PWD/from-inside"
     echo "to stderr" >&2
-    exit 7')
+    echo fwd:answered | timeout 120 socat -u STDIN \
+        "TCP-LISTEN:'"$hport"',bind=$KOVA_NESTED_ADDR,reuseaddr" && echo "fwd:served"
+    exit 7' >"$scratch/out" 2>&1) &
+runner=$!
+fwd=
+for _ in $(seq 200); do
+    kill -0 "$runner" 2>/dev/null || break
+    fwd=$(timeout 30 socat -T 20 -u "TCP:127.0.0.1:$hport,connect-timeout=5" - 2>/dev/null)
+    [ "$fwd" = fwd:answered ] && break
+    sleep 1
+done
+wait "$runner"
 rc=$?
+out=$(cat "$scratch/out")
 echo "$out" | sed 's/^/  | /'
+echo "  | read on the forwarded host port: ${fwd:-nothing}"
 check "exit status 7 comes back" "$([ $rc = 7 ]; echo $?)"
 check "stdout and the working dir come back" "$(grep -qx "out:probe-42:$scratch" <<<"$out"; echo $?)"
 check "stderr comes back" "$(grep -qx 'to stderr' <<<"$out"; echo $?)"
 check "/dev/kvm is present" "$(grep -qx 'kvm:present' <<<"$out"; echo $?)"
 check "the share is writable" "$([ "$(cat "$scratch/from-inside" 2>/dev/null)" = written ]; echo $?)"
+check "--forward: a server in the VM answers on the host port" \
+    "$([ "$fwd" = fwd:answered ] && grep -qx 'fwd:served' <<<"$out"; echo $?)"
 
 # 2. A command that never ends: killed at the timeout, status 124, in bounded time.
 start=$(date +%s)
@@ -52,6 +70,8 @@ check "the kill comes at the timeout (45 s + grace)" "$([ $took -ge 45 ] && [ $t
 # 3. Bad usage fails with 125 and runs nothing.
 "$run" --timeout abc -- true >/dev/null 2>&1
 check "bad options give status 125" "$([ $? = 125 ]; echo $?)"
+"$run" --forward 80 -- true >/dev/null 2>&1
+check "a bad --forward gives status 125" "$([ $? = 125 ]; echo $?)"
 
 echo "runner: $passed passed, $failed failed"
 [ $failed = 0 ]
