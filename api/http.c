@@ -833,7 +833,7 @@ static struct MHD_Daemon *listen_on(struct kova_api *api, struct svc_cls *cls, c
         flags, (uint16_t)port, NULL, NULL, on_request, cls, MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(api->cfg.threads ? api->cfg.threads : 2),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
+        (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
     if (!d)
         kova_log(0, "cannot listen on %s:%u: %s", host, port, strerror(errno));
     return d;
