@@ -6,8 +6,11 @@
 #
 # usage: tests/bench/agent-servers-detail.sh [path/to/kova-agent] [seconds] [connections]
 #   default agent: build/default/agent/kova-agent (or $KOVA_AGENT)
-# Also measured: the same list paged (?limit=100) and one server (GET /servers/{id}), to show
-# where the time goes (the full list is a ~1.6 MB JSON document per request).
+# Measured: the full list as identity (~1.3 MB of JSON per reply) and with Accept-Encoding: gzip
+# (what python-requests, hence the openstack CLI, novaclient and the SDK, send), both served from
+# the agent's reply cache; the same list rendered afresh every time (a query argument that
+# changes on every request defeats the cache: the cost of the first GET after a write); the list
+# paged (?limit=100, ?limit=10) and one server (GET /servers/{id}, never cached).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -76,19 +79,41 @@ open(os.environ.get("TMPDIR", "/tmp") + "/kova-bench-one", "w").write(d["servers
 PY
 one=$(cat "${TMPDIR:-/tmp}/kova-bench-one"); rm -f "${TMPDIR:-/tmp}/kova-bench-one"
 
+# run LABEL URL [wrk args...]
 run() {
     local label=$1 url=$2
-    echo "== $label: wrk -t2 -c$conns -d${secs}s $url"
-    wrk -t2 -c"$conns" -d"${secs}s" --latency -H "X-Auth-Token: bench:bench" "$url" |
+    shift 2
+    echo "== $label: wrk -t2 -c$conns -d${secs}s $* $url"
+    wrk -t2 -c"$conns" -d"${secs}s" --latency -H "X-Auth-Token: bench:bench" "$@" "$url" |
         awk -v label="$label" '
-            /Requests\/sec/ { rps = $2 }
+            /Requests\/sec/ { rps = $2 } /Transfer\/sec/ { xfer = $2 }
             /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
             /Non-2xx/ { bad = $NF }
-            END { printf "%s: %s req/s, p50 %s, p99 %s%s\n", label, rps, p50, p99,
+            END { printf "%s: %s req/s, p50 %s, p99 %s, %s/s%s\n", label, rps, p50, p99, xfer,
                          bad ? ", NON-2xx: " bad : "" }'
 }
+size() { # size ACCEPT-ENCODING: body bytes on the wire
+    curl -s -o /dev/null -w '%{size_download}' -H "X-Auth-Token: bench:bench" \
+        -H "Accept-Encoding: $1" "$base/v2.1/servers/detail"
+}
+cat > "$tmp/miss.lua" <<'LUA'
+-- every request has a query argument of its own: a cache miss, rendered from the database
+local n = 0
+request = function()
+    n = n + 1
+    return wrk.format(nil, wrk.path .. "?miss=" .. n .. "-" .. math.random(1e9))
+end
+LUA
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-run "servers/detail (1000 servers)" "$base/v2.1/servers/detail"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "reply size: identity $(size identity) bytes, gzip $(size gzip) bytes"
+run "servers/detail (1000 servers), identity" "$base/v2.1/servers/detail"
+run "servers/detail (1000 servers), gzip" "$base/v2.1/servers/detail" -H "Accept-Encoding: gzip"
+run "servers/detail (1000 servers), uncached, identity" "$base/v2.1/servers/detail" \
+    -s "$tmp/miss.lua"
+run "servers/detail (1000 servers), uncached, gzip" "$base/v2.1/servers/detail" \
+    -s "$tmp/miss.lua" -H "Accept-Encoding: gzip"
 run "servers/detail?limit=100" "$base/v2.1/servers/detail?limit=100"
 run "servers/detail?limit=10" "$base/v2.1/servers/detail?limit=10"
 run "servers/{id}" "$base/v2.1/servers/$one"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
