@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #define KOVA_MV_MIN 1 /* 2.1 */
@@ -138,10 +139,26 @@ struct sbuf {
     size_t len, cap;
     bool oom;
 };
-void sb_put(struct sbuf *b, const char *s);
-void sb_putn(struct sbuf *b, const char *s, size_t n);
+/* Makes room for more bytes and a NUL; false (and b->oom) when out of memory. */
+bool sb_grow(struct sbuf *b, size_t more);
+/* Inline: appending a literal costs a memcpy of a constant size (list replies append ~80
+ * pieces per server). */
+static inline void sb_putn(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap && !sb_grow(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+static inline void sb_put(struct sbuf *b, const char *s)
+{
+    sb_putn(b, s, strlen(s));
+}
 /* Appends s as a JSON string literal (quoted, escaped); NULL gives null. */
 void sb_str(struct sbuf *b, const char *s);
+/* The same for the n bytes at s. */
+void sb_strn(struct sbuf *b, const char *s, size_t n);
 /* Appends s escaped for the inside of a JSON string literal. */
 void sb_esc(struct sbuf *b, const char *s);
 void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -64,6 +64,13 @@ static const char *col(sqlite3_stmt *st, int c)
     return (const char *)sqlite3_column_text(st, c);
 }
 
+/* Appends column c as a JSON string (null for NULL), its length from SQLite. */
+static void sb_col(struct sbuf *b, sqlite3_stmt *st, int c)
+{
+    const char *s = col(st, c);
+    sb_strn(b, s, s ? (size_t)sqlite3_column_bytes(st, c) : 0);
+}
+
 /* Nova's status from vm_state + task_state (nova/api/openstack/common.py). */
 static const char *server_status(const char *vm, const char *task)
 {
@@ -202,13 +209,13 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
     sb_put(b, "{\"id\":");
     sb_str(b, id);
     sb_key(b, "name");
-    sb_str(b, col(st, C_NAME));
+    sb_col(b, st, C_NAME);
     sb_key(b, "status");
     sb_str(b, status);
     sb_key(b, "tenant_id");
-    sb_str(b, col(st, C_PROJECT));
+    sb_col(b, st, C_PROJECT);
     sb_key(b, "user_id");
-    sb_str(b, col(st, C_USER));
+    sb_col(b, st, C_USER);
     sb_key(b, "metadata");
     sb_put(b, col(st, C_META) ? col(st, C_META) : "{}");
     sb_key(b, "hostId");
@@ -226,20 +233,20 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
     }
     sb_key(b, "flavor");
     sb_put(b, "{\"id\":");
-    sb_str(b, col(st, C_FLAVOR));
+    sb_col(b, st, C_FLAVOR);
     sb_put(b, ",\"links\":[");
     sb_link(b, r, "bookmark", false, "flavors", col(st, C_FLAVOR));
     sb_put(b, "]}");
     sb_key(b, "created");
-    sb_str(b, col(st, C_CREATED));
+    sb_col(b, st, C_CREATED);
     sb_key(b, "updated");
-    sb_str(b, col(st, C_UPDATED));
+    sb_col(b, st, C_UPDATED);
     sb_key(b, "addresses");
     sb_put(b, "{}");
     sb_key(b, "accessIPv4");
-    sb_str(b, col(st, C_IPV4));
+    sb_col(b, st, C_IPV4);
     sb_key(b, "accessIPv6");
-    sb_str(b, col(st, C_IPV6));
+    sb_col(b, st, C_IPV6);
     sb_key(b, "links");
     sb_put(b, "[");
     sb_link(b, r, "self", true, "servers", id);
@@ -247,11 +254,11 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
     sb_link(b, r, "bookmark", false, "servers", id);
     sb_put(b, "]");
     sb_key(b, "OS-DCF:diskConfig");
-    sb_str(b, col(st, C_DISK_CONFIG));
+    sb_col(b, st, C_DISK_CONFIG);
     sb_key(b, "config_drive");
-    sb_str(b, col(st, C_CONFIG_DRIVE));
+    sb_col(b, st, C_CONFIG_DRIVE);
     sb_key(b, "key_name");
-    sb_str(b, col(st, C_KEY_NAME));
+    sb_col(b, st, C_KEY_NAME);
     sb_key(b, "os-extended-volumes:volumes_attached");
     sb_put(b, "[]");
     sb_key(b, "security_groups");
@@ -267,12 +274,12 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
         int code = sqlite3_column_int(st, C_FAULT_CODE);
         sb_key(b, "fault");
         sb_printf(b, "{\"code\":%d,\"created\":", code);
-        sb_str(b, col(st, C_FAULT_CREATED));
+        sb_col(b, st, C_FAULT_CREATED);
         sb_put(b, ",\"message\":");
         sb_str(b, col(st, C_FAULT_MSG) ? col(st, C_FAULT_MSG) : "");
         if ((r->auth.is_admin || code != 500) && col(st, C_FAULT_DETAILS)) {
             sb_put(b, ",\"details\":");
-            sb_str(b, col(st, C_FAULT_DETAILS));
+            sb_col(b, st, C_FAULT_DETAILS);
         }
         sb_put(b, "}");
     }
@@ -286,14 +293,14 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
         sb_key(b, "OS-EXT-STS:power_state");
         sb_printf(b, "%d", sqlite3_column_int(st, C_POWER));
         sb_key(b, "OS-SRV-USG:launched_at");
-        sb_str(b, col(st, C_LAUNCHED));
+        sb_col(b, st, C_LAUNCHED);
         sb_key(b, "OS-SRV-USG:terminated_at");
-        sb_str(b, col(st, C_TERMINATED));
+        sb_col(b, st, C_TERMINATED);
         if (r->auth.is_admin) {
             sb_key(b, "OS-EXT-SRV-ATTR:host");
-            sb_str(b, col(st, C_HOST));
+            sb_col(b, st, C_HOST);
             sb_key(b, "OS-EXT-SRV-ATTR:hypervisor_hostname");
-            sb_str(b, col(st, C_HOST));
+            sb_col(b, st, C_HOST);
             sb_key(b, "OS-EXT-SRV-ATTR:instance_name");
             sb_printf(b, "\"instance-%08llx\"",
                       (unsigned long long)sqlite3_column_int64(st, C_SEQ));
@@ -510,9 +517,9 @@ static void list_common(struct kova_req *r, bool detail)
             render_server(&b, r, st, &hc, VIEW_FULL);
         } else {
             sb_put(&b, "{\"id\":");
-            sb_str(&b, col(st, C_ID));
+            sb_col(&b, st, C_ID);
             sb_put(&b, ",\"name\":");
-            sb_str(&b, col(st, C_NAME));
+            sb_col(&b, st, C_NAME);
             sb_put(&b, ",\"links\":[");
             sb_link(&b, r, "self", true, "servers", col(st, C_ID));
             sb_put(&b, ",");
