@@ -266,6 +266,48 @@ const char *req_query(struct kova_req *r, const char *name)
 
 #define CACHE_KEY_MAX 4096
 
+/* Percent-encodes s for a query string: RFC 3986 unreserved characters stay as they are. */
+static void sb_urlenc(struct sbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+            sb_putn(b, (const char *)c, 1);
+        } else {
+            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
+            sb_putn(b, e, 3);
+        }
+    }
+}
+
+struct query_copy {
+    struct sbuf *out;
+    const char *const *skip;
+};
+
+static enum MHD_Result copy_arg(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
+{
+    (void)kind;
+    struct query_copy *q = cls;
+    for (const char *const *s = q->skip; *s; s++)
+        if (!strcmp(*s, k))
+            return MHD_YES;
+    sb_urlenc(q->out, k);
+    if (v) {
+        sb_put(q->out, "=");
+        sb_urlenc(q->out, v);
+    }
+    sb_put(q->out, "&");
+    return MHD_YES;
+}
+
+void req_query_copy(struct kova_req *r, const char *const *skip, struct sbuf *out)
+{
+    struct query_copy q = {out, skip};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, copy_arg, &q);
+}
+
 static void key_part(struct sbuf *key, char tag, const char *s)
 {
     if (!s) {

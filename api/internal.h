@@ -108,6 +108,9 @@ void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
 void set_location(struct kova_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *req_header(struct kova_req *r, const char *name);
 const char *req_query(struct kova_req *r, const char *name);
+/* Appends the request's query arguments, percent-encoded, each followed by '&', except those
+ * named in skip (NULL-terminated): for "next" links that keep the caller's filters. */
+void req_query_copy(struct kova_req *r, const char *const *skip, struct sbuf *out);
 /* Appends to key a byte string naming everything a GET's reply can depend on besides the
  * database: what (the handler's name), the caller's project and admin flag, the microversion,
  * the base URL (links), and every query argument in order. false when it would be unusually

@@ -310,14 +310,27 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
 }
 
 /* Replies {"server": <body>} for the row st. */
-static void reply_server(struct kova_req *r, sqlite3_stmt *st, int view, int status)
+/* {"server": {...}}; admin_pass (rebuild's reply, as Nova gives it) is added when not NULL. */
+static void reply_server_pass(struct kova_req *r, sqlite3_stmt *st, int view, int status,
+                              const char *admin_pass)
 {
     struct sbuf b = {0};
     struct hid_cache hc = {0};
     sb_put(&b, "{\"server\":");
     render_server(&b, r, st, &hc, view);
+    if (admin_pass && !b.oom && b.len && b.p[b.len - 1] == '}') {
+        b.p[--b.len] = 0;
+        sb_put(&b, ",\"adminPass\":");
+        sb_str(&b, admin_pass);
+        sb_put(&b, "}");
+    }
     sb_put(&b, "}");
     reply_sbuf(r, status, &b);
+}
+
+static void reply_server(struct kova_req *r, sqlite3_stmt *st, int view, int status)
+{
+    reply_server_pass(r, st, view, status, NULL);
 }
 
 /* Loads a server visible to the caller (own project, or any for admins). Replies 404 (or 500)
@@ -530,11 +543,16 @@ static void list_common(struct kova_req *r, bool detail)
     }
     sb_put(&b, "]");
     if (last[0] && n == limit) {
-        char href[800];
-        snprintf(href, sizeof(href), "%s/v2.1/servers%s?limit=%d&marker=%s", r->base_url,
-                 detail ? "/detail" : "", limit, last);
+        /* Like Nova, the next link keeps every other query argument (filters, all_tenants). */
+        static const char *const paging[] = {"limit", "marker", NULL};
+        struct sbuf href = {0};
+        sb_printf(&href, "%s/v2.1/servers%s?", r->base_url, detail ? "/detail" : "");
+        req_query_copy(r, paging, &href);
+        sb_printf(&href, "limit=%d&marker=%s", limit, last);
         sb_put(&b, ",\"servers_links\":[{\"rel\":\"next\",\"href\":");
-        sb_str(&b, href);
+        sb_str(&b, href.oom ? "" : href.p);
+        b.oom |= href.oom;
+        free(href.p);
         sb_put(&b, "}]");
     }
     sb_put(&b, "}");
@@ -1767,6 +1785,7 @@ static void server_action(struct kova_req *r)
         if (strcmp(a->name, action) != 0)
             continue;
         char image[300] = "";
+        char rebuild_pass[256] = "";
         const char *new_name = NULL;
         if (!strcmp(action, "rebuild")) {
             json_t *img = json_is_object(arg) ? json_object_get(arg, "imageRef") : NULL;
@@ -1787,6 +1806,16 @@ static void server_action(struct kova_req *r)
                 goto out;
             }
             new_name = nm ? json_string_value(nm) : NULL;
+            json_t *pw = json_object_get(arg, "adminPass");
+            if (pw && (!json_is_string(pw) || json_string_length(pw) > 255 ||
+                       strlen(json_string_value(pw)) != json_string_length(pw))) {
+                reply_fault(r, 400, "Invalid input for field/attribute adminPass.");
+                goto out;
+            }
+            if (pw)
+                snprintf(rebuild_pass, sizeof(rebuild_pass), "%s", json_string_value(pw));
+            else
+                gen_password(rebuild_pass);
             snprintf(image, sizeof(image), "%s", ref_id(json_string_value(img)));
             if (!kova_is_uuid(image)) {
                 reply_fault(r, 400, "Invalid imageRef provided.");
@@ -1847,7 +1876,7 @@ static void server_action(struct kova_req *r)
             goto out;
         lifecycle_submit(r->api, id, ops[k].op);
         if (ops[k].op == OP_REBUILD && (st = load_server(r, id))) {
-            reply_server(r, st, VIEW_UPDATE, 202);
+            reply_server_pass(r, st, VIEW_UPDATE, 202, rebuild_pass);
             goto out;
         }
         if (ops[k].op != OP_REBUILD)

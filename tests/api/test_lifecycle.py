@@ -222,6 +222,7 @@ class Lifecycle(AgentCase):
         other = self.image("disk2", b"\1" * 65536, kernel_id=kernel)
         b = self.act(sid, {"rebuild": {"imageRef": other, "name": "rebuilt"}})
         self.assertEqual(b["server"]["id"], sid)
+        self.assertRegex(b["server"]["adminPass"], r"^[A-Za-z0-9]{12}$")  # generated, as Nova
         s = self.wait(sid, "ERROR")
         self.assertEqual((s["image"]["id"], s["name"]), (other, "rebuilt"))
         self.assertTrue(os.path.isfile(os.path.join(

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
@@ -512,6 +513,14 @@ class Servers(Base):
         rest = self.ok("GET", "/v2.1/servers/detail?limit=4&marker=%s" % b["servers"][-1]["id"],
                        token=tok)["servers"]
         self.assertEqual([s["id"] for s in b["servers"] + rest], list(reversed(ids)))
+        # the next link keeps the other query arguments (a filter here), percent-encoded
+        b = self.ok("GET", "/v2.1/servers/detail?name=%5Eweb&limit=2", token=tok)
+        nxt = urllib.parse.urlsplit(b["servers_links"][0]["href"])
+        self.assertEqual(sorted(urllib.parse.parse_qsl(nxt.query)),
+                         sorted([("name", "^web"), ("limit", "2"),
+                                 ("marker", b["servers"][-1]["id"])]))
+        rest = self.ok("GET", nxt.path + "?" + nxt.query, token=tok)["servers"]
+        self.assertTrue(rest and all(s["name"].startswith("web") for s in rest))
         self.fault(400, "GET", "/v2.1/servers?marker=%s" % ids[0])  # not visible to demo
         self.fault(400, "GET", "/v2.1/servers?name=%5B")  # bad regex
         self.fault(400, "GET", "/v2.1/servers?name=(a*)*%5C1")  # back-reference
@@ -638,6 +647,7 @@ class Servers(Base):
         self.fault(400, "POST", act, {"rebuild": {"imageRef": "x"}})
         self.fault(400, "POST", act, {"rebuild": {"imageRef": "6b1a3a2e-0000-4000-8000-00000000dead"}})
         self.fault(400, "POST", act, {"rebuild": {"imageRef": 5}})
+        self.fault(400, "POST", act, {"rebuild": {"imageRef": "x", "adminPass": 5}})
         for body in ({"reboot": {"type": "MEDIUM"}}, {"reboot": None}, {"no-such-action": {}},
                      {"os-start": None, "os-stop": None}, {}, {"reboot": {"type": "SOFT", "x": 1}},
                      {"rebuild": {}}, {"os-getConsoleOutput": {"length": "many"}},
