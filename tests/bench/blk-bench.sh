@@ -20,7 +20,8 @@
 # (where the images go; default build/, which supports O_DIRECT), BLK_BENCH_VARIANTS (the runs,
 # in order; default "kova qemu-none qemu-writeback"; also: kova-noevfd = kova-vmm with
 # KOVA_VMM_NO_EVENTFDS=1 (MMIO-exit notifications, KVM_SIGNAL_MSI), kova-base = the kova-vmm
-# of the build dir BLK_BENCH_BASE, e.g. an older commit's, for before/after numbers).
+# of the build dir BLK_BENCH_BASE, e.g. an older commit's, for before/after numbers). A variant
+# named more than once runs that often (interleave them against load drift); the mean is shown.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -129,12 +130,13 @@ run_one() { # run_one NAME
     local vmm=$build/vmm/kova-vmm noevfd=0
     [ "$name" = kova-base ] && vmm=$BLK_BENCH_BASE/vmm/kova-vmm
     [ "$name" = kova-noevfd ] && noevfd=1
+    : >"$tmp/$name.err"
     case "$name" in
     kova*)
         KOVA_VMM_NO_EVENTFDS=$noevfd timeout 600 "$vmm" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" \
             --memory 512 --console-stdout --disk "path=$tmp/root.raw,format=raw" \
             --disk "path=$tmp/tools.ext4,format=raw,readonly=on" \
-            --disk "path=$tmp/ov.qcow2,format=qcow2" 2>"$tmp/$name.err" ;;
+            --disk "path=$tmp/ov.qcow2,format=qcow2" 2>>"$tmp/$name.err" ;;
     qemu-*)
         timeout 600 qemu-system-x86_64 -M q35 -enable-kvm -cpu host -m 512 -smp 1 -nodefaults \
             -no-user-config -nographic -serial stdio -kernel "$kernel" -initrd "$initrd" \
@@ -142,11 +144,11 @@ run_one() { # run_one NAME
             -drive "file=$tmp/root.raw,if=virtio,format=raw" \
             -drive "file=$tmp/tools.ext4,if=virtio,format=raw,readonly=on" \
             -drive "file=$tmp/ov.qcow2,if=virtio,format=qcow2,cache=${name#qemu-}" \
-            2>"$tmp/$name.err" </dev/null ;;
+            2>>"$tmp/$name.err" </dev/null ;;
     esac | tr -d '\r' | grep '^BENCH ' | sed "s/^BENCH /$name /" | tee -a "$tmp/results"
     local n
     n=$(grep -c "^$name " "$tmp/results")
-    [ "$n" = 4 ] || { echo "$name: incomplete run"; tail -5 "$tmp/$name.err"; }
+    [ $((n % 4)) = 0 ] && [ "$n" -gt 0 ] || { echo "$name: incomplete run"; tail -5 "$tmp/$name.err"; }
 }
 
 echo "blk-bench: ${BLK_BENCH_MB} MiB sequential, ${BLK_BENCH_OPS} random 4 KiB ops, O_DIRECT, qd1"
@@ -158,15 +160,21 @@ import sys
 r = {}
 for line in open(sys.argv[1]):
     vmm, metric, val = line.split()
-    r.setdefault(metric, {})[vmm] = float(val)
+    r.setdefault(metric, {}).setdefault(vmm, []).append(float(val))
 names = []
 for v in r.values():
     names += [n for n in v if n not in names]
+# A variant listed more than once in BLK_BENCH_VARIANTS: the mean (and the spread) of its runs.
 print(f"{'metric':22}" + "".join(f"{n:>15}" for n in names) + f"{'kova/none':>11}{'kova/wb':>9}")
-for m, v in r.items():
+mean = {m: {n: sum(x) / len(x) for n, x in v.items()} for m, v in r.items()}
+for m, v in mean.items():
     k = v.get("kova")
     def ratio(q):
         return f"{k / v[q]:.2f}" if k and v.get(q) else "-"
     cells = "".join(f"{v.get(x, float('nan')):>15.1f}" for x in names)
     print(f"{m:22}{cells}{ratio('qemu-none'):>11}{ratio('qemu-writeback'):>9}")
+if any(len(x) > 1 for v in r.values() for x in v.values()):
+    print("runs (min-max):")
+    for m, v in r.items():
+        print(f"  {m:20}" + "".join(f"{n}={min(x):.0f}-{max(x):.0f}({len(x)}) " for n, x in v.items()))
 PY
