@@ -46,17 +46,17 @@ action() { # ID JSON
         -H 'Content-Type: application/json' -d "$2" "$URL/servers/$1/action")
     [ "$code" = 202 ] || { echo "action $2: HTTP $code" >&2; return 1; }
 }
-console_has() { # ID TEXT: wait until TEXT is in the console output
+console_has() { # ID TEXT [N]: wait until TEXT is on the whole console at least N times (1)
+    # (the console log keeps every boot's lines: the n-th boot's marker is the n-th one)
     i=0
-    while [ $i -lt 480 ]; do
-        if api POST "/servers/$1/action" '{"os-getConsoleOutput": {"length": 50}}' |
-            grep -q "$2"; then
-            return 0
-        fi
+    while [ $i -lt 600 ]; do
+        n=$(api POST "/servers/$1/action" '{"os-getConsoleOutput": {}}' |
+            /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["output"].count(sys.argv[1]))' "$2") || n=0
+        [ "${n:-0}" -ge "${3:-1}" ] && return 0
         sleep 0.5
         i=$((i + 1))
     done
-    echo "console of $1 never showed $2" >&2
+    echo "console of $1 never showed $2 (${3:-1} times)" >&2
     return 1
 }
 
@@ -64,16 +64,18 @@ echo "create"
 ID=$(api POST /servers "{\"server\": {\"name\": \"curl1\", \"imageRef\": \"$IMAGE\",
       \"flavorRef\": \"$FLAVOR\"}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["server"]["id"])')
 wait_for "$ID" ACTIVE
-console_has "$ID" KOVA-GUEST-READY
+# A clean stop needs a guest that is up (it handles the power button once its marker is out).
+console_has "$ID" KOVA-GUEST-READY 1
 echo "console: $(api POST "/servers/$ID/action" '{"os-getConsoleOutput": {"length": 3}}')"
 echo "stop";           action "$ID" '{"os-stop": null}';              wait_for "$ID" SHUTOFF
 echo "start";          action "$ID" '{"os-start": null}';             wait_for "$ID" ACTIVE
-console_has "$ID" KOVA-GUEST-RC=0
+console_has "$ID" KOVA-GUEST-READY 2
 echo "reboot SOFT";    action "$ID" '{"reboot": {"type": "SOFT"}}';   wait_for "$ID" ACTIVE
-console_has "$ID" KOVA-GUEST-RC=0
+console_has "$ID" KOVA-GUEST-READY 3
 echo "reboot HARD";    action "$ID" '{"reboot": {"type": "HARD"}}';   wait_for "$ID" ACTIVE
 echo "pause";          action "$ID" '{"pause": null}';                wait_for "$ID" PAUSED
 echo "unpause";        action "$ID" '{"unpause": null}';              wait_for "$ID" ACTIVE
+console_has "$ID" KOVA-GUEST-READY 4
 echo "rebuild"
 action "$ID" "{\"rebuild\": {\"imageRef\": \"$IMAGE\"}}"
 wait_for "$ID" ACTIVE

@@ -1,31 +1,52 @@
 # SPDX-License-Identifier: Apache-2.0
-"""lifecycle.kvm: real guests through kova-agent + kova-vmm on KVM (run inside the nested-KVM
-test VM by kova-nested-run; directly where /dev/kvm exists).
+"""Real guests through kova-agent + kova-vmm on KVM: the end-to-end lifecycle tests.
 
-One agent, one run, in this order:
-  1. Debian's openstack CLI (clouds.yaml, token auth as tests/api): images registered (kernel,
-     initramfs, root disk with kernel_id/ramdisk_id/os_command_line), server create --wait →
-     ACTIVE, console log show --lines 5 shows the marker, stop → SHUTOFF, start → ACTIVE, reboot
-     --soft --wait, reboot --hard --wait, pause/unpause, rebuild --wait, delete --wait.
-  2. The same lifecycle with curl alone: tests/lifecycle/curl-lifecycle.sh (the README's).
-  3. kill -9 of a VMM → SHUTOFF within a second; start; the file the guest wrote and synced
-     before the kill is on its disk (the guest's script finds it at the next boot).
-  4. The agent SIGKILLed during a burst of creates and deletes, restarted: every server ends
-     ACTIVE with its VMM adopted or started (PID + start time checked) or is gone; no kova-vmm
-     without a server, no instance dir without one.
+kova-agent and kova-vmm need /dev/kvm, which only the nested-KVM test VM has here
+(tests/nested/kova-nested-run; where /dev/kvm works they run directly). Two tests:
 
-usage: python3 test_lifecycle_kvm.py --agent A --vmm V --assets DIR --curl-script S
-                                    [--parts cli,curl,power,agentkill]
-Exit 77 (skipped) when kova-vmm has no --disk. Without "cli" in the parts the images are
-registered through the REST API instead.
+lifecycle.kvm (--parts power,agentkill; run inside the test VM by kova-nested-run):
+  power      kill -9 of a VMM → SHUTOFF: the agent records it within a second of the kill (the
+             agent's own wall-clock time of the SHUTOFF, logged, against the kill's, both read on
+             the same machine), the API then shows SHUTOFF/power_state 4; start; the file the
+             guest wrote and synced before the kill is on its disk (found at the next boot).
+  agentkill  the agent SIGKILLed during a burst of creates and deletes, restarted: every server
+             ends ACTIVE with its VMM adopted or started (PID + start time checked) or is gone;
+             no kova-vmm without a server, no instance dir without one.
+
+lifecycle.kvm_cli (--host-driver; runs HERE, at native speed): starts the test VM with the
+  agent in it (--serve) and its two ports forwarded to 127.0.0.1 (kova-nested-run --forward),
+  then drives it from this side, both at once on two servers:
+  cli        Debian's openstack CLI (clouds.yaml, token auth as tests/api): images registered
+             (kernel, initramfs, root disk with kernel_id/ramdisk_id/os_command_line), server
+             create --wait → ACTIVE, console log show --lines 5 shows the marker, stop → SHUTOFF,
+             start → ACTIVE (the disk kept the guest's file), reboot --soft --wait, reboot --hard
+             --wait, pause/unpause, rebuild --wait (a fresh disk), delete --wait.
+  curl       the same lifecycle with curl alone: tests/lifecycle/curl-lifecycle.sh (the README's).
+  What only the VM can see (kova-vmm processes, instance dirs, the VMM PIDs in state.db) comes
+  from the --serve side through probe files in the shared control dir; at the end the --serve
+  side checks that no kova-vmm and no instance dir is left and that the agent stopped cleanly.
+
+usage: python3 test_lifecycle_kvm.py --agent A --vmm V --assets DIR [--parts power,agentkill]
+       python3 test_lifecycle_kvm.py --host-driver --runner kova-nested-run --agent A --vmm V
+                                     --assets DIR --curl-script S [--timeout S] [--mem M]
+                                     [--cpus N] [--parts cli,curl]  (without cli: images
+                                     registered through the REST API)
+       (internal) --serve CTLDIR --agent A --vmm V --port P --image-port P
 """
 import base64
+import datetime
+import http.client
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,14 +58,18 @@ OPENSTACK = "/usr/bin/openstack"
 SCRIPT = ("if [ -f /kova-data ]; then echo \"KOVA-FOUND $(cat /kova-data)\"; "
           "else echo persisted-$(cat /proc/sys/kernel/random/uuid) > /kova-data; sync; "
           "echo \"KOVA-WROTE $(cat /kova-data)\"; fi\n")
-CMDLINE = ("console=ttyS0 quiet kova.root=/dev/vda kova.stay=1 kova.script=" +
+# no_timer_check: the kernel's IO-APIC timer check can fail (panic) on a software-emulated,
+# loaded machine, as for the test VM itself (kova-nested-run)
+CMDLINE = ("console=ttyS0 quiet no_timer_check kova.root=/dev/vda kova.stay=1 kova.script=" +
            base64.b64encode(SCRIPT.encode()).decode())
 
 failures = []
+_log_lock = threading.Lock()
 
 
 def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+    with _log_lock:
+        print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
 def check(cond, what):
@@ -63,15 +88,36 @@ class Ctx:
 C = Ctx()
 
 
-def osc(*args, fmt=True, check_rc=True, timeout=600):
-    cmd = [OPENSTACK, "--os-cloud", "kova"] + list(args) + (["-f", "json"] if fmt else [])
-    r = subprocess.run(cmd, env=C.env, capture_output=True, text=True, timeout=timeout)
-    if check_rc and r.returncode != 0:
-        raise RuntimeError("openstack %s failed (%d): %s %s" % (" ".join(args), r.returncode,
-                                                                r.stdout[-1500:], r.stderr[-1500:]))
-    if not fmt:
-        return r
-    return json.loads(r.stdout) if r.stdout.strip() else None
+# ------------------------------------------------------------------ the agent and its state
+
+class AgentAt(Agent):
+    """The test fixture's agent on a given address and given ports (the forwarded ones)."""
+
+    def __init__(self, binary, host, port, image_port, extra_args=()):
+        super().__init__(binary, extra_args=extra_args)
+        self.host, self.port, self.image_port = host, port, image_port
+
+    def start(self):
+        args = [self.binary, "--state-dir", self.state_dir,
+                "--listen", "%s:%d" % (self.host, self.port),
+                "--image-listen", "%s:%d" % (self.host, self.image_port)] + self.extra_args
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        line = "compute API on http://%s:%d/" % (self.host, self.port)
+        deadline = time.time() + 60
+        while time.time() < deadline and self.proc.poll() is None:
+            if line in self.read_log():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("kova-agent did not start; log:\n" + self.read_log())
+
+
+class Remote:
+    """The agent in the test VM, seen from here through the forwarded ports."""
+    request = Agent.request
+
+    def __init__(self, port, image_port):
+        self.port, self.image_port = port, image_port
 
 
 def api(method, path, body=None, token="admin:admin"):
@@ -103,22 +149,25 @@ def console(sid, length=None):
     return b["output"] if st == 200 else ""
 
 
-def wait_console(sid, text, timeout=240):
+def wait_console(sid, text, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
         out = console(sid)
         if text in out:
             return out
         time.sleep(0.5)
-    raise RuntimeError("server %s: %r never appeared on its console; tail:\n%s"
-                       % (sid, text, console(sid)[-1500:]))
+    raise RuntimeError("server %s: %r never appeared on its console; tail:\n%s\n%s"
+                       % (sid, text, console(sid)[-1500:], diag_text()))
 
 
-def db_row(sid):
-    c = sqlite3.connect(os.path.join(C.agent.state_dir, "state.db"), timeout=10)
-    r = c.execute("SELECT vmm_pid, vmm_start FROM servers WHERE id = ?", (sid,)).fetchone()
-    c.close()
-    return r
+def gone(sid, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, _, _ = api("GET", "/v2.1/servers/%s" % sid)
+        if st == 404:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def proc_start(pid):
@@ -130,8 +179,9 @@ def proc_start(pid):
     return int(s[s.rindex(")") + 2:].split()[19])
 
 
-def vmm_pids():
-    inst = os.path.realpath(os.path.join(C.agent.state_dir, "instances"))
+def local_vmm_pids(state_dir):
+    """kova-vmm processes of this state dir: {pid: server id}."""
+    inst = os.path.realpath(os.path.join(state_dir, "instances"))
     out = {}
     for p in os.listdir("/proc"):
         if not p.isdigit():
@@ -148,18 +198,140 @@ def vmm_pids():
     return out
 
 
-def gone(sid, timeout=120):
-    deadline = time.time() + timeout
+def local_rows(state_dir):
+    c = sqlite3.connect(os.path.join(state_dir, "state.db"), timeout=10)
+    rows = dict(c.execute("SELECT id, vmm_pid FROM servers").fetchall())
+    c.close()
+    return rows
+
+
+def local_dirs(state_dir):
+    inst = os.path.join(state_dir, "instances")
+    try:
+        return sorted(d for d in os.listdir(inst)
+                      if len(d) == 36 or d.startswith(".partial-"))
+    except FileNotFoundError:
+        return []
+
+
+def vmm_status(sock):
+    try:
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(2)
+            c.connect(sock)
+            c.sendall(b'{"cmd":"status"}\n')
+            return c.makefile().readline().strip()
+    except OSError as e:
+        return "(no answer: %s)" % e
+
+
+def tail(path, n):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()[-n:]
+    except OSError as e:
+        return ["(%s)" % e]
+
+
+def local_diag(state_dir):
+    """Each instance's VMM as it sees itself: control-socket status (boots, boot_time_ms: the
+    guest's init reached, unhandled I/O), the tails of vmm.log and console.log."""
+    out = []
+    inst = os.path.join(state_dir, "instances")
+    for pid, sid in sorted(local_vmm_pids(state_dir).items()):
+        d = os.path.join(inst, sid)
+        out.append("%s (kova-vmm %d): status %s" % (sid, pid,
+                                                    vmm_status(os.path.join(d, "vmm.sock"))))
+        out += ["  vmm.log: " + x for x in tail(os.path.join(d, "vmm.log"), 6)]
+        out += ["  console.log: " + x for x in tail(os.path.join(d, "console.log"), 4)]
+    return "\n".join(out)
+
+
+def local_probe(state_dir, diag=False):
+    p = {"vmms": local_vmm_pids(state_dir), "rows": local_rows(state_dir),
+         "dirs": local_dirs(state_dir)}
+    if diag:
+        p["diag"] = local_diag(state_dir)
+    return p
+
+
+def probe(diag=False):
+    """What the VM sees: {"vmms": {pid: id}, "rows": {id: vmm_pid}, "dirs": [...]} (+ "diag":
+    local_diag's text)."""
+    if C.ctl is None:
+        return local_probe(C.agent.state_dir, diag)
+    with C.probe_lock:
+        C.probe_n += 1
+        n = C.probe_n
+    req = os.path.join(C.ctl, "probe-req-%d%s" % (n, "-diag" if diag else ""))
+    ans = os.path.join(C.ctl, "probe-%d.json" % n)
+    open(req, "w").close()
+    deadline = time.time() + 60
     while time.time() < deadline:
-        st, _, _ = api("GET", "/v2.1/servers/%s" % sid)
-        if st == 404:
-            return True
-        time.sleep(0.2)
-    return False
+        if os.path.exists(ans):
+            with open(ans) as f:
+                p = json.load(f)
+            os.unlink(ans)
+            p["vmms"] = {int(k): v for k, v in p["vmms"].items()}
+            return p
+        time.sleep(0.05)
+    raise RuntimeError("the test VM did not answer probe %d" % n)
 
 
-def part_cli():
-    log("== openstack CLI")
+def diag_text():
+    try:
+        return "the VMMs in the test VM:\n" + probe(diag=True)["diag"]
+    except Exception as e:  # diagnostics only
+        return "(no diagnostics: %s)" % e
+
+
+def vmms_of(sid, p=None):
+    return [pid for pid, s in (p or probe())["vmms"].items() if s == sid]
+
+
+# ------------------------------------------------------------------ openstack CLI and curl
+
+def osc(*args, fmt=True, check_rc=True, timeout=600):
+    cmd = [OPENSTACK, "--os-cloud", "kova"] + list(args) + (["-f", "json"] if fmt else [])
+    t0 = time.time()
+    r = subprocess.run(cmd, env=C.env, capture_output=True, text=True, timeout=timeout)
+    log("  openstack %s (%.1f s)" % (" ".join(a if len(a) < 40 else a[:37] + "..."
+                                              for a in args), time.time() - t0))
+    if check_rc and r.returncode != 0:
+        raise RuntimeError("openstack %s failed (%d): %s %s" % (" ".join(args), r.returncode,
+                                                                r.stdout[-1500:], r.stderr[-1500:]))
+    if not fmt:
+        return r
+    if not r.stdout.strip():
+        raise RuntimeError("openstack %s printed nothing (%d): %s" % (" ".join(args), r.returncode,
+                                                                     r.stderr[-1500:]))
+    try:  # --wait may print "Complete" before the JSON
+        return json.loads(r.stdout[r.stdout.index("{"):] if "{" in r.stdout else r.stdout)
+    except ValueError:
+        raise RuntimeError("openstack %s printed no JSON (%d): %s %s" % (
+            " ".join(args), r.returncode, r.stdout[-1500:], r.stderr[-1500:]))
+
+
+def cli_env(tmp, port, image_port):
+    clouds = os.path.join(tmp, "clouds.yaml")
+    with open(clouds, "w") as f:
+        f.write("""clouds:
+  kova:
+    auth_type: admin_token
+    auth:
+      endpoint: http://127.0.0.1:%(p)d/v2.1
+      token: "admin:admin"
+    compute_endpoint_override: http://127.0.0.1:%(p)d/v2.1
+    image_endpoint_override: http://127.0.0.1:%(ip)d/
+""" % {"p": port, "ip": image_port})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(OS_CLIENT_CONFIG_FILE=clouds, HOME=tmp)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def register_images_cli():
+    log("== openstack CLI: flavor and images")
     osc("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1", "--id", "kvm1",
         "kova.kvm")
     k = osc("image", "create", "--disk-format", "aki", "--container-format", "aki", "--file",
@@ -170,55 +342,96 @@ def part_cli():
             os.path.join(C.assets, "guest-root.ext4"), "--property", "kernel_id=" + k["id"],
             "--property", "ramdisk_id=" + r["id"], "--property", "os_command_line=" + CMDLINE,
             "kova-disk")
+    st, _, img = C.agent.request("GET", "/v2/images/%s" % d["id"], token="admin:admin",
+                                 image=True)
+    check(st == 200 and img["status"] == "active" and img.get("kernel_id") == k["id"] and
+          img.get("ramdisk_id") == r["id"] and img.get("os_command_line") == CMDLINE,
+          "image create: kernel, initramfs, disk with kernel_id/ramdisk_id/os_command_line%s"
+          % ("" if st == 200 and img["status"] == "active" else ": %r" % img))
     C.kernel, C.ramdisk, C.disk = k["id"], r["id"], d["id"]
+
+
+def wait_count(sid, text, n, timeout=300):
+    """Until `text` is on the console (the whole log) at least n times: the console log keeps
+    every boot's lines, so the n-th boot's marker is the n-th occurrence."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = console(sid)
+        if out.count(text) >= n:
+            return out
+        time.sleep(0.5)
+    raise RuntimeError("server %s: %r never appeared %d times on its console; tail:\n%s\n%s"
+                       % (sid, text, n, console(sid)[-1500:], diag_text()))
+
+
+READY = "KOVA-GUEST-READY"  # printed once a boot's guest handles the power button
+
+
+def part_cli():
+    log("== openstack CLI: lifecycle")
     t0 = time.time()
     s = osc("server", "create", "--image", "kova-disk", "--flavor", "kova.kvm", "--wait", "cli1")
     check(s["status"] == "ACTIVE", "server create --wait → ACTIVE (%.1f s)" % (time.time() - t0))
     sid = s["id"]
-    wait_console(sid, "KOVA-WROTE")
-    deadline = time.time() + 120
-    while True:
-        r = osc("console", "log", "show", "--lines", "5", "cli1", fmt=False)
-        if "KOVA-GUEST-READY" in r.stdout or time.time() > deadline:
-            break
-        time.sleep(1)
-    check("KOVA-GUEST-READY" in r.stdout, "console log show --lines 5 shows the marker")
+    wait_console(sid, "KOVA-WROTE")  # boot 1: the guest wrote and synced its file
+    r = osc("console", "log", "show", "--lines", "5", "cli1", fmt=False)
+    check(READY in r.stdout, "console log show --lines 5 shows the marker")
     check(len(r.stdout.rstrip("\n").split("\n")) <= 5, "console log show --lines 5: 5 lines")
     osc("server", "stop", "cli1", fmt=False)
     s = wait_status(sid, "SHUTOFF", timeout=120)
     check(s["OS-EXT-STS:power_state"] == 4, "server stop → SHUTOFF, power_state 4")
-    check(vmm_pids() == {}, "no kova-vmm after stop")
+    check(vmms_of(sid) == [], "no kova-vmm of the server after stop")
     osc("server", "start", "cli1", fmt=False)
     wait_status(sid, "ACTIVE")
+    out = wait_count(sid, READY, 2)  # boot 2
     out = wait_console(sid, "KOVA-FOUND")
     check("KOVA-FOUND persisted-" in out, "server start → ACTIVE; the disk kept the guest's file")
-    pid_before = db_row(sid)[0]
+    pid_before = probe()["rows"].get(sid)
     osc("server", "reboot", "--soft", "--wait", "cli1", fmt=False)
     s = server(sid)
-    check(s["status"] == "ACTIVE" and db_row(sid)[0] != pid_before,
+    pid_after = probe()["rows"].get(sid)
+    check(s["status"] == "ACTIVE" and pid_after and pid_after != pid_before,
           "reboot --soft --wait → ACTIVE (clean powerdown, new VMM)")
-    wait_console(sid, "KOVA-GUEST-RC=0")
+    wait_count(sid, READY, 3)  # boot 3 came up
     osc("server", "reboot", "--hard", "--wait", "cli1", fmt=False)
-    check(server(sid)["status"] == "ACTIVE", "reboot --hard --wait → ACTIVE")
+    pid_hard = probe()["rows"].get(sid)
+    check(server(sid)["status"] == "ACTIVE" and pid_hard and pid_hard != pid_after,
+          "reboot --hard --wait → ACTIVE (new VMM)")
     osc("server", "pause", "cli1", fmt=False)
     s = wait_status(sid, "PAUSED", timeout=60)
     check(s["OS-EXT-STS:power_state"] == 3, "pause → PAUSED, power_state 3")
     osc("server", "unpause", "cli1", fmt=False)
     s = wait_status(sid, "ACTIVE", timeout=60)
     check(s["OS-EXT-STS:power_state"] == 1, "unpause → ACTIVE")
+    # boot 4 goes on after the pause and comes up (the rebuild stops it cleanly)
+    wait_count(sid, READY, 4)
     osc("server", "rebuild", "--image", "kova-disk", "--wait", "cli1")
     s = server(sid)
     check(s["status"] == "ACTIVE", "rebuild --wait → ACTIVE")
     out = wait_console(sid, "KOVA-WROTE")
     check("KOVA-FOUND" not in out, "rebuild gave a fresh disk (the file is gone)")
-    inst_dir = os.path.join(C.agent.state_dir, "instances", sid)
     osc("server", "delete", "--wait", "cli1", fmt=False)
-    check(server(sid) is None and not os.path.exists(inst_dir) and vmm_pids() == {},
+    p = probe()
+    check(server(sid) is None and sid not in p["dirs"] and vmms_of(sid, p) == [],
           "delete --wait → 404, dir removed, no kova-vmm")
 
 
+def part_curl():
+    log("== curl: tests/lifecycle/curl-lifecycle.sh")
+    env = dict(os.environ, KOVA_URL="http://127.0.0.1:%d/v2.1" % C.agent.port,
+               KOVA_IMAGE=C.disk, KOVA_FLAVOR="kvm1")
+    t0 = time.time()
+    r = subprocess.run(["sh", C.curl_script], env=env, capture_output=True, text=True,
+                       timeout=900)
+    with _log_lock:
+        print("---- curl-lifecycle.sh\n" + r.stdout[-4000:] + r.stderr[-2000:], flush=True)
+    check(r.returncode == 0, "curl-lifecycle.sh (exit %d, %.0f s)" % (r.returncode,
+                                                                      time.time() - t0))
+
+
+# ------------------------------------------------------------------ parts run in the VM
+
 def register_images_rest():
-    """Only when the CLI part is not run (KOVA_LIFECYCLE_PARTS): the same images via REST."""
     def image(name, path, fmt, **props):
         body = {"name": name, "disk_format": fmt, "container_format": "bare"}
         body.update(props)
@@ -236,14 +449,9 @@ def register_images_rest():
                    kernel_id=C.kernel, ramdisk_id=C.ramdisk, os_command_line=CMDLINE)
 
 
-def part_curl():
-    log("== curl")
-    env = dict(os.environ, KOVA_URL="http://127.0.0.1:%d/v2.1" % C.agent.port,
-               KOVA_IMAGE=C.disk, KOVA_FLAVOR="kvm1")
-    r = subprocess.run(["sh", C.curl_script], env=env, capture_output=True, text=True,
-                       timeout=900)
-    print(r.stdout[-4000:], r.stderr[-2000:], flush=True)
-    check(r.returncode == 0, "curl-lifecycle.sh (exit %d)" % r.returncode)
+def iso_to_epoch(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def part_power_failure():
@@ -253,17 +461,24 @@ def part_power_failure():
     sid = b["server"]["id"]
     wait_status(sid, "ACTIVE")
     wait_console(sid, "KOVA-WROTE")  # written and synced by the guest
-    pid = db_row(sid)[0]
-    t0 = time.time()
+    pid = local_rows(C.agent.state_dir)[sid]
+    # The agent logs the wall-clock time at which it recorded SHUTOFF (its pidfd saw the exit);
+    # the kill's time is taken just before the kill on the same machine's clock.
+    pat = re.compile(r"server %s: kova-vmm %d exited: SHUTOFF recorded at (\S+)Z" % (sid, pid))
+    t_kill = time.time()
     os.kill(pid, signal.SIGKILL)
-    while time.time() - t0 < 5:
-        s = server(sid)
-        if s["status"] == "SHUTOFF":
-            break
-        time.sleep(0.01)
-    dt = time.time() - t0
-    check(s["status"] == "SHUTOFF" and s["OS-EXT-STS:power_state"] == 4 and dt < 1.0,
-          "kill -9 → SHUTOFF within a second (%.3f s)" % dt)
+    m = None
+    deadline = time.time() + 20
+    while time.time() < deadline and not m:
+        m = pat.search(C.agent.read_log())
+        if not m:
+            time.sleep(0.05)
+    dt = iso_to_epoch(m.group(1)) - t_kill if m else None
+    check(m is not None and dt < 1.0,
+          "kill -9 → the agent recorded SHUTOFF within a second of the kill (%s)"
+          % ("%.3f s" % dt if m else "no record in its log"))
+    s = wait_status(sid, "SHUTOFF", timeout=10)
+    check(s["OS-EXT-STS:power_state"] == 4, "the API shows SHUTOFF, power_state 4")
     api("POST", "/v2.1/servers/%s/action" % sid, {"os-start": None})
     wait_status(sid, "ACTIVE")
     out = wait_console(sid, "KOVA-FOUND")
@@ -274,6 +489,13 @@ def part_power_failure():
 
 def part_agent_kill():
     log("== agent SIGKILLed during a burst of creates and deletes")
+    sd = C.agent.state_dir
+
+    def db_row(sid):
+        c = sqlite3.connect(os.path.join(sd, "state.db"), timeout=10)
+        r = c.execute("SELECT vmm_pid, vmm_start FROM servers WHERE id = ?", (sid,)).fetchone()
+        c.close()
+        return r
     ids = []
     for i in range(4):
         st, _, b = api("POST", "/v2.1/servers", {"server": {"name": "burst%d" % i,
@@ -296,7 +518,7 @@ def part_agent_kill():
     C.agent.log.close()
     C.agent.proc = None
     log("killed the agent; states then: %r" % before)
-    running = vmm_pids()
+    running = local_vmm_pids(sd)
     check(len(running) > 0, "VMMs kept running without the agent (%d)" % len(running))
     C.agent.start()
     for sid in ids:
@@ -316,26 +538,21 @@ def part_agent_kill():
                                          ", adopted" if adopted else ""))
     for sid in (ids[0], ids[3]):
         check(gone(sid), "%s: its delete finished after the restart" % sid)
-    c = sqlite3.connect(os.path.join(C.agent.state_dir, "state.db"), timeout=10)
-    rows = dict(c.execute("SELECT id, vmm_pid FROM servers").fetchall())
-    c.close()
-    pids = vmm_pids()
+    rows = local_rows(sd)
+    pids = local_vmm_pids(sd)
     check(sorted(pids) == sorted(p for p in rows.values() if p),
           "no orphan kova-vmm: %r vs rows %r" % (pids, rows))
-    inst = os.path.join(C.agent.state_dir, "instances")
-    dirs = sorted(d for d in os.listdir(inst) if len(d) == 36)
-    check(dirs == sorted(rows), "no stray instance dir: %r" % dirs)
-    check(not [d for d in os.listdir(inst) if d.startswith(".partial-")], "no .partial dir")
+    dirs = local_dirs(sd)
+    check(dirs == sorted(rows), "no stray instance dir (nor .partial): %r" % dirs)
     for sid in rows:
         api("DELETE", "/v2.1/servers/%s" % sid)
     for sid in rows:
         gone(sid)
-    check(vmm_pids() == {} and not [d for d in os.listdir(inst) if len(d) == 36],
-          "all deleted: no kova-vmm, no dir")
+    check(local_vmm_pids(sd) == {} and local_dirs(sd) == [], "all deleted: no kova-vmm, no dir")
 
 
 def loopback_up():
-    """The nested test VM starts with lo down; the agent listens on 127.0.0.1."""
+    """The nested test VM brings lo up; older ones did not."""
     try:
         with open("/sys/class/net/lo/flags") as f:
             if int(f.read(), 16) & 1:
@@ -345,60 +562,211 @@ def loopback_up():
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
 
 
-def main():
+def finish_agent(agent):
+    """Kills any VMM left (a failure), stops the agent; returns its log."""
+    left = local_vmm_pids(agent.state_dir)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    rc, agent_log = agent.stop()
+    check(rc == 0, "the agent stopped cleanly (exit %r)" % (rc,))
+    probs = sanitizer_problems(agent_log)
+    check(not probs, "agent log without sanitizer reports %r" % probs)
+    return left, agent_log
+
+
+def vm_main(opt):
+    """lifecycle.kvm: in the test VM (or where /dev/kvm works)."""
     loopback_up()
-    a = sys.argv[1:]
-    opt = {a[i]: a[i + 1] for i in range(0, len(a) - 1, 2)}
-    agent_bin, vmm, C.assets, C.curl_script = (opt["--agent"], opt["--vmm"], opt["--assets"],
-                                               opt["--curl-script"])
-    help_text = subprocess.run([vmm, "--help"], capture_output=True, text=True).stdout
-    if "--disk" not in help_text:
-        print("SKIP: kova-vmm has no --disk option yet (virtio-blk not landed); the lifecycle "
-              "boots instances from their disk")
-        return 77
     if not os.path.exists("/dev/kvm"):
         print("FAIL: no /dev/kvm (run through tests/nested/kova-nested-run)")
         return 1
-    C.agent = Agent(agent_bin, extra_args=["--vmm", vmm, "--shutdown-timeout", "60"])
+    C.ctl = None
+    C.agent = Agent(opt["--agent"], extra_args=["--vmm", opt["--vmm"],
+                                                "--shutdown-timeout", "60"])
     C.agent.start()
-    clouds = os.path.join(C.agent.tmp, "clouds.yaml")
-    with open(clouds, "w") as f:
-        f.write("""clouds:
-  kova:
-    auth_type: admin_token
-    auth:
-      endpoint: http://127.0.0.1:%(p)d/v2.1
-      token: "admin:admin"
-    compute_endpoint_override: http://127.0.0.1:%(p)d/v2.1
-    image_endpoint_override: http://127.0.0.1:%(ip)d/
-""" % {"p": C.agent.port, "ip": C.agent.image_port})
-    C.env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    C.env.update(OS_CLIENT_CONFIG_FILE=clouds, HOME=C.agent.tmp)
-    C.env.pop("PYTHONPATH", None)
     try:
-        parts = (opt.get("--parts") or os.environ.get("KOVA_LIFECYCLE_PARTS") or
-                 "cli,curl,power,agentkill").split(",")
-        if "cli" not in parts:
-            register_images_rest()
-        for part in parts:
+        register_images_rest()
+        for part in (opt.get("--parts") or "power,agentkill").split(","):
             try:
-                {"cli": part_cli, "curl": part_curl, "power": part_power_failure,
-                 "agentkill": part_agent_kill}[part]()
+                {"power": part_power_failure, "agentkill": part_agent_kill}[part]()
             except Exception as e:  # one part's failure does not hide the others'
                 check(False, "%s: %s" % (part, e))
-                if part == "cli":
-                    break  # the images are registered there
     finally:
-        for pid in vmm_pids():
-            os.kill(pid, signal.SIGKILL)
-        rc, agent_log = C.agent.stop()
-        probs = sanitizer_problems(agent_log)
-        check(not probs, "agent log without sanitizer reports %r" % probs)
+        left, agent_log = finish_agent(C.agent)
+        check(not left, "no kova-vmm left at the end (%r)" % left)
         if failures:
             print("---- agent log (tail)\n" + agent_log[-6000:])
         C.agent.cleanup()
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0
+
+
+def serve_main(opt):
+    """In the test VM for lifecycle.kvm_cli: the agent on the forwarded ports until CTL/stop."""
+    loopback_up()
+    ctl = opt["--serve"]
+    addr = os.environ.get("KOVA_NESTED_ADDR", "127.0.0.1")
+    agent = AgentAt(opt["--agent"], addr, int(opt["--port"]), int(opt["--image-port"]),
+                    extra_args=["--vmm", opt["--vmm"], "--shutdown-timeout", "60"])
+    try:
+        agent.start()
+    except Exception as e:
+        print("FAIL: %s" % e, flush=True)
+        return 1
+    sd = agent.state_dir
+    with open(os.path.join(ctl, "ready.tmp"), "w") as f:
+        json.dump({"state_dir": sd, "addr": addr}, f)
+    os.rename(os.path.join(ctl, "ready.tmp"), os.path.join(ctl, "ready"))
+    log("serve: agent on %s:%s, state in %s" % (addr, opt["--port"], sd))
+    try:
+        while not os.path.exists(os.path.join(ctl, "stop")):
+            for name in os.listdir(ctl):
+                if not name.startswith("probe-req-"):
+                    continue
+                n = name[len("probe-req-"):]
+                diag = n.endswith("-diag")
+                n = n[:-len("-diag")] if diag else n
+                tmp = os.path.join(ctl, "probe-%s.tmp" % n)
+                with open(tmp, "w") as f:
+                    json.dump(local_probe(sd, diag), f)
+                os.rename(tmp, os.path.join(ctl, "probe-%s.json" % n))
+                os.unlink(os.path.join(ctl, name))
+            if agent.proc.poll() is not None:
+                check(False, "the agent died (exit %r)" % agent.proc.returncode)
+                break
+            time.sleep(0.1)
+        p = local_probe(sd)
+        if not check(p["rows"] == {} and p["dirs"] == [] and p["vmms"] == {},
+                     "at the end: no server, no instance dir, no kova-vmm (%r)" % p):
+            print(local_diag(sd), flush=True)
+    finally:
+        left, agent_log = finish_agent(agent)
+        with open(os.path.join(ctl, "agent.log"), "w") as f:
+            f.write(agent_log)
+        agent.cleanup()
+    print("serve: %d failure(s)" % len(failures))
+    return 1 if failures else 0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(port):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/")
+        ok = c.getresponse().status == 200
+        c.close()
+        return ok
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def host_main(opt):
+    """lifecycle.kvm_cli: here, driving the agent in the test VM through forwarded ports."""
+    t_start = time.time()
+    C.assets, C.curl_script = opt["--assets"], opt["--curl-script"]
+    C.ctl = tempfile.mkdtemp(prefix="lifecycle-ctl.", dir=C.assets)  # shared with the VM
+    C.probe_lock, C.probe_n = threading.Lock(), 0
+    tmp = tempfile.mkdtemp(prefix="kova-lifecycle-cli-")
+    out_path = os.path.join(C.ctl, "nested.out")
+    out = open(out_path, "wb")
+    runner, rc = None, None
+    try:
+        # QEMU binds the forwarded ports itself: another process may take a port between
+        # free_port() and then (QEMU fails, the runner says 125): new ports, up to 3 tries.
+        for attempt in range(3):
+            port, image_port = free_port(), free_port()
+            while image_port == port:
+                image_port = free_port()
+            cmd = [opt["--runner"], "--timeout", opt.get("--timeout", "900"),
+                   "--mem", opt.get("--mem", "3072"), "--cpus", opt.get("--cpus", "2"),
+                   "--forward", "%d:%d" % (port, port),
+                   "--forward", "%d:%d" % (image_port, image_port),
+                   "--", "/usr/bin/python3", os.path.abspath(__file__), "--serve", C.ctl,
+                   "--agent", opt["--agent"], "--vmm", opt["--vmm"],
+                   "--port", str(port), "--image-port", str(image_port)]
+            runner = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.time() + 300
+            while time.time() < deadline and runner.poll() is None:
+                if os.path.exists(os.path.join(C.ctl, "ready")) and http_ok(port):
+                    break
+                time.sleep(0.5)
+            if runner.poll() != 125 or os.path.exists(os.path.join(C.ctl, "ready")):
+                break
+            log("the test VM did not start (status 125): again with other ports")
+        C.agent = Remote(port, image_port)
+        C.env = cli_env(tmp, port, image_port)
+        if runner.poll() is not None or not http_ok(port):
+            raise RuntimeError("the agent in the test VM never answered on 127.0.0.1:%d" % port)
+        log("the agent in the test VM answers on 127.0.0.1:%d (%.0f s)" % (port,
+                                                                          time.time() - t_start))
+        parts = (opt.get("--parts") or "cli,curl").split(",")
+        if "cli" in parts:
+            register_images_cli()
+        else:
+            register_images_rest()
+        threads = []
+
+        def run(name, fn):
+            try:
+                fn()
+            except Exception as e:  # one part's failure does not hide the others'
+                check(False, "%s: %s" % (name, e))
+        for name, fn in (("curl", part_curl), ("cli", part_cli)):
+            if name in parts:
+                t = threading.Thread(target=run, args=(name, fn))
+                t.start()
+                threads.append(t)
+        for t in threads:
+            t.join()
+    except Exception as e:
+        check(False, str(e))
+    finally:
+        open(os.path.join(C.ctl, "stop"), "w").close()
+        try:
+            rc = runner.wait(timeout=180) if runner else None
+        except subprocess.TimeoutExpired:
+            runner.kill()  # the runner's own timeout ends the VM
+            rc = runner.wait()
+        out.close()
+        with open(out_path, errors="replace") as f:
+            nested_out = f.read()
+        print("---- the test VM's side\n" + nested_out[-6000:], flush=True)
+        check(rc == 0, "the test VM's side passed (exit %r)" % rc)
+        try:
+            with open(os.path.join(C.ctl, "agent.log"), errors="replace") as f:
+                agent_log = f.read()
+        except OSError:
+            agent_log = None
+        # every stop, soft reboot and rebuild of both servers stopped its guest by the power
+        # button (the agent logs the ones it had to destroy)
+        check(agent_log is not None and "no clean shutdown" not in agent_log,
+              "every clean stop was clean (the agent destroyed no guest)")
+        if failures:
+            print("---- agent log (tail)\n" + (agent_log or "(none)")[-8000:])
+        if os.environ.get("KOVA_NESTED_KEEP") != "1":
+            shutil.rmtree(C.ctl, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d failure(s), %.0f s" % (len(failures), time.time() - t_start))
+    return 1 if failures else 0
+
+
+def main():
+    a = sys.argv[1:]
+    host = "--host-driver" in a
+    if host:
+        a.remove("--host-driver")
+    opt = {a[i]: a[i + 1] for i in range(0, len(a) - 1, 2)}
+    if host:
+        return host_main(opt)
+    if "--serve" in opt:
+        return serve_main(opt)
+    C.assets = opt["--assets"]
+    return vm_main(opt)
 
 
 if __name__ == "__main__":
