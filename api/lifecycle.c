@@ -187,7 +187,7 @@ static struct inst *inst_acquire(struct kova_sup *s, const char *id)
     return i;
 }
 
-static void record_exit(struct kova_api *api, const char *id, pid_t pid);
+static void record_exit(struct kova_api *api, const char *id, pid_t pid, int ws);
 
 static void inst_release(struct kova_api *api, struct inst *i)
 {
@@ -196,6 +196,7 @@ static void inst_release(struct kova_api *api, struct inst *i)
     pthread_mutex_lock(&s->lock);
     bool rec = i->exit_unrecorded;
     pid_t pid = i->exited_pid;
+    int ws = i->wstatus;
     i->exit_unrecorded = false;
     i->busy = false;
     snprintf(id, sizeof(id), "%s", i->id);
@@ -203,7 +204,7 @@ static void inst_release(struct kova_api *api, struct inst *i)
     inst_put(s, i);
     pthread_mutex_unlock(&s->lock);
     if (rec)
-        record_exit(api, id, pid);
+        record_exit(api, id, pid, ws);
 }
 
 static void monitor_wake(struct kova_sup *s)
@@ -266,7 +267,11 @@ static void now_iso(char out[32])
     kova_time_iso(out, true);
 }
 
-static void record_exit(struct kova_api *api, const char *id, pid_t pid)
+static void last_log_line(struct kova_api *api, const char *id, char *out, size_t outlen);
+
+/* A VMM exited on its own (guest poweroff, crash, kill): SHUTOFF. `ws`: its wait status, -1 when
+ * not known (an adopted VMM is not our child). */
+static void record_exit(struct kova_api *api, const char *id, pid_t pid, int ws)
 {
     char now[32];
     now_iso(now);
@@ -281,9 +286,16 @@ static void record_exit(struct kova_api *api, const char *id, pid_t pid)
         sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(db) > 0) {
             /* the wall-clock time with microseconds: tests compare it with the kill's */
-            char at[32];
+            char at[32], how[48] = "", last[512];
             kova_time_iso(at, false);
-            kova_log(1, "server %s: kova-vmm %d exited: SHUTOFF recorded at %sZ", id, (int)pid, at);
+            if (ws >= 0 && WIFEXITED(ws))
+                snprintf(how, sizeof(how), "status %d", WEXITSTATUS(ws));
+            else if (ws >= 0 && WIFSIGNALED(ws))
+                snprintf(how, sizeof(how), "signal %d", WTERMSIG(ws));
+            last_log_line(api, id, last, sizeof(last));
+            kova_log(1, "server %s: kova-vmm %d exited: SHUTOFF recorded at %sZ (%s%s%s)", id,
+                     (int)pid, at, how[0] ? how : "not our child", last[0] ? "; its log: " : "",
+                     last);
         }
     }
     kova_db_done(st);
@@ -1147,6 +1159,7 @@ static void *monitor_main(void *p)
         struct {
             char id[KOVA_UUID_STRLEN + 1];
             pid_t pid;
+            int ws;
         } rec[64];
         size_t nrec = 0;
         pthread_mutex_lock(&s->lock);
@@ -1170,6 +1183,7 @@ static void *monitor_main(void *p)
                 i->exit_unrecorded = true;
             } else if (nrec < sizeof(rec) / sizeof(rec[0])) {
                 snprintf(rec[nrec].id, sizeof(rec[nrec].id), "%s", i->id);
+                rec[nrec].ws = ws;
                 rec[nrec++].pid = i->pid;
             }
             inst_put(s, i);
@@ -1177,7 +1191,7 @@ static void *monitor_main(void *p)
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         for (size_t k = 0; k < nrec; k++)
-            record_exit(api, rec[k].id, rec[k].pid);
+            record_exit(api, rec[k].id, rec[k].pid, rec[k].ws);
     }
     free(pfds);
     return NULL;

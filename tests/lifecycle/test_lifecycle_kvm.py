@@ -238,10 +238,14 @@ def local_diag(state_dir):
     guest's init reached, unhandled I/O), the tails of vmm.log and console.log."""
     out = []
     inst = os.path.join(state_dir, "instances")
-    for pid, sid in sorted(local_vmm_pids(state_dir).items()):
+    pids = {sid: pid for pid, sid in local_vmm_pids(state_dir).items()}
+    for sid in local_dirs(state_dir):
         d = os.path.join(inst, sid)
-        out.append("%s (kova-vmm %d): status %s" % (sid, pid,
-                                                    vmm_status(os.path.join(d, "vmm.sock"))))
+        if sid in pids:
+            out.append("%s (kova-vmm %d): status %s" % (
+                sid, pids[sid], vmm_status(os.path.join(d, "vmm.sock"))))
+        else:
+            out.append("%s: no kova-vmm runs" % sid)
         out += ["  vmm.log: " + x for x in tail(os.path.join(d, "vmm.log"), 6)]
         out += ["  console.log: " + x for x in tail(os.path.join(d, "console.log"), 4)]
     return "\n".join(out)
