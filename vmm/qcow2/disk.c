@@ -1118,6 +1118,21 @@ static int write_chunk(struct kova_disk *d, const uint8_t *src, size_t n, uint64
 
 #define BATCH_MAX 64
 
+/* Waits (lock held, dropped while waiting) until no unlocked allocating write overlaps
+ * [off, off + len). */
+static void wait_allocating(struct kova_disk *d, uint64_t off, uint64_t len)
+{
+    for (unsigned i = 0; i < d->nallocating;) {
+        const struct kd_range *a = &d->allocating[i];
+        if (a->off < off + len && off < a->off + a->len) {
+            pthread_cond_wait(&d->alloc_cond, &d->lock);
+            i = 0;
+        } else {
+            i++;
+        }
+    }
+}
+
 /* Whole clusters at `off` that need new host clusters get contiguous ones, written with one
  * request, then linked into their L2 tables. Returns the bytes done (0: not applicable here). */
 static long write_new_run(struct kova_disk *d, struct iovc *c, size_t len, uint64_t off)
@@ -1147,9 +1162,29 @@ static long write_new_run(struct kova_disk *d, struct iovc *c, size_t len, uint6
     }
     if (!cnt)
         return 0;
+    /* The data goes to clusters nothing refers to yet, so it is written with the lock dropped
+     * (unless too many such writes run); overlapping writers wait (wait_allocating). */
     struct iovc save = *c;
     int k = iovc_slice(c, cnt * d->cs);
+    int unlocked = d->nallocating < KD_MAX_ALLOCATING;
+    if (unlocked)
+        d->allocating[d->nallocating++] = (struct kd_range){off, cnt * d->cs};
+    d->inflight++;
+    if (unlocked)
+        pthread_mutex_unlock(&d->lock);
     rc = kd_rwv_full(d->fd, c->s, k, host0, 1);
+    if (unlocked)
+        pthread_mutex_lock(&d->lock);
+    d->inflight--;
+    if (unlocked) {
+        for (unsigned i = 0; i < d->nallocating; i++) {
+            if (d->allocating[i].off == off) {
+                d->allocating[i] = d->allocating[--d->nallocating];
+                break;
+            }
+        }
+        pthread_cond_broadcast(&d->alloc_cond);
+    }
     if (rc < 0) {
         *c = save;
         return kd_error(d, rc, "write at %llu: %s", (unsigned long long)host0, strerror(-rc));
@@ -1198,6 +1233,7 @@ static int inplace_run(struct kova_disk *d, size_t len, uint64_t off, uint64_t *
 static int qcow2_pwritev(struct kova_disk *d, struct iovc *c, size_t len, uint64_t off)
 {
     while (len) {
+        wait_allocating(d, off, len);
         uint64_t in = off & (d->cs - 1);
         size_t n = (size_t)(d->cs - in);
         if (n > len)
@@ -1264,6 +1300,7 @@ static int qcow2_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zero
     int v3 = d->h.version >= 3;
     int has_backing = d->h.backing_file[0] != 0;
     while (len) {
+        wait_allocating(d, off, len);
         uint64_t in = off & (d->cs - 1);
         uint64_t n = d->cs - in;
         if (n > len)
@@ -1470,6 +1507,7 @@ static int open_any(struct kova_disk **out, int fd, const char *path, enum kova_
     snprintf(d->path, sizeof(d->path), "%s", path ? path : "(fd)");
     d->nopath = path == NULL;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->alloc_cond, NULL);
     if (fd >= 0) {
         d->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (d->fd < 0) {
@@ -1567,6 +1605,7 @@ void kova_disk_close(struct kova_disk *d)
         ZSTD_freeDCtx(d->zstd_dctx);
     if (d->fd >= 0)
         close(d->fd);
+    pthread_cond_destroy(&d->alloc_cond);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }

@@ -30,6 +30,8 @@ struct pending_free {
     uint64_t start, len; /* bytes; every cluster touched loses one reference */
 };
 
+#define KD_MAX_ALLOCATING 16
+
 struct kova_disk {
     pthread_mutex_t lock;
     enum kova_disk_format fmt;
@@ -42,6 +44,14 @@ struct kova_disk {
     int unsynced;      /* a write was issued since the last fdatasync */
     int broken;        /* a metadata update failed half-way: no more writes */
     unsigned inflight; /* data reads/writes running with `lock` dropped */
+    /* Virtual byte ranges whose new clusters are being written with `lock` dropped (their L2
+     * entries are set afterwards): writes, discards and zeroing that overlap one wait on
+     * alloc_cond. */
+    struct kd_range {
+        uint64_t off, len;
+    } allocating[KD_MAX_ALLOCATING];
+    unsigned nallocating;
+    pthread_cond_t alloc_cond;
 
     /* qcow2 */
     struct qcow2_header h;
