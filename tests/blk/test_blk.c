@@ -19,14 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "../common/kova_test.h"
 
 #define DISK_BYTES (4ULL << 20)
 
@@ -702,10 +695,5 @@ int main(void)
     test_threaded_writes(12);
     test_threaded_writes(16);
     test_device();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("blk units: all passed\n");
-    return 0;
+    return kt_finish("blk units");
 }

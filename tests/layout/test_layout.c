@@ -19,14 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "../common/kova_test.h"
 
 static char tmpdir[64];
 static char err[512];
@@ -37,11 +30,7 @@ static const char *U2 = "9f000000-0000-4000-8000-000000000001";
 
 static const char *tp(const char *name)
 {
-    static char bufs[8][512];
-    static int k;
-    char *b = bufs[k++ % 8];
-    snprintf(b, 512, "%s/%s", tmpdir, name);
-    return b;
+    return kt_path(tmpdir, name);
 }
 
 static void write_file(const char *path, const void *buf, size_t len)
@@ -92,23 +81,6 @@ static int run(const char *cmd)
 {
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void make_tmp(void)
-{
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/kl.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        exit(2);
-    }
-}
-
-static void cleanup_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (run(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1077,7 +1049,7 @@ int main(int argc, char **argv)
     }
     if (argc > 2)
         qemu_img = argv[2];
-    make_tmp();
+    kt_mkdtemp(tmpdir, sizeof(tmpdir), "kl");
     const char *g = argv[1];
     if (!strcmp(g, "uuid"))
         test_uuid();
@@ -1101,11 +1073,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown group %s\n", g);
         failures++;
     }
-    cleanup_tmp();
-    if (failures) {
-        fprintf(stderr, "%s: %d check(s) failed\n", g, failures);
-        return 1;
-    }
-    printf("%s: ok\n", g);
-    return 0;
+    kt_rm_tree(tmpdir);
+    return kt_finish(g);
 }

@@ -17,14 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "../common/kova_test.h"
 
 static char tmpdir[64];
 
@@ -206,29 +199,12 @@ static void test_plain_fds(void)
     close(fd);
 }
 
-static void rm_tree(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/kova-serial-test.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    kt_mkdtemp(tmpdir, sizeof(tmpdir), "kova-serial-test");
     test_rotation_and_reset();
     test_default_limit();
     test_plain_fds();
-    rm_tree();
-    if (failures) {
-        fprintf(stderr, "serial console: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("serial console: ok\n");
-    return 0;
+    kt_rm_tree(tmpdir);
+    return kt_finish("serial console");
 }

@@ -12,25 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "../common/kova_test.h"
 
 static char dir[256];
 static char err[512];
 
 static const char *p(const char *name)
 {
-    static char bufs[4][512];
-    static int k;
-    char *b = bufs[k++ % 4];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
+    return kt_path(dir, name);
 }
 
 static void fill(uint8_t *b, size_t n, unsigned seed)
@@ -378,11 +367,7 @@ static void test_threads(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/kova-qcow2-test.XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    kt_mkdtemp(dir, sizeof(dir), "kova-qcow2-test");
     srand(42);
     test_roundtrip(16, 5 << 20);
     test_roundtrip(12, 3 << 20);
@@ -393,14 +378,6 @@ int main(void)
     test_chains();
     test_refusals();
     test_threads();
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cleanup failed\n");
-    if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
-        return 1;
-    }
-    printf("qcow2 disk tests passed\n");
-    return 0;
+    kt_rm_tree(dir);
+    return kt_finish("qcow2 disk tests");
 }

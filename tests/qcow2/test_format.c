@@ -7,14 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "../common/kova_test.h"
 
 #define CS 65536
 static uint8_t buf[CS];
@@ -301,10 +294,5 @@ int main(void)
     test_l2();
     test_refcounts();
     test_snapshot();
-    if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
-        return 1;
-    }
-    printf("qcow2 format tests passed\n");
-    return 0;
+    return kt_finish("qcow2 format tests");
 }

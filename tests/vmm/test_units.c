@@ -23,14 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "../common/kova_test.h"
 
 static uint64_t rd(const uint8_t *p, unsigned n)
 {
@@ -1056,10 +1049,5 @@ int main(void)
     test_virtq_features();
     test_eventfds();
     test_control();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("vmm unit tests: all checks passed\n");
-    return 0;
+    return kt_finish("vmm unit tests");
 }
