@@ -1,8 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """Starts a real kova-agent on free loopback ports with a temporary state dir, and stops it.
 
-Used by the api.* tests (run with Debian's /usr/bin/python3, stdlib only). The agent is always
-stopped, even when a test fails; a sanitizer report or an unclean exit fails the run.
+Used by the api.* tests and tests/lifecycle (run with Debian's /usr/bin/python3, stdlib only). The
+agent is always stopped, even when a test fails; a sanitizer report or an unclean exit fails the
+run.
+
+Besides Agent, the pieces those tests share:
+  stop_checked(agent)   stops and removes the agent; AssertionError on an unclean exit or a
+                        sanitizer report (for tearDownModule).
+  token_cloud(name, token), openstack_env(tmp, port, image_port, extra_clouds="")
+                        clouds.yaml for Debian's openstack CLI against the agent (cloud "kova":
+                        token "admin:admin", endpoint overrides) and the environment that uses it.
+  unittest_main(doc, configure, options)
+                        a test program's main: --OPTION VALUE arguments, then unittest; exit status.
 """
 import http.client
 import json
@@ -12,7 +22,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import sys
 import time
+import unittest
 
 
 def free_port():
@@ -134,3 +146,66 @@ def sanitizer_problems(log):
     markers = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                "ERROR: UndefinedBehaviorSanitizer")
     return [m for m in markers if m in log]
+
+
+def stop_checked(agent):
+    """Stops the agent and removes its temporary dir; raises AssertionError (with the log's tail)
+    when it exited non-zero or its log has a sanitizer report."""
+    rc, log = agent.stop()
+    agent.cleanup()
+    problems = sanitizer_problems(log)
+    if rc != 0 or problems:
+        raise AssertionError("agent exit %r, sanitizer: %r\n%s" % (rc, problems, log[-4000:]))
+
+
+def token_cloud(name, token):
+    """A clouds.yaml entry (indented under "clouds:") for cloud name with admin_token auth, token
+    "user:project" (noauth2), and the agent's compute and image listeners as endpoint overrides;
+    the text keeps %(p)d (compute port) and %(ip)d (image port) for openstack_env to fill in."""
+    return """  %s:
+    auth_type: admin_token
+    auth:
+      endpoint: http://127.0.0.1:%%(p)d/v2.1
+      token: "%s"
+    compute_endpoint_override: http://127.0.0.1:%%(p)d/v2.1
+    image_endpoint_override: http://127.0.0.1:%%(ip)d/
+""" % (name, token)
+
+
+def openstack_env(tmp, port, image_port, extra_clouds=""):
+    """Writes tmp/clouds.yaml with cloud "kova" (token_cloud("kova", "admin:admin")) and then
+    extra_clouds (more entries, %(p)d and %(ip)d filled in with port and image_port), and returns
+    the environment for the openstack CLI: the caller's without OS_* and PYTHONPATH,
+    OS_CLIENT_CONFIG_FILE set to that file and HOME=tmp (no user clouds.yaml or cache)."""
+    clouds = os.path.join(tmp, "clouds.yaml")
+    with open(clouds, "w") as f:
+        f.write(("clouds:\n" + token_cloud("kova", "admin:admin") + extra_clouds) %
+                {"p": port, "ip": image_port})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(OS_CLIENT_CONFIG_FILE=clouds, HOME=tmp)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def unittest_main(doc, configure, options=("--agent",)):
+    """The main of a test program run as `PROG --agent PATH [--OPTION VALUE...] [unittest args]`.
+
+    Takes "--OPTION VALUE" for each name in options out of sys.argv (any order; the rest goes to
+    unittest), calls configure(values), values a dict by option name with only those given
+    (--agent made absolute), then runs the __main__ module's tests verbosely. Returns the exit
+    status: 2 (printing doc) without --agent, 1 when any test failed or errored, else 0."""
+    args = sys.argv[1:]
+    values, rest = {}, []
+    while args:
+        a = args.pop(0)
+        if a in options and args:
+            values[a] = args.pop(0)
+        else:
+            rest.append(a)
+    if "--agent" not in values:
+        print(doc)
+        return 2
+    values["--agent"] = os.path.abspath(values["--agent"])
+    configure(values)
+    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1

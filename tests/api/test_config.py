@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+from kova_agent_fixture import Agent, sanitizer_problems, unittest_main  # noqa: E402
 
 AGENT_BIN = None
 CONFIG = """
@@ -271,18 +271,10 @@ class Config(unittest.TestCase):
             a.cleanup()
 
 
-def main():
+def configure(opts):
     global AGENT_BIN
-    args = sys.argv[1:]
-    if len(args) >= 2 and args[0] == "--agent":
-        AGENT_BIN = os.path.abspath(args[1])
-        args = args[2:]
-    else:
-        print(__doc__)
-        return 2
-    prog = unittest.main(argv=[sys.argv[0]] + args, exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
+    AGENT_BIN = opts["--agent"]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(unittest_main(__doc__, configure))

@@ -24,7 +24,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+from kova_agent_fixture import Agent, sanitizer_problems, unittest_main  # noqa: E402
 
 AGENT_BIN = None
 DEMO = "demo:demo"
@@ -436,19 +436,10 @@ class FakeVmm(AgentCase):
         self.delete(sid)
 
 
-def main():
+def configure(opts):
     global AGENT_BIN
-    args = sys.argv[1:]
-    if "--agent" in args:
-        i = args.index("--agent")
-        AGENT_BIN = args[i + 1]
-        del args[i:i + 2]
-    if not AGENT_BIN:
-        print("usage: test_lifecycle.py --agent PATH", file=sys.stderr)
-        return 2
-    prog = unittest.main(argv=[sys.argv[0]] + args, exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
+    AGENT_BIN = opts["--agent"]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(unittest_main(__doc__, configure))

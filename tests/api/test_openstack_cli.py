@@ -18,7 +18,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+from kova_agent_fixture import (Agent, openstack_env, stop_checked, token_cloud,  # noqa: E402
+                                unittest_main)
 
 AGENT_BIN = None
 OPENSTACK = "/usr/bin/openstack"
@@ -29,24 +30,8 @@ ENV = None
 def setUpModule():
     global A, ENV
     A = Agent(AGENT_BIN).start()
-    clouds = os.path.join(A.tmp, "clouds.yaml")
-    with open(clouds, "w") as f:
-        f.write("""clouds:
-  kova:
-    auth_type: admin_token
-    auth:
-      endpoint: http://127.0.0.1:%(p)d/v2.1
-      token: "admin:admin"
-    compute_endpoint_override: http://127.0.0.1:%(p)d/v2.1
-    image_endpoint_override: http://127.0.0.1:%(ip)d/
-  kova-demo:
-    auth_type: admin_token
-    auth:
-      endpoint: http://127.0.0.1:%(p)d/v2.1
-      token: "demo:demo"
-    compute_endpoint_override: http://127.0.0.1:%(p)d/v2.1
-    image_endpoint_override: http://127.0.0.1:%(ip)d/
-  kova-password:
+    ENV = openstack_env(A.tmp, A.port, A.image_port,
+                        token_cloud("kova-demo", "demo:demo") + """  kova-password:
     auth_type: password
     auth:
       auth_url: http://127.0.0.1:%(p)d/identity/v3
@@ -55,19 +40,11 @@ def setUpModule():
       project_name: admin
       user_domain_name: Default
       project_domain_name: Default
-""" % {"p": A.port, "ip": A.image_port})
-    ENV = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    ENV["OS_CLIENT_CONFIG_FILE"] = clouds
-    ENV["HOME"] = A.tmp  # no user clouds.yaml or cache of the caller
-    ENV.pop("PYTHONPATH", None)
+""")
 
 
 def tearDownModule():
-    rc, log = A.stop()
-    A.cleanup()
-    problems = sanitizer_problems(log)
-    if rc != 0 or problems:
-        raise AssertionError("agent exit %r, sanitizer: %r\n%s" % (rc, problems, log[-4000:]))
+    stop_checked(A)
 
 
 def osc(*args, cloud="kova", fmt=True, check=True):
@@ -181,24 +158,11 @@ class OpenstackCLI(unittest.TestCase):
                                                           cloud="kova-password")])
 
 
-def main():
+def configure(opts):
     global AGENT_BIN, OPENSTACK
-    args = sys.argv[1:]
-    rest = []
-    while args:
-        a = args.pop(0)
-        if a == "--agent" and args:
-            AGENT_BIN = os.path.abspath(args.pop(0))
-        elif a == "--openstack" and args:
-            OPENSTACK = args.pop(0)
-        else:
-            rest.append(a)
-    if not AGENT_BIN:
-        print(__doc__)
-        return 2
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
+    AGENT_BIN = opts["--agent"]
+    OPENSTACK = opts.get("--openstack", OPENSTACK)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(unittest_main(__doc__, configure, ("--agent", "--openstack")))

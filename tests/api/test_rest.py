@@ -19,7 +19,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+from kova_agent_fixture import Agent, stop_checked, unittest_main  # noqa: E402
 
 AGENT_BIN = None
 A = None  # the shared agent
@@ -38,11 +38,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    rc, log = A.stop()
-    A.cleanup()
-    problems = sanitizer_problems(log)
-    if rc != 0 or problems:
-        raise AssertionError("agent exit %r, sanitizer: %r\n%s" % (rc, problems, log[-4000:]))
+    stop_checked(A)
 
 
 class Base(unittest.TestCase):
@@ -858,18 +854,10 @@ class Hostile(Base):
         self.fault(401, "GET", "/v2.1/flavors", token="a/b:c")
 
 
-def main():
+def configure(opts):
     global AGENT_BIN
-    args = sys.argv[1:]
-    if len(args) >= 2 and args[0] == "--agent":
-        AGENT_BIN = os.path.abspath(args[1])
-        args = args[2:]
-    else:
-        print(__doc__)
-        return 2
-    prog = unittest.main(argv=[sys.argv[0]] + args, exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
+    AGENT_BIN = opts["--agent"]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(unittest_main(__doc__, configure))

@@ -51,7 +51,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
-from kova_agent_fixture import Agent, sanitizer_problems  # noqa: E402
+from kova_agent_fixture import Agent, openstack_env, sanitizer_problems  # noqa: E402
 
 OPENSTACK = "/usr/bin/openstack"
 # First boot: write and sync a file on the root disk; later boots: report it.
@@ -314,24 +314,6 @@ def osc(*args, fmt=True, check_rc=True, timeout=600):
     except ValueError:
         raise RuntimeError("openstack %s printed no JSON (%d): %s %s" % (
             " ".join(args), r.returncode, r.stdout[-1500:], r.stderr[-1500:]))
-
-
-def cli_env(tmp, port, image_port):
-    clouds = os.path.join(tmp, "clouds.yaml")
-    with open(clouds, "w") as f:
-        f.write("""clouds:
-  kova:
-    auth_type: admin_token
-    auth:
-      endpoint: http://127.0.0.1:%(p)d/v2.1
-      token: "admin:admin"
-    compute_endpoint_override: http://127.0.0.1:%(p)d/v2.1
-    image_endpoint_override: http://127.0.0.1:%(ip)d/
-""" % {"p": port, "ip": image_port})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update(OS_CLIENT_CONFIG_FILE=clouds, HOME=tmp)
-    env.pop("PYTHONPATH", None)
-    return env
 
 
 def register_images_cli():
@@ -703,7 +685,7 @@ def host_main(opt):
                 break
             log("the test VM did not start (status 125): again with other ports")
         C.agent = Remote(port, image_port)
-        C.env = cli_env(tmp, port, image_port)
+        C.env = openstack_env(tmp, port, image_port)
         if runner.poll() is not None or not http_ok(port):
             raise RuntimeError("the agent in the test VM never answered on 127.0.0.1:%d" % port)
         log("the agent in the test VM answers on 127.0.0.1:%d (%.0f s)" % (port,
