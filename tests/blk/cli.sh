@@ -8,23 +8,9 @@ set -uo pipefail
 vmm=$1
 img=$2
 kernel=${KOVA_ASSETS:?}/vmlinuz
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-
-expect() { # expect STATUS PATTERN -- ARGS...
-    local want=$1 pat=$2
-    shift 3
-    "$vmm" "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" "$tmp/out" "$tmp/err"; then
-        echo "FAIL: kova-vmm $* → status $rc (want $want), output:"
-        cat "$tmp/out" "$tmp/err"
-        fail=1
-    else
-        echo "ok   $pat"
-    fi
-}
+cli_prog=$vmm
+# shellcheck source=SCRIPTDIR/../common/cli-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/cli-lib.sh"
 
 truncate -s 1M "$tmp/raw.img"
 "$img" create "$tmp/good.qcow2" 16M >/dev/null || { echo "FAIL: kova-img create"; exit 1; }
@@ -56,5 +42,4 @@ expect 1 'disk 1 .*good.qcow2' -- --kernel "$kernel" --disk path="$tmp/good.qcow
 args=()
 for i in $(seq 0 16); do args+=(--disk "path=$tmp/raw.img,format=raw,readonly=on"); done
 expect 1 'at most 16 --disk' -- --kernel "$kernel" "${args[@]}"
-[ "$fail" = 0 ] && echo "blk cli: all passed"
-exit "$fail"
+cli_finish "blk cli: all passed"

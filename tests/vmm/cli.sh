@@ -5,21 +5,9 @@
 # a clear message on stderr.
 set -uo pipefail
 vmm=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-
-expect() { # expect STATUS PATTERN -- ARGS...
-    local want=$1 pat=$2
-    shift 3
-    "$vmm" "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" "$tmp/out" "$tmp/err"; then
-        echo "FAIL: kova-vmm $* → status $rc (want $want), output:"
-        cat "$tmp/out" "$tmp/err"
-        fail=1
-    fi
-}
+cli_prog=$vmm
+# shellcheck source=SCRIPTDIR/../common/cli-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/cli-lib.sh"
 
 head -c 100000 /dev/urandom >"$tmp/garbage"
 printf 'MZ' >"$tmp/tiny"
@@ -54,5 +42,4 @@ if [ -n "${KOVA_ASSETS:-}" ] && [ -f "$KOVA_ASSETS/vmlinuz" ]; then
     expect 1 'more than this host has' -- --kernel "$k" --memory 1099511627776
     expect 1 'cannot read initrd' -- --kernel "$k" --initrd "$tmp/missing"
 fi
-[ "$fail" = 0 ] && echo "kova-vmm command line checks passed"
-exit "$fail"
+cli_finish "kova-vmm command line checks passed"
