@@ -6,6 +6,8 @@ agent is always stopped, even when a test fails; a sanitizer report or an unclea
 run.
 
 Besides Agent, the pieces those tests share:
+  Agent.set_server_state(sid, vm_state, task_state)
+                        a server's state written in state.db as another process would.
   stop_checked(agent)   stops and removes the agent; AssertionError on an unclean exit or a
                         sanitizer report (for tearDownModule).
   token_cloud(name, token), openstack_env(tmp, port, image_port, extra_clouds="")
@@ -20,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import sys
@@ -80,6 +83,15 @@ class Agent:
                 self.proc.wait()
             self.log.close()
         raise RuntimeError("kova-agent did not start; log:\n" + self.read_log())
+
+    def set_server_state(self, sid, vm_state, task_state=None):
+        """Sets a server's vm_state and task_state in the agent's state.db directly: a write by
+        another process, which the agent's own commit counting cannot see."""
+        db = sqlite3.connect(os.path.join(self.state_dir, "state.db"), timeout=10)
+        db.execute("UPDATE servers SET vm_state = ?, task_state = ? WHERE id = ?",
+                   (vm_state, task_state, sid))
+        db.commit()
+        db.close()
 
     def read_log(self):
         try:

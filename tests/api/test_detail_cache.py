@@ -13,7 +13,6 @@ import gzip
 import http.client
 import json
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -120,14 +119,6 @@ class DetailCache(unittest.TestCase):
             time.sleep(0.05)
         self.fail("servers still busy: %r" % busy)
 
-    def set_state(self, sid, vm_state, task_state=None):
-        # a write by another process, which the agent's own commit counting cannot see
-        db = sqlite3.connect(os.path.join(A.state_dir, "state.db"), timeout=10)
-        db.execute("UPDATE servers SET vm_state = ?, task_state = ? WHERE id = ?",
-                   (vm_state, task_state, sid))
-        db.commit()
-        db.close()
-
     def get_list(self, path, token=DEMO, headers=None):
         """GETs path twice and once fresh; checks they agree and that gzip agrees; returns
         the parsed reply."""
@@ -210,7 +201,7 @@ class DetailCache(unittest.TestCase):
         self.assertIn("renamed", [s["name"] for s in self.check_detail(ADMIN, "?all_tenants=1")])
 
         # a state changed by another process (sqlite3 by hand), then metadata
-        self.set_state(mine[2], "stopped")
+        A.set_server_state(mine[2], "stopped")
         det = self.check_detail(expect_ids=mine_desc)
         self.assertEqual([s["status"] for s in det if s["id"] == mine[2]], ["SHUTOFF"])
         base = "/v2.1/servers/%s/metadata" % mine[2]

@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -635,10 +634,10 @@ class Servers(Base):
                      {"unpause": None}, {"suspend": None}, {"resume": None}):
             self.fault(409, "POST", act, body)
         # suspend and the like: allowed by Nova's rules from ACTIVE, not done by kova → 501
-        self.set_state(sid, "active")
+        A.set_server_state(sid, "active")
         for body in ({"suspend": None}, {"shelve": None}, {"createImage": {"name": "x"}}):
             self.fault(501, "POST", act, body)
-        self.set_state(sid, "error")
+        A.set_server_state(sid, "error")
         # rebuild needs an image that exists
         self.fault(400, "POST", act, {"rebuild": {"imageRef": "x"}})
         self.fault(400, "POST", act, {"rebuild": {"imageRef": "6b1a3a2e-0000-4000-8000-00000000dead"}})
@@ -656,20 +655,13 @@ class Servers(Base):
         self.fault(409, "POST", "/v2.1/servers/%s/metadata" % sid, {"metadata": {"a": "b"}})
         self.fault(409, "DELETE", "/v2.1/servers/%s/metadata/a" % sid)
 
-    def set_state(self, sid, vm_state, task_state=None):
-        db = sqlite3.connect(os.path.join(A.state_dir, "state.db"), timeout=10)
-        db.execute("UPDATE servers SET vm_state = ?, task_state = ? WHERE id = ?",
-                   (vm_state, task_state, sid))
-        db.commit()
-        db.close()
-
     def test_actions_on_states_made_in_db(self):
         # The lifecycle does not exist yet: put servers in other states directly in the DB to
         # check the state rules of the API.
         sid, _ = self.make_server(name="stately")
         self.wait_status(sid, "ERROR")
         act = "/v2.1/servers/%s/action" % sid
-        self.set_state(sid, "active")
+        A.set_server_state(sid, "active")
         self.assertEqual(self.ok("GET", "/v2.1/servers/%s" % sid)["server"]["status"], "ACTIVE")
         self.fault(409, "POST", act, {"os-start": None})
         self.fault(409, "POST", act, {"unpause": None})
@@ -681,14 +673,14 @@ class Servers(Base):
         self.fault(409, "POST", act, {"pause": None})
         acts = self.ok("GET", "/v2.1/servers/%s/os-instance-actions" % sid)["instanceActions"]
         self.assertIn("stop", [x["action"] for x in acts])
-        self.set_state(sid, "active", "rebooting")
+        A.set_server_state(sid, "active", "rebooting")
         self.assertEqual(self.ok("GET", "/v2.1/servers/%s" % sid)["server"]["status"], "REBOOT")
         self.fault(409, "POST", act, {"os-stop": None})
         self.fault(409, "POST", "/v2.1/servers/%s/metadata" % sid, {"metadata": {"a": "b"}})
-        self.set_state(sid, "building", "spawning")
+        A.set_server_state(sid, "building", "spawning")
         self.fault(409, "POST", act, {"os-getConsoleOutput": {}})
         # metadata on an active server
-        self.set_state(sid, "active")
+        A.set_server_state(sid, "active")
         md = "/v2.1/servers/%s/metadata" % sid
         self.assertEqual(self.ok("POST", md, {"metadata": {"a": "1", "b": "2"}})["metadata"],
                          {"a": "1", "b": "2"})
