@@ -1,7 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Tests of kova-nested-run itself: the command's output and exit status come back, the share is
+# Tests of kova-nested-run itself: where it runs a command (the host's KVM only when it boots a
+# stock kernel: simulated PVM and no-KVM hosts, the real decision and the real probe on this host),
+# and that it says so once; the command's output and exit status come back, the share is
 # writable at its own path, KOVA_* variables pass through, /dev/kvm is there, a --forward'ed port
 # reaches a server in the VM, and a command that never ends is killed at the timeout with status
 # 124.
@@ -26,12 +28,40 @@ mkdir -p "$assets"
 scratch=$(mktemp -d "$assets/runner-test.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
+# 0. The decision. Simulated hosts first, then this host's own (module check and the probe).
+d=$(KOVA_NESTED_HOST_KVM=pvm "$run" --explain 2>&1)
+echo "  | simulated PVM: $d"
+check "a PVM host's /dev/kvm is not used" "$(grep -q '^vm: .*kvm_pvm' <<<"$d"; echo $?)"
+d=$(KOVA_NESTED_HOST_KVM=none "$run" --explain 2>&1)
+echo "  | simulated no KVM: $d"
+check "a host without /dev/kvm uses the test VM" "$(grep -q '^vm: .*no usable /dev/kvm' <<<"$d"; echo $?)"
+d=$(KOVA_NESTED_HOST_KVM=pvm KOVA_NESTED_FORCE_VM=1 "$run" --explain 2>&1)
+check "KOVA_NESTED_FORCE_VM=1 forces the test VM" "$(grep -q '^vm: forced' <<<"$d"; echo $?)"
+KOVA_NESTED_HOST_KVM=bogus "$run" --explain >/dev/null 2>&1
+check "a bad KOVA_NESTED_HOST_KVM gives status 125" "$([ $? = 125 ]; echo $?)"
+real=$("$run" --explain 2>&1)
+echo "  | this host: $real"
+# The probe alone, uncached: on a PVM host it must fail (a stock kernel spins there), on a host
+# with kvm_intel/kvm_amd it must pass, and without /dev/kvm it is not tried.
+probe=$(KOVA_NESTED_HOST_KVM=probe KOVA_NESTED_PROBE_TIMEOUT=20 "$run" --explain 2>&1)
+echo "  | this host, by the probe alone: $probe"
+if [ ! -w /dev/kvm ]; then
+    check "no /dev/kvm here: the test VM" "$(grep -q '^vm: .*no usable' <<<"$real$probe"; echo $?)"
+elif [ -d /sys/module/kvm_pvm ]; then
+    check "PVM here: the test VM, by the module check" "$(grep -q '^vm: .*kvm_pvm' <<<"$real"; echo $?)"
+    check "PVM here: the probe fails to boot the test kernel" "$(grep -q '^vm: the host KVM' <<<"$probe"; echo $?)"
+else
+    check "a vendor KVM here: the probe's verdict is the decision" \
+        "$([ "${real%% *}" = "${probe%% *}" ]; echo $?)"
+fi
+
 # 1. Status, output, share, environment, /dev/kvm, --forward — in one VM run. The command serves
 #    one connection on the forwarded port; meanwhile this side connects until it is answered.
 hport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$scratch" && KOVA_RUNNER_PROBE=probe-42 "$run" --timeout 240 --forward "$hport:$hport" -- bash -c '
     echo "out:$KOVA_RUNNER_PROBE:$(pwd)"
     test -c /dev/kvm && echo "kvm:present"
+    echo "npt:$(cat /sys/module/kvm_amd/parameters/npt 2>/dev/null || echo none)"
     echo written >"$PWD/from-inside"
     echo "to stderr" >&2
     echo fwd:answered | timeout 120 socat -u STDIN \
@@ -54,6 +84,14 @@ check "exit status 7 comes back" "$([ $rc = 7 ]; echo $?)"
 check "stdout and the working dir come back" "$(grep -qx "out:probe-42:$scratch" <<<"$out"; echo $?)"
 check "stderr comes back" "$(grep -qx 'to stderr' <<<"$out"; echo $?)"
 check "/dev/kvm is present" "$(grep -qx 'kvm:present' <<<"$out"; echo $?)"
+case "$real" in
+vm:*) said="kova-nested-run: using the nested-KVM test VM (-accel tcg): ${real#vm: }" ;;
+*) said="kova-nested-run: running directly on the host's KVM: ${real#direct: }" ;;
+esac
+[ "${real%%:*}" = vm ] &&
+    check "the test VM's kvm-amd runs without nested paging (npt=0)" "$(grep -qx 'npt:N' <<<"$out"; echo $?)"
+check "the runner says once on stderr which path it took and why" \
+    "$([ "$(grep -cxF "$said" <<<"$out")" = 1 ]; echo $?)"
 check "the share is writable" "$([ "$(cat "$scratch/from-inside" 2>/dev/null)" = written ]; echo $?)"
 check "--forward: a server in the VM answers on the host port" \
     "$([ "$fwd" = fwd:answered ] && grep -qx 'fwd:served' <<<"$out"; echo $?)"
