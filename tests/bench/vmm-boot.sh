@@ -3,7 +3,7 @@
 #
 # vmm-boot.sh [N] — benchmark (not a test): boots the Debian kernel + the test initramfs N times
 # (default 5) with kova-vmm and with `qemu-system-x86_64 -M microvm -enable-kvm`, alternating, in
-# the same KVM environment (the nested-KVM test VM when this host has no /dev/kvm), and prints for
+# the same KVM environment (the nested-KVM test VM unless the host KVM boots stock kernels), and prints for
 # each the median boot-to-init time and VMM memory overhead, and the ratios.
 #   boot-to-init: wall time from spawning the VMM to the guest's "KOVA-GUEST-READY" line on the
 #                 serial console (the same measure for both; kova's own boot timer is shown too)
