@@ -170,6 +170,9 @@ for r in range(rounds):
         for kind in kinds:
             if a.ktrace:
                 subprocess.run(["sh", "-c", f"echo > {TRACE}/trace"])
+            # a heartbeat: a stall (of the test VM itself) shows which group it hit
+            print(f"  round {r + 1}: {a.parallel} x {kind} with {cpus} vCPU(s), "
+                  f"{time.monotonic() - t_start:.0f} s", flush=True)
             boots = []
             for _ in range(a.parallel):
                 n += 1
