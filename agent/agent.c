@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The agent process: state dir, database, worker threads for slow tasks, the API listeners. */
 #include "kova/agent.h"
+#include "kova/common.h"
+#include "kova/compute.h"
 #include "kova/db.h"
 
 #include <errno.h>
@@ -12,8 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-extern int kova_log_level; /* api/util.c */
 
 struct task {
     kova_task_fn fn;
@@ -152,12 +152,14 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     char vmm[4096];
     struct kova_db *db = NULL;
     struct kova_api *api = NULL;
+    struct kova_compute *compute = NULL;
+    struct kova_driver *driver = NULL;
     struct workers w;
     bool workers_up = false;
     char path[4200];
     int r;
 
-    kova_log_level = cfg->log_level;
+    kova_log_setup("kova-agent", cfg->log_level);
     if ((r = mkdir_p(cfg->state_dir)) < 0) {
         fprintf(stderr, "kova-agent: cannot create state dir %s: %s\n", cfg->state_dir,
                 strerror(-r));
@@ -179,6 +181,24 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         goto out;
     workers_up = true;
 
+    /* the compute manager over the KVM driver; reconciled before the API listens */
+    char images_dir[4200];
+    snprintf(images_dir, sizeof(images_dir), "%s/images", cfg->state_dir);
+    struct kova_compute_config cc = {.db = db, .submit = submit, .submit_opaque = &w};
+    struct kova_kvm_driver_config kc = {
+        .state_dir = cfg->state_dir,
+        .images_dir = images_dir,
+        .vmm_path = vmm,
+        .shutdown_timeout = cfg->shutdown_timeout,
+        .boot_timeout = cfg->boot_timeout ? cfg->boot_timeout : 60,
+    };
+    if ((r = kova_compute_new(&cc, &compute)) < 0 ||
+        (r = kova_kvm_driver_new(&kc, kova_compute_instance_exited, compute, &driver)) < 0 ||
+        (r = kova_compute_start(compute, driver)) < 0) {
+        fprintf(stderr, "kova-agent: cannot start the instance lifecycle: %s\n", strerror(-r));
+        goto out;
+    }
+
     struct kova_api_config ac = {
         .listen_host = cfg->listen_host,
         .listen_port = cfg->listen_port,
@@ -197,15 +217,17 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .quota_ram = cfg->quota_ram,
         .quota_key_pairs = cfg->quota_key_pairs,
         .quota_metadata_items = cfg->quota_metadata_items,
-        .vmm_path = vmm,
-        .shutdown_timeout = cfg->shutdown_timeout,
-        .boot_timeout = cfg->boot_timeout,
+        .compute = compute,
         .verbose = cfg->log_level,
         .submit = submit,
         .submit_opaque = &w,
     };
     if ((r = kova_api_start(&ac, db, &api)) < 0)
         goto out;
+    /* after listening (a failed start must not leave tasks behind) */
+    int n = kova_compute_resume(compute);
+    if (n > 0)
+        kova_log(1, "%d build(s)/delete(s) left by a previous run: running them again", n);
     bool v6 = strchr(cfg->listen_host, ':') != NULL, iv6 = strchr(cfg->image_host, ':') != NULL;
     fprintf(stderr, "kova-agent: compute API on http://%s%s%s:%u/v2.1", v6 ? "[" : "",
             cfg->listen_host, v6 ? "]" : "", cfg->listen_port);
@@ -228,6 +250,9 @@ out:
     if (workers_up)
         workers_stop(&w); /* queued tasks finish: they use the api and the db */
     kova_api_stop(api);
+    if (driver)
+        driver->ops->free(driver); /* its monitor calls into compute: it goes first */
+    kova_compute_free(compute);
     kova_db_close(db);
     return r;
 }

@@ -757,7 +757,7 @@ static enum MHD_Result send_reply(struct kova_req *r)
         MHD_add_response_header(resp, "X-Subject-Token", r->subject_token);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    if (kova_log_level >= 2)
+    if (kova_log_get_level() >= 2)
         kova_log(2, "%s %s %d %s", r->method, r->url, r->status, r->request_id);
     return ret;
 }
@@ -900,12 +900,14 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     api->auth_strategy = dup_or(cfg->auth_strategy, "noauth2");
     api->host_name = dup_or(cfg->host_name, "localhost");
     api->az = dup_or(cfg->availability_zone, "nova");
-    api->vmm_path = dup_or(cfg->vmm_path, "kova-vmm");
-    api->cfg.vmm_path = api->vmm_path;
-    if (api->cfg.boot_timeout == 0)
-        api->cfg.boot_timeout = 60;
-    if (!api->vmm_path || !api->listen_host || !api->image_host || !api->state_dir ||
-        !api->auth_strategy || !api->host_name || !api->az) {
+    api->manager = cfg->compute;
+    if (!api->manager) {
+        kova_log(0, "the API needs a compute manager");
+        kova_api_stop(api);
+        return -EINVAL;
+    }
+    if (!api->listen_host || !api->image_host || !api->state_dir || !api->auth_strategy ||
+        !api->host_name || !api->az) {
         kova_api_stop(api);
         return -ENOMEM;
     }
@@ -936,9 +938,7 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     }
     api->started = time(NULL);
     snprintf(api->images_dir, sizeof(api->images_dir), "%s/images", api->state_dir);
-    snprintf(api->instances_dir, sizeof(api->instances_dir), "%s/instances", api->state_dir);
-    if ((mkdir(api->images_dir, 0750) < 0 && errno != EEXIST) ||
-        (mkdir(api->instances_dir, 0750) < 0 && errno != EEXIST)) {
+    if (mkdir(api->images_dir, 0750) < 0 && errno != EEXIST) {
         int e = errno;
         kova_log(0, "cannot create %s: %s", api->images_dir, strerror(e));
         kova_api_stop(api);
@@ -946,12 +946,6 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     }
     /* before listening: no request may see a half-recovered state */
     int n = images_recover(api);
-    int e = lifecycle_start(api);
-    if (e < 0) {
-        kova_log(0, "cannot start the instance lifecycle: %s", strerror(-e));
-        kova_api_stop(api);
-        return e;
-    }
     if (n > 0)
         kova_log(1, "%d image upload(s) cut short by a previous run: back to queued", n);
     struct svc_cls *cls = (struct svc_cls *)(api + 1);
@@ -971,10 +965,6 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
             return -EADDRINUSE;
         }
     }
-    /* after listening (a failed start must not leave tasks behind) */
-    n = lifecycle_resume(api);
-    if (n > 0)
-        kova_log(1, "%d build(s)/delete(s) left by a previous run: running them again", n);
     *out = api;
     return 0;
 }
@@ -996,9 +986,7 @@ void kova_api_stop(struct kova_api *api)
     if (!api)
         return;
     kova_api_quiesce(api);
-    lifecycle_stop(api);
     kova_cache_free(api->list_cache);
-    free(api->vmm_path);
     free(api->listen_host);
     free(api->image_host);
     free(api->state_dir);

@@ -4,8 +4,9 @@
 #define KOVA_API_INTERNAL_H
 
 #include "kova/api.h"
+#include "kova/common.h"
+#include "kova/compute.h"
 #include "kova/db.h"
-#include "kova/layout.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -24,12 +25,10 @@ struct kova_cache;
 
 struct kova_api {
     struct kova_api_config cfg;
-    char *vmm_path, *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
+    char *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
     char images_dir[4096];
-    char instances_dir[4096];
     struct kova_db *db;
-    struct kova_layout layout; /* instances dir (absolute state dir) */
-    struct kova_sup *sup;      /* lifecycle.c: VMM supervision */
+    struct kova_compute *manager; /* the compute manager: server tasks (not owned) */
     struct MHD_Daemon *compute, *image;
     time_t started;
     struct kova_cache *list_cache; /* rendered server lists (util.c); NULL: caching is off */
@@ -193,12 +192,6 @@ void kova_centry_ref(struct kova_centry *e);
 void kova_centry_unref(struct kova_centry *e);
 
 /* ---- util.c ---- */
-void kova_uuid(char out[37]);
-bool kova_is_uuid(const char *s);
-/* "2026-11-26T07:11:32Z" (z=true) or "2026-11-26T07:11:32.000000" */
-void kova_time_iso(char out[32], bool z);
-void kova_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-extern int kova_log_level;
 /* Strict integer parsing of a decimal string (optional sign); false when not an integer. */
 bool kova_parse_int(const char *s, long long *out);
 /* Accepts JSON integer or numeric string in [min, max]. */
@@ -229,29 +222,6 @@ int image_upload_begin(struct kova_req *r);
 int image_upload_chunk(struct kova_req *r, const char *data, size_t len);
 void image_upload_abort(struct kova_req *r);
 int images_recover(struct kova_api *api);
-
-/* lifecycle.c: the instance lifecycle (kova-vmm processes) */
-enum kova_op {
-    OP_BUILD,
-    OP_STOP,
-    OP_START,
-    OP_REBOOT_SOFT,
-    OP_REBOOT_HARD,
-    OP_PAUSE,
-    OP_UNPAUSE,
-    OP_REBUILD,
-    OP_DELETE,
-};
-/* Before listening: layout, monitor thread, reconciliation of rows with running VMMs (adopt
- * or SHUTOFF), orphan kova-vmm processes killed, stray dirs removed. */
-int lifecycle_start(struct kova_api *api);
-/* After listening: requeues the builds and deletes a previous run left unfinished. */
-int lifecycle_resume(struct kova_api *api);
-/* Stops the monitor thread; running VMMs are left running (the next agent adopts them). */
-void lifecycle_stop(struct kova_api *api);
-/* Queues the task for a server whose task_state the caller has set (op's task state). */
-int lifecycle_submit(struct kova_api *api, const char *id, enum kova_op op);
-void lifecycle_console_path(struct kova_api *api, const char *id, char *out, size_t len);
 
 /* servers.c: used by limits */
 int servers_usage(sqlite3 *db, const char *project, long long *instances, long long *cores,

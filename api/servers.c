@@ -1222,7 +1222,7 @@ static void server_create(struct kova_req *r)
     }
     snprintf(first_id, sizeof(first_id), "%s", ids[0]);
     for (long long i = 0; i < count; i++)
-        lifecycle_submit(r->api, ids[i], OP_BUILD);
+        kova_compute_submit(r->api->manager, ids[i], KOVA_OP_BUILD);
     if (want_resv) {
         reply_json(r, 202, json_pack("{s:s}", "reservation_id", resv));
         goto out;
@@ -1325,26 +1325,28 @@ out:
 
 /* Sets the task state of a server whose row the caller holds in a transaction, records the
  * action, commits. 0 or -errno (a reply is then sent). */
-static int begin_task(struct kova_req *r, sqlite3_int64 seq, const char *task, const char *action,
-                      const char *event)
+/* In the transaction the caller opened (and checked the server's state in): the action is
+ * accepted by the compute manager's state table (the server moves into its task_state), the
+ * instance action recorded, and the transaction committed. Replies on failure. */
+static int begin_task(struct kova_req *r, sqlite3_int64 seq, const char *id,
+                      const struct kova_action *a)
 {
-    char now[32], nowus[32];
-    kova_time_iso(now, true);
+    char nowus[32];
     kova_time_iso(nowus, false);
-    sqlite3_stmt *st = kova_db_prepare(r->db, "UPDATE servers SET task_state = ?2, updated_at = "
-                                              "?3 WHERE seq = ?1");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return -EIO;
+    struct kova_conflict why;
+    int e = kova_compute_accept(r->db, id, a, &why);
+    if (e == -EBUSY) {
+        kova_db_rollback(r->db);
+        if (why.task != KOVA_TASK_NONE)
+            reply_fault(r, 409, "Cannot '%s' instance %s while it is in task_state %s", a->record,
+                        id, kova_task_state_name(why.task));
+        else
+            reply_fault(r, 409, "Cannot '%s' instance %s while it is in vm_state %s", a->record, id,
+                        kova_vm_state_name(why.vm));
+        return e;
     }
-    sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_text(st, 2, task, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    int e = rc == SQLITE_DONE ? 0 : kova_db_errno(rc);
-    if (e == 0 && action)
-        e = record_action(r, seq, action, event, nowus, NULL);
+    if (e == 0)
+        e = record_action(r, seq, a->record, a->event, nowus, NULL);
     if (e == 0)
         e = kova_db_commit(r->db);
     if (e < 0)
@@ -1375,9 +1377,9 @@ static void server_delete(struct kova_req *r)
     }
     /* The task stops the VMM, removes the instance dir, then the row (metadata and the action
      * log go with it); until then the server shows task_state deleting. */
-    if (begin_task(r, seq, "deleting", "delete", "compute_terminate_instance") < 0)
+    if (begin_task(r, seq, id, kova_action_find("delete")) < 0)
         return;
-    lifecycle_submit(r->api, id, OP_DELETE);
+    kova_compute_submit(r->api->manager, id, KOVA_OP_DELETE);
     reply_empty(r, 204);
 }
 
@@ -1618,15 +1620,14 @@ static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
         reply_fault(r, 409, "Instance %s is not ready", col(st, C_ID));
         return;
     }
-    char path[KOVA_LAYOUT_PATH_MAX], err[256];
-    lifecycle_console_path(r->api, col(st, C_ID), path, sizeof(path));
+    char err[256];
     char *text = NULL;
     size_t tlen = 0;
-    int e = path[0] ? kova_console_read(path, given ? (int64_t)length : KOVA_CONSOLE_ALL, &text,
-                                        &tlen, err, sizeof(err))
-                    : -EINVAL;
+    int e = kova_compute_console_output(r->api->manager, col(st, C_ID),
+                                        given ? (int64_t)length : KOVA_COMPUTE_CONSOLE_ALL, &text,
+                                        &tlen, err, sizeof(err));
     if (e < 0) {
-        kova_log(0, "server %s: console log: %s", col(st, C_ID), path[0] ? err : "bad path");
+        kova_log(0, "server %s: console log: %s", col(st, C_ID), err);
         reply_fault(r, 500, "Unable to get console output");
         return;
     }
@@ -1635,16 +1636,16 @@ static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
     reply_json(r, 200, json_pack("{s:o}", "output", out ? out : json_string("")));
 }
 
-struct action_rule {
-    const char *name;
-    const char *vm_states; /* "|active|error|" ; NULL = any */
-};
-
-static bool state_in(const char *list, const char *vm)
+/* The server's state as the one state table (kova/states.h) sees it. */
+static bool action_allowed(sqlite3_stmt *st, const struct kova_action *a)
 {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "|%s|", vm);
-    return strstr(list, pat) != NULL;
+    enum kova_vm_state vm;
+    enum kova_task_state task;
+    if (kova_vm_state_parse(col(st, C_VM_STATE), &vm) < 0)
+        vm = KOVA_VM_ERROR;
+    if (kova_task_state_parse(col(st, C_TASK_STATE), &task) < 0)
+        task = KOVA_TASK_SCHEDULING; /* an unknown task: busy */
+    return kova_action_allowed(a, vm, task);
 }
 
 static void state_conflict(struct kova_req *r, sqlite3_stmt *st, const char *action)
@@ -1660,59 +1661,6 @@ static void state_conflict(struct kova_req *r, sqlite3_stmt *st, const char *act
 
 static void server_action(struct kova_req *r)
 {
-    /* actions whose state rules kova knows; those without an entry in ops[] answer 501 */
-    static const struct action_rule rules[] = {
-        {"os-start", "|stopped|"},
-        {"os-stop", "|active|error|"},
-        {"pause", "|active|"},
-        {"unpause", "|paused|"},
-        {"suspend", "|active|"},
-        {"resume", "|suspended|"},
-        {"rebuild", "|active|stopped|error|"},
-        {"lock", NULL},
-        {"unlock", NULL},
-        {"resize", "|active|stopped|"},
-        {"confirmResize", "|resized|"},
-        {"revertResize", "|resized|"},
-        {"createImage", "|active|stopped|paused|suspended|"},
-        {"createBackup", "|active|stopped|paused|suspended|"},
-        {"shelve", "|active|stopped|paused|suspended|"},
-        {"shelveOffload", "|shelved|"},
-        {"unshelve", "|shelved|shelved_offloaded|"},
-        {"rescue", "|active|stopped|error|"},
-        {"unrescue", "|rescued|"},
-        {"changePassword", "|active|"},
-        {"migrate", "|active|stopped|"},
-        {"os-migrateLive", "|active|paused|"},
-        {"evacuate", NULL},
-        {"forceDelete", "|soft-delete|"},
-        {"restore", "|soft-delete|"},
-        {"trigger_crash_dump", "|active|"},
-        {"os-resetState", NULL},
-        {"injectNetworkInfo", NULL},
-        {"resetNetwork", NULL},
-        {"addSecurityGroup", NULL},
-        {"removeSecurityGroup", NULL},
-        {"addFixedIp", NULL},
-        {"removeFixedIp", NULL},
-        {"addFloatingIp", NULL},
-        {"removeFloatingIp", NULL},
-        {"os-getVNCConsole", "|active|"},
-        {"os-getSPICEConsole", "|active|"},
-        {"os-getSerialConsole", "|active|"},
-        {"os-getRDPConsole", "|active|"},
-        {NULL, NULL},
-    };
-    static const struct {
-        const char *name, *task, *action, *event;
-        enum kova_op op;
-    } ops[] = {
-        {"os-start", "powering-on", "start", "compute_start_instance", OP_START},
-        {"os-stop", "powering-off", "stop", "compute_stop_instance", OP_STOP},
-        {"pause", "pausing", "pause", "compute_pause_instance", OP_PAUSE},
-        {"unpause", "unpausing", "unpause", "compute_unpause_instance", OP_UNPAUSE},
-        {"rebuild", "rebuilding", "rebuild", "compute_rebuild_instance", OP_REBUILD},
-    };
     static const char *const rebuild_keys[] = {"imageRef",
                                                "name",
                                                "adminPass",
@@ -1750,8 +1698,6 @@ static void server_action(struct kova_req *r)
     st = load_server(r, r->arg[0]);
     if (!st)
         goto out;
-    const char *vm = col(st, C_VM_STATE);
-    bool idle = col(st, C_TASK_STATE) == NULL;
     sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
     char id[37];
     snprintf(id, sizeof(id), "%s", col(st, C_ID));
@@ -1767,23 +1713,24 @@ static void server_action(struct kova_req *r)
             goto out;
         }
         bool hard = !strcasecmp(json_string_value(t), "HARD");
-        const char *ok = hard ? "|active|stopped|paused|suspended|error|" : "|active|";
-        if (!idle || !state_in(ok, vm)) {
+        const struct kova_action *ra = kova_action_find(hard ? "reboot-hard" : "reboot-soft");
+        if (!action_allowed(st, ra)) {
             state_conflict(r, st, "reboot");
             goto out;
         }
         kova_db_done(st);
         st = NULL;
-        if (begin_task(r, seq, hard ? "rebooting_hard" : "rebooting", "reboot",
-                       "compute_reboot_instance") < 0)
+        if (begin_task(r, seq, id, ra) < 0)
             goto out;
-        lifecycle_submit(r->api, id, hard ? OP_REBOOT_HARD : OP_REBOOT_SOFT);
+        kova_compute_submit(r->api->manager, id, ra->op);
         reply_empty(r, 202);
         goto out;
     }
-    for (const struct action_rule *a = rules; a->name; a++) {
-        if (strcmp(a->name, action) != 0)
-            continue;
+    const struct kova_action *a = kova_action_find(action);
+    /* create, delete and the reboot rows are not action keys */
+    if (a && (a->op == KOVA_OP_BUILD || a->op == KOVA_OP_DELETE || !strncmp(action, "reboot-", 7)))
+        a = NULL;
+    if (a) {
         char image[300] = "";
         char rebuild_pass[256] = "";
         const char *new_name = NULL;
@@ -1822,14 +1769,11 @@ static void server_action(struct kova_req *r)
                 goto out;
             }
         }
-        if (a->vm_states && (!idle || !state_in(a->vm_states, vm))) {
+        if (a->vm_states != KOVA_ANY_STATE && !action_allowed(st, a)) {
             state_conflict(r, st, action);
             goto out;
         }
-        size_t k = 0;
-        while (k < sizeof(ops) / sizeof(ops[0]) && strcmp(ops[k].name, action))
-            k++;
-        if (k == sizeof(ops) / sizeof(ops[0])) {
+        if (a->op == KOVA_OP_NONE) {
             reply_fault(r, 501, "%s is not implemented by kova yet.", action);
             goto out;
         }
@@ -1872,14 +1816,14 @@ static void server_action(struct kova_req *r)
                 goto out;
             }
         }
-        if (begin_task(r, seq, ops[k].task, ops[k].action, ops[k].event) < 0)
+        if (begin_task(r, seq, id, a) < 0)
             goto out;
-        lifecycle_submit(r->api, id, ops[k].op);
-        if (ops[k].op == OP_REBUILD && (st = load_server(r, id))) {
+        kova_compute_submit(r->api->manager, id, a->op);
+        if (a->op == KOVA_OP_REBUILD && (st = load_server(r, id))) {
             reply_server_pass(r, st, VIEW_UPDATE, 202, rebuild_pass);
             goto out;
         }
-        if (ops[k].op != OP_REBUILD)
+        if (a->op != KOVA_OP_REBUILD)
             reply_empty(r, 202);
         goto out;
     }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kova-vmm's process: arguments, input files, the control socket and the VM's life cycle. */
 #include "kova/vmm.h"
+#include "kova/vmm_control.h"
 #include "boot.h"
 #include "control.h"
 #include "log.h"
@@ -250,9 +251,11 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
 {
     struct vmm *m = opaque;
     struct vm *vm = m->vm;
-    if (strcmp(cmd, "status") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_STATUS) == 0) {
         json_t *r = ok();
-        json_object_set_new(r, "state", json_string(vm_paused(vm) ? "paused" : "running"));
+        json_object_set_new(
+            r, "state",
+            json_string(vm_paused(vm) ? KOVA_VMM_STATE_PAUSED : KOVA_VMM_STATE_RUNNING));
         json_object_set_new(r, "vcpus", json_integer(vm->ncpus));
         json_object_set_new(r, "memory_mib", json_integer((json_int_t)m->cfg->memory_mib));
         json_object_set_new(r, "uptime_s", json_real((double)(vm_now_ns() - vm->start_ns) / 1e9));
@@ -261,6 +264,7 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
         json_object_set_new(r, "boots", json_integer(m->boots));
         json_object_set_new(r, "boot_time_ms", boot_time(vm));
         json_object_set_new(r, "pid", json_integer(getpid()));
+        json_object_set_new(r, "protocol", json_integer(KOVA_VMM_PROTOCOL));
         json_object_set_new(r, "unhandled_pio",
                             json_integer((json_int_t)(atomic_load(&vm->pio.unknown_reads) +
                                                       atomic_load(&vm->pio.unknown_writes))));
@@ -269,34 +273,34 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
                                                       atomic_load(&vm->mmio.unknown_writes))));
         return r;
     }
-    if (strcmp(cmd, "boot-time") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_BOOT_TIME) == 0) {
         json_t *r = ok();
         json_object_set_new(r, "boot_time_ms", boot_time(vm));
         json_object_set_new(r, "since", json_string(m->boots ? "reset" : "vmm-start"));
         return r;
     }
-    if (strcmp(cmd, "pause") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_PAUSE) == 0) {
         vm_pause(vm);
         log_info("paused");
         return ok();
     }
-    if (strcmp(cmd, "resume") == 0 || strcmp(cmd, "cont") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_RESUME) == 0 || strcmp(cmd, "cont") == 0) {
         vm_resume(vm);
         log_info("resumed");
         return ok();
     }
-    if (strcmp(cmd, "powerdown") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_POWERDOWN) == 0) {
         if (vm_paused(vm))
             return fail("the VM is paused");
         int r = vm_power_button(vm);
         log_info("power button pressed");
         return r < 0 ? fail("cannot raise the power button interrupt") : ok();
     }
-    if (strcmp(cmd, "reset") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_RESET) == 0) {
         vm_stop(vm, VM_RESET, NULL);
         return ok();
     }
-    if (strcmp(cmd, "quit") == 0) {
+    if (strcmp(cmd, KOVA_VMM_CMD_QUIT) == 0) {
         vm_stop(vm, VM_QUIT, NULL);
         return ok();
     }

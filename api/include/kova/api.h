@@ -8,8 +8,10 @@
  *    thread pool. Every route is one row of a table {service, method, pattern, handler}.
  *  - Errors reach clients as Nova fault bodies ({"itemNotFound": {"code": 404, "message": ...}});
  *    hostile input yields 4xx, never a crash.
- *  - Slow work (finishing a server build, web-download image import) is handed to cfg->submit,
- *    which runs it on the agent's worker threads.
+ *  - The API validates, authorises and records a request; a server action is accepted through
+ *    kova/compute.h (the one state table) and its task handed to the compute manager. The API
+ *    never forks, signals or touches instance dirs. Slow image work (web-download import) is
+ *    handed to cfg->submit, which runs it on the agent's worker threads.
  * Errors: 0 or -errno.
  */
 #ifndef KOVA_API_H
@@ -20,6 +22,7 @@
 
 struct kova_db;
 struct kova_api;
+struct kova_compute;
 
 /* A unit of slow work; runs on a worker thread. The api owns arg and frees it in fn. */
 typedef void (*kova_task_fn)(void *arg);
@@ -39,10 +42,8 @@ struct kova_api_config {
     int max_limit;           /* page size cap for list calls (Nova's max_limit) */
     /* quotas (per project; -1 = unlimited) */
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
-    const char *vmm_path;      /* the kova-vmm executable */
-    unsigned shutdown_timeout; /* seconds a clean shutdown may take before destroy (Nova: 60) */
-    unsigned boot_timeout;     /* seconds for a new VMM's control socket to answer */
-    int verbose;               /* 0 warnings, 1 info, 2 debug (one line per request) */
+    struct kova_compute *compute; /* runs the server tasks (kova/compute.h); not owned */
+    int verbose;                  /* 0 warnings, 1 info, 2 debug (one line per request) */
     /* Queue slow work; returns 0 or -errno (then the api runs nothing and frees arg itself). */
     int (*submit)(void *opaque, kova_task_fn fn, void *arg);
     void *submit_opaque;

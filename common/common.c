@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "kova/common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* The process's one logging setting. */
+static const char *_Atomic log_prog = "kova";
+static atomic_int log_level = 1;
+
+void kova_log_setup(const char *prog, int level)
+{
+    if (prog)
+        atomic_store(&log_prog, prog);
+    atomic_store(&log_level, level);
+}
+
+int kova_log_get_level(void)
+{
+    return atomic_load(&log_level);
+}
+
+void kova_log(int level, const char *fmt, ...)
+{
+    if (level > atomic_load(&log_level))
+        return;
+    static const char *const names[] = {"WARNING", "INFO", "DEBUG"};
+    char ts[32];
+    kova_time_iso(ts, true);
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s %s %s %s\n", ts, atomic_load(&log_prog),
+            names[level < 0   ? 0
+                  : level > 2 ? 2
+                              : level],
+            msg);
+}
+
+void kova_time_iso(char out[32], bool z)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    if (z)
+        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    else {
+        char b[24];
+        strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(out, 32, "%s.%06ld", b, (long)tv.tv_usec);
+    }
+}
+
+void kova_uuid(char out[37])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            abort(); /* no randomness at all: ids would collide */
+        }
+        got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+bool kova_is_uuid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
