@@ -89,9 +89,10 @@ static int spawn(struct kova_driver *d, const struct kova_boot_spec *spec,
     i->watched = true;
     i->ref.pid = ++st->next_pid;
     i->ref.start = 1000u + (unsigned)i->ref.pid;
+    /* "after" a spawn is the worst moment: the instance runs, its ref is not yet recorded */
+    step_end(st, KOVA_FAKE_SPAWN);
     if (note_ref)
         note_ref(opaque, &i->ref);
-    step_end(st, KOVA_FAKE_SPAWN);
     return 0;
 }
 

@@ -150,7 +150,8 @@ struct kova_fake_state {
     uint32_t fail_mask;
     int fail_errno;
     /* the calling process is SIGKILLed at the crash_at'th call (counting from 1) of crash_step,
-     * after the step's effect when crash_after, else before it; 0: never */
+     * after the step's effect when crash_after (for a spawn: before its ref is noted), else
+     * before it; 0: never */
     enum kova_fake_step crash_step;
     unsigned crash_at;
     bool crash_after;
