@@ -3,17 +3,12 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char **environ;
+#include <sys/random.h>
 
 #define MAX_PUBKEY 16384
 
@@ -84,67 +79,137 @@ out:
     return r;
 }
 
-static char *read_small_file(const char *path, size_t max)
+/* A growing byte string in OpenSSH's wire encoding (RFC 4251 §5: uint32, string). */
+struct wire {
+    unsigned char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void w_put(struct wire *w, const void *d, size_t n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t len = 0;
-    while (buf && len < max) {
-        ssize_t n = read(fd, buf + len, max - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
+    if (w->len + n > w->cap) {
+        size_t nc = (w->cap ? w->cap * 2 : 256) + n;
+        unsigned char *np = realloc(w->p, nc);
+        if (!np) {
+            w->oom = true;
+            return;
+        }
+        w->p = np;
+        w->cap = nc;
     }
-    close(fd);
-    if (buf)
-        buf[len] = 0;
-    return buf;
+    memcpy(w->p + w->len, d, n);
+    w->len += n;
 }
 
-/* Generates an ed25519 key pair with ssh-keygen. */
+static void w_u32(struct wire *w, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    w_put(w, b, 4);
+}
+
+static void w_str(struct wire *w, const void *d, size_t n)
+{
+    w_u32(w, (uint32_t)n);
+    w_put(w, d, n);
+}
+
+static char *base64(const unsigned char *d, size_t n)
+{
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (out)
+        EVP_EncodeBlock((unsigned char *)out, d, (int)n);
+    return out;
+}
+
+/* Generates an ed25519 key pair with libcrypto: the public key as an OpenSSH line, the private
+ * key in OpenSSH's own format ("openssh-key-v1", unencrypted), as ssh-keygen writes it. */
 static int generate_key(char **pub, char **priv)
 {
-    char dir[] = "/tmp/kova-keygen-XXXXXX";
-    if (!mkdtemp(dir))
-        return -errno;
-    char keyfile[64], pubfile[64];
-    snprintf(keyfile, sizeof(keyfile), "%s/key", dir);
-    snprintf(pubfile, sizeof(pubfile), "%s/key.pub", dir);
-    char *argv[] = {"ssh-keygen",        "-q", "-t",    "ed25519", "-N", "", "-C",
-                    "Generated-by-Nova", "-f", keyfile, NULL};
-    pid_t pid;
-    int r = posix_spawnp(&pid, "ssh-keygen", NULL, NULL, argv, environ);
-    if (r == 0) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            r = EIO;
+    static const char comment[] = "Generated-by-Nova", type[] = "ssh-ed25519";
+    unsigned char pk[32], sk[32];
+    size_t pkl = sizeof(pk), skl = sizeof(sk);
+    EVP_PKEY *key = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    struct wire blob = {0}, sec = {0}, file = {0};
+    char *b64 = NULL, *pem = NULL;
+    int r = -EIO;
+    *pub = *priv = NULL;
+    if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0 || EVP_PKEY_keygen(ctx, &key) <= 0 ||
+        EVP_PKEY_get_raw_public_key(key, pk, &pkl) <= 0 ||
+        EVP_PKEY_get_raw_private_key(key, sk, &skl) <= 0 || pkl != 32 || skl != 32)
+        goto out;
+    w_str(&blob, type, strlen(type));
+    w_str(&blob, pk, 32);
+    /* the private section: two equal check words, the key, the comment, padding 1 2 3 .. */
+    uint32_t check;
+    if (getrandom(&check, sizeof(check), 0) != sizeof(check))
+        goto out;
+    w_u32(&sec, check);
+    w_u32(&sec, check);
+    w_str(&sec, type, strlen(type));
+    w_str(&sec, pk, 32);
+    unsigned char both[64];
+    memcpy(both, sk, 32);
+    memcpy(both + 32, pk, 32);
+    w_str(&sec, both, 64);
+    OPENSSL_cleanse(both, sizeof(both));
+    w_str(&sec, comment, strlen(comment));
+    for (unsigned char pad = 1; sec.len % 8; pad++)
+        w_put(&sec, &pad, 1);
+    static const char magic[] = "openssh-key-v1"; /* with its NUL */
+    w_put(&file, magic, sizeof(magic));
+    w_str(&file, "none", 4); /* cipher */
+    w_str(&file, "none", 4); /* kdf */
+    w_str(&file, "", 0);     /* kdf options */
+    w_u32(&file, 1);         /* number of keys */
+    w_str(&file, blob.p, blob.len);
+    w_str(&file, sec.p, sec.len);
+    if (blob.oom || sec.oom || file.oom) {
+        r = -ENOMEM;
+        goto out;
     }
-    if (r == 0) {
-        *priv = read_small_file(keyfile, MAX_PUBKEY);
-        *pub = read_small_file(pubfile, MAX_PUBKEY);
-        if (!*priv || !*pub) {
-            free(*priv);
-            free(*pub);
-            r = EIO;
-        } else {
-            /* strip the trailing newline of the .pub line */
-            size_t l = strlen(*pub);
-            while (l && ((*pub)[l - 1] == '\n' || (*pub)[l - 1] == '\r'))
-                (*pub)[--l] = 0;
-        }
+    char *pb = base64(blob.p, blob.len);
+    b64 = base64(file.p, file.len);
+    size_t bl = b64 ? strlen(b64) : 0;
+    pem = malloc(bl + bl / 70 + 128);
+    if (!pb || !b64 || !pem || asprintf(pub, "%s %s %s", type, pb, comment) < 0) {
+        free(pb);
+        *pub = NULL;
+        r = -ENOMEM;
+        goto out;
     }
-    unlink(keyfile);
-    unlink(pubfile);
-    rmdir(dir);
-    if (r)
-        kova_log(0, "ssh-keygen failed (%s): is openssh-client installed?", strerror(r));
-    return -r;
+    free(pb);
+    size_t o = (size_t)sprintf(pem, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    for (size_t i = 0; i < bl; i += 70) {
+        size_t n = bl - i < 70 ? bl - i : 70;
+        memcpy(pem + o, b64 + i, n);
+        o += n;
+        pem[o++] = '\n';
+    }
+    strcpy(pem + o, "-----END OPENSSH PRIVATE KEY-----\n");
+    *priv = pem;
+    pem = NULL;
+    r = 0;
+out:
+    if (r < 0)
+        kova_log(0, "cannot generate a key pair: %s", strerror(-r));
+    OPENSSL_cleanse(sk, sizeof(sk));
+    if (sec.p)
+        OPENSSL_cleanse(sec.p, sec.len);
+    if (file.p)
+        OPENSSL_cleanse(file.p, file.len);
+    if (b64)
+        OPENSSL_cleanse(b64, strlen(b64));
+    free(blob.p);
+    free(sec.p);
+    free(file.p);
+    free(b64);
+    free(pem);
+    EVP_PKEY_free(key);
+    EVP_PKEY_CTX_free(ctx);
+    return r;
 }
 
 static bool valid_keypair_name(const char *s)

@@ -274,6 +274,14 @@ class Keypairs(Base):
                     token="kpuser:p")["keypair"]
         self.assertIn("PRIVATE KEY", k["private_key"])
         self.assertEqual(k["fingerprint"], self.fingerprint(k["public_key"]))
+        # the private key is one OpenSSH reads, and it belongs to the public key
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "key")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(k["private_key"])
+            derived = subprocess.check_output(["ssh-keygen", "-y", "-f", path], text=True)
+        self.assertEqual(derived.split()[:2], k["public_key"].split()[:2])
+        self.assertTrue(k["public_key"].startswith("ssh-ed25519 "))
         self.assertEqual(k["user_id"], "kpuser")
         self.fault(409, "POST", "/v2.1/os-keypairs", {"keypair": {"name": "gen1"}},
                    token="kpuser:p")
