@@ -176,7 +176,7 @@ const struct bus_ops serial_ops = {serial_read, serial_write};
 /* Sets up the rotating writer when log_fd is a regular file still reachable by its path. */
 static int open_rotating(struct serial *s, int log_fd, uint64_t max_size, unsigned backups)
 {
-    char link[64], path[KOVA_LAYOUT_PATH_MAX];
+    char link[64], path[KOVA_CONSOLE_PATH_MAX];
     struct stat fst, pst;
     if (fstat(log_fd, &fst) < 0)
         return -errno;

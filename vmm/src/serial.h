@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* 8250/16550A UART on COM1: output to the console log (appended) and optionally stdout.
  * No input: the receiver stays empty.
- * A console log that is a regular file is written through kova_layout's rotating writer
+ * A console log that is a regular file is written through kova_common's rotating writer
  * (kova_console_writer: rotated at 2 MiB, 3 backups, as the agent's os-getConsoleOutput reads
  * it). The log's path is found from the descriptor; after a rotation the caller's descriptor is
  * pointed (dup3) at the new file, so a device created on it later (a guest reset rebuilds the VM)
@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kova/layout.h"
+#include "kova/common.h"
 
 #include "bus.h"
 #include "irq.h"

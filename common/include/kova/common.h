@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { KOVA_LOG_WARNING = 0, KOVA_LOG_INFO = 1, KOVA_LOG_DEBUG = 2 };
 
@@ -30,5 +31,36 @@ void kova_time_iso(char out[32], bool z);
 void kova_uuid(char out[37]);
 /* Whether s is 8-4-4-4-12 hex digits (either case), as Nova accepts ids from clients. */
 bool kova_is_uuid(const char *s);
+
+/* ---- the console log writer (kova-vmm's serial port writes the guest console through it) ----
+ * Rotated at 2 MiB with 3 backups (console.log.0 newest .. .2 oldest), as virtlogd does for
+ * Nova. */
+#define KOVA_CONSOLE_ROTATE_SIZE (2u * 1024u * 1024u)
+#define KOVA_CONSOLE_BACKUPS     3u
+#define KOVA_CONSOLE_PATH_MAX    256
+
+/* A rotating writer for console.log, for whoever writes the guest's console (one writer per
+ * log). Each write goes to the current file; when it would pass max_size, the part that fits
+ * (cut after the last newline within its final 80 bytes when there is one) is written, the files
+ * rotate (log.(n-2) → log.(n-1), ..., log → log.0; the oldest falls off) and writing goes on in a
+ * new, empty log. */
+struct kova_console_writer {
+    int fd;
+    uint64_t size;
+    uint64_t max_size;
+    unsigned backups;
+    char path[KOVA_CONSOLE_PATH_MAX];
+};
+
+/* `fd`: an open descriptor for `path` the writer takes over (e.g. passed by the agent), or -1
+ * to open (create) `path` for appending. max_size 0: KOVA_CONSOLE_ROTATE_SIZE. backups 0 is
+ * allowed (the log is truncated by rotating it away); at most 99. */
+int kova_console_open(struct kova_console_writer *w, const char *path, int fd, uint64_t max_size,
+                      unsigned backups);
+/* Writes all of `buf` (rotating as needed); -errno from write(2)/rename(2)/open(2). */
+int kova_console_write(struct kova_console_writer *w, const void *buf, size_t len);
+/* Rotates now (also when the log is small). */
+int kova_console_rotate(struct kova_console_writer *w);
+void kova_console_close(struct kova_console_writer *w);
 
 #endif

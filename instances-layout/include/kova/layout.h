@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kova/common.h"
 #include "kova/qcow2.h"
 
 /* Length of a canonical UUID string, without its NUL. */
@@ -45,11 +46,9 @@
 /* Buffer size that holds any path this library builds. */
 #define KOVA_LAYOUT_PATH_MAX 256
 
-/* Console log: rotated at 2 MiB with 3 backups (console.log.0 newest .. .2 oldest), as
- * virtlogd does for Nova; os-getConsoleOutput reads at most the last 100 KiB. */
-#define KOVA_CONSOLE_ROTATE_SIZE (2u * 1024u * 1024u)
-#define KOVA_CONSOLE_BACKUPS     3u
-#define KOVA_CONSOLE_READ_MAX    (100u * 1024u)
+/* Console log: rotated by kova/common.h's writer (KOVA_CONSOLE_ROTATE_SIZE, KOVA_CONSOLE_BACKUPS);
+ * os-getConsoleOutput reads at most the last 100 KiB. */
+#define KOVA_CONSOLE_READ_MAX (100u * 1024u)
 /* `length` for kova_console_read() meaning "not given" (Nova: null / absent): all lines. */
 #define KOVA_CONSOLE_ALL INT64_MIN
 
@@ -158,30 +157,6 @@ int kova_layout_list_instances(const struct kova_layout *l, char (**uuids)[KOVA_
 
 /* --- console log -------------------------------------------------------------------------------
  */
-
-/* A rotating writer for console.log, for whoever writes the guest's console (one writer per
- * log). Each write goes to the current file; when it would pass max_size, the part that fits
- * (cut after the last newline within its final 80 bytes when there is one) is written, the files
- * rotate (log.(n-2) → log.(n-1), ..., log → log.0; the oldest falls off) and writing goes on in a
- * new, empty log. */
-struct kova_console_writer {
-    int fd;
-    uint64_t size;
-    uint64_t max_size;
-    unsigned backups;
-    char path[KOVA_LAYOUT_PATH_MAX];
-};
-
-/* `fd`: an open descriptor for `path` the writer takes over (e.g. passed by the agent), or -1
- * to open (create) `path` for appending. max_size 0: KOVA_CONSOLE_ROTATE_SIZE. backups 0 is
- * allowed (the log is truncated by rotating it away); at most 99. */
-int kova_console_open(struct kova_console_writer *w, const char *path, int fd, uint64_t max_size,
-                      unsigned backups);
-/* Writes all of `buf` (rotating as needed); -errno from write(2)/rename(2)/open(2). */
-int kova_console_write(struct kova_console_writer *w, const void *buf, size_t len);
-/* Rotates now (also when the log is small). */
-int kova_console_rotate(struct kova_console_writer *w);
-void kova_console_close(struct kova_console_writer *w);
 
 /* os-getConsoleOutput. Reads the last KOVA_CONSOLE_READ_MAX bytes across `log_path`,
  * `log_path`.0, .1, ... (newest first, stopping at the first missing file; the result is in
