@@ -1842,22 +1842,34 @@ static json_t *action_json(sqlite3_stmt *st, const char *server_id)
                      "request_id", col(st, 2), "start_time", col(st, 5), "user_id", col(st, 3));
 }
 
-static void actions_list(struct kova_req *r)
+/* The server's (r->arg[0]) instance actions, newest first, with `more` ("" or "AND ...", ?2
+ * free for the caller) added to the WHERE clause. Replies and returns NULL on failure. */
+static sqlite3_stmt *actions_query(struct kova_req *r, const char *more)
 {
     sqlite3_stmt *s = load_server(r, r->arg[0]);
     if (!s)
-        return;
+        return NULL;
     sqlite3_int64 seq = sqlite3_column_int64(s, C_SEQ);
     kova_db_done(s);
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT id, action, request_id, user_id, "
-                                              "project_id, start_time, message FROM "
-                                              "instance_actions WHERE server_seq = ? ORDER BY id "
-                                              "DESC");
+    char q[512];
+    snprintf(q, sizeof(q),
+             "SELECT id, action, request_id, user_id, project_id, start_time, message FROM "
+             "instance_actions WHERE server_seq = ?1 %s ORDER BY id DESC",
+             more);
+    sqlite3_stmt *st = kova_db_prepare(r->db, q);
     if (!st) {
         reply_db_error(r, -EIO);
-        return;
+        return NULL;
     }
     sqlite3_bind_int64(st, 1, seq);
+    return st;
+}
+
+static void actions_list(struct kova_req *r)
+{
+    sqlite3_stmt *st = actions_query(r, "");
+    if (!st)
+        return;
     json_t *arr = json_array();
     while (sqlite3_step(st) == SQLITE_ROW)
         json_array_append_new(arr, action_json(st, r->arg[0]));
@@ -1867,20 +1879,9 @@ static void actions_list(struct kova_req *r)
 
 static void action_show(struct kova_req *r)
 {
-    sqlite3_stmt *s = load_server(r, r->arg[0]);
-    if (!s)
+    sqlite3_stmt *st = actions_query(r, "AND request_id = ?2");
+    if (!st)
         return;
-    sqlite3_int64 seq = sqlite3_column_int64(s, C_SEQ);
-    kova_db_done(s);
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT id, action, request_id, user_id, "
-                                              "project_id, start_time, message FROM "
-                                              "instance_actions WHERE server_seq = ? AND "
-                                              "request_id = ? ORDER BY id DESC LIMIT 1");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_text(st, 2, r->arg[1], -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) != SQLITE_ROW) {
         kova_db_done(st);

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The process's one logging setting. */
 static const char *_Atomic log_prog = "kova";
@@ -45,6 +46,33 @@ void kova_log(int level, const char *fmt, ...)
                   : level > 2 ? 2
                               : level],
             msg);
+}
+
+int kova_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+int kova_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 void kova_time_iso(char out[32], bool z)

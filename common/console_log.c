@@ -92,21 +92,6 @@ int kova_console_rotate(struct kova_console_writer *w)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int kova_console_write(struct kova_console_writer *w, const void *buf, size_t len)
 {
     const char *p = buf;
@@ -128,7 +113,7 @@ int kova_console_write(struct kova_console_writer *w, const void *buf, size_t le
             }
         }
         if (chunk > 0) {
-            int rc = write_all(w->fd, p, chunk);
+            int rc = kova_write_all(w->fd, p, chunk);
             if (rc < 0)
                 return rc;
             w->size += chunk;

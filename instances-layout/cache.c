@@ -80,11 +80,11 @@ static int base_present(const char *base, char *err, size_t errlen)
     struct stat st;
     if (lstat(base, &st) == 0) {
         if (!S_ISREG(st.st_mode))
-            return lerr(err, errlen, -EEXIST, "%s exists and is not a regular file", base);
+            return kova_err(err, errlen, -EEXIST, "%s exists and is not a regular file", base);
         return 1;
     }
     if (errno != ENOENT)
-        return lerr(err, errlen, -errno, "stat %s: %s", base, strerror(errno));
+        return kova_err(err, errlen, -errno, "stat %s: %s", base, strerror(errno));
     return 0;
 }
 
@@ -99,19 +99,19 @@ int kova_layout_cache_image(const struct kova_layout *l, const char *image_id, c
     if (base_out && base_len)
         base_out[0] = '\0';
     if (!src_path || !src_path[0])
-        return lerr(err, errlen, -EINVAL, "no source image file");
+        return kova_err(err, errlen, -EINVAL, "no source image file");
     rc = kova_layout_image_key(image_id, hex);
     if (rc < 0)
-        return lerr(err, errlen, rc, "invalid image id");
+        return kova_err(err, errlen, rc, "invalid image id");
     if (kova_layout_instances_dir(l, dir, sizeof(dir)) < 0 ||
         kova_layout_base_dir(l, base_dir, sizeof(base_dir)) < 0 ||
         kova_layout_locks_dir(l, locks_dir, sizeof(locks_dir)) < 0 ||
         lpath(base, sizeof(base), "%s/%s", base_dir, hex) < 0 ||
         lpath(lock, sizeof(lock), "%s/kova-%s", locks_dir, hex) < 0 ||
         lpath(tmp, sizeof(tmp), "%s/.%s.part", base_dir, hex) < 0)
-        return lerr(err, errlen, -ENAMETOOLONG, "path too long");
+        return kova_err(err, errlen, -ENAMETOOLONG, "path too long");
     if (base_out && lpath(base_out, base_len, "%s", base) < 0)
-        return lerr(err, errlen, -ENAMETOOLONG, "base path does not fit the caller's buffer");
+        return kova_err(err, errlen, -ENAMETOOLONG, "base path does not fit the caller's buffer");
 
     /* A base only ever appears by link/rename, complete: present means done. */
     rc = base_present(base, err, errlen);
@@ -120,14 +120,14 @@ int kova_layout_cache_image(const struct kova_layout *l, const char *image_id, c
 
     if ((rc = lmkdir(dir, 0755)) < 0 || (rc = lmkdir(base_dir, 0755)) < 0 ||
         (rc = lmkdir(locks_dir, 0755)) < 0)
-        return lerr(err, errlen, rc, "cannot create %s/{_base,locks}: %s", dir, strerror(-rc));
+        return kova_err(err, errlen, rc, "cannot create %s/{_base,locks}: %s", dir, strerror(-rc));
 
     lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (lockfd < 0)
-        return lerr(err, errlen, -errno, "open %s: %s", lock, strerror(errno));
+        return kova_err(err, errlen, -errno, "open %s: %s", lock, strerror(errno));
     while (flock(lockfd, LOCK_EX) < 0) {
         if (errno != EINTR) {
-            rc = lerr(err, errlen, -errno, "flock %s: %s", lock, strerror(errno));
+            rc = kova_err(err, errlen, -errno, "flock %s: %s", lock, strerror(errno));
             goto out_lock;
         }
     }
@@ -141,12 +141,12 @@ int kova_layout_cache_image(const struct kova_layout *l, const char *image_id, c
 
     in = open(src_path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        rc = lerr(err, errlen, -errno, "open image %s: %s", src_path, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "open image %s: %s", src_path, strerror(errno));
         goto out_lock;
     }
     struct stat st;
     if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-        rc = lerr(err, errlen, -EINVAL, "image %s is not a regular file", src_path);
+        rc = kova_err(err, errlen, -EINVAL, "image %s is not a regular file", src_path);
         goto out_in;
     }
 
@@ -155,49 +155,49 @@ int kova_layout_cache_image(const struct kova_layout *l, const char *image_id, c
         rc = lfsync_dir(base_dir);
         if (rc < 0) {
             unlink(base);
-            lerr(err, errlen, rc, "fsync %s: %s", base_dir, strerror(-rc));
+            kova_err(err, errlen, rc, "fsync %s: %s", base_dir, strerror(-rc));
         }
         goto out_in;
     }
     if (errno == EEXIST) { /* not by a kova_layout caller: leave it alone */
-        rc = lerr(err, errlen, -EEXIST, "%s appeared without the lock", base);
+        rc = kova_err(err, errlen, -EEXIST, "%s appeared without the lock", base);
         goto out_in;
     }
 
     /* Otherwise (EXDEV, EPERM with protected hard links, EMLINK ...): copy. A stale .part from a
      * crashed copier is ours to replace: we hold the lock. */
     if (unlink(tmp) < 0 && errno != ENOENT) {
-        rc = lerr(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
         goto out_in;
     }
     out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (out < 0) {
-        rc = lerr(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
         goto out_in;
     }
     rc = copy_sparse(in, out, st.st_size);
     if (rc < 0) {
-        lerr(err, errlen, rc, "copy %s to %s: %s", src_path, tmp, strerror(-rc));
+        kova_err(err, errlen, rc, "copy %s to %s: %s", src_path, tmp, strerror(-rc));
         goto out_tmp;
     }
     if (fsync(out) < 0) {
-        rc = lerr(err, errlen, -errno, "fsync %s: %s", tmp, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "fsync %s: %s", tmp, strerror(errno));
         goto out_tmp;
     }
     if (close(out) < 0) {
         out = -1;
-        rc = lerr(err, errlen, -errno, "close %s: %s", tmp, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "close %s: %s", tmp, strerror(errno));
         goto out_tmp;
     }
     out = -1;
     if (rename(tmp, base) < 0) {
-        rc = lerr(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
         goto out_tmp;
     }
     rc = lfsync_dir(base_dir);
     if (rc < 0) {
         unlink(base);
-        lerr(err, errlen, rc, "fsync %s: %s", base_dir, strerror(-rc));
+        kova_err(err, errlen, rc, "fsync %s: %s", base_dir, strerror(-rc));
     }
     goto out_in;
 

@@ -59,11 +59,11 @@ int kova_console_read(const char *log_path, int64_t length, char **out, size_t *
     if (outlen)
         *outlen = 0;
     if (!log_path || lpath(path, sizeof(path), "%s", log_path) < 0)
-        return lerr(err, errlen, -EINVAL, "bad console log path");
+        return kova_err(err, errlen, -EINVAL, "bad console log path");
     data = malloc(cap);
     tmp = malloc(cap);
     if (!data || !tmp) {
-        rc = lerr(err, errlen, -ENOMEM, "out of memory");
+        rc = kova_err(err, errlen, -ENOMEM, "out of memory");
         goto out;
     }
     /* Newest file first; each older one is prepended until the cap is reached. */
@@ -74,7 +74,7 @@ int kova_console_read(const char *log_path, int64_t length, char **out, size_t *
         if (n == -ENOENT)
             break;
         if (n < 0) {
-            rc = lerr(err, errlen, (int)n, "read %s: %s", path, strerror((int)-n));
+            rc = kova_err(err, errlen, (int)n, "read %s: %s", path, strerror((int)-n));
             goto out;
         }
         memcpy(data + cap - have - (size_t)n, tmp, (size_t)n);
@@ -109,7 +109,7 @@ int kova_console_read(const char *log_path, int64_t length, char **out, size_t *
     /* Non-ASCII bytes become U+FFFD (3 bytes); control bytes other than \t \n vanish. */
     res = malloc(slen * 3 + 1);
     if (!res) {
-        rc = lerr(err, errlen, -ENOMEM, "out of memory");
+        rc = kova_err(err, errlen, -ENOMEM, "out of memory");
         goto out;
     }
     size_t o = 0;

@@ -53,8 +53,8 @@ static int image_virtual_size(const char *base, enum kova_disk_format fmt, uint6
     int rc =
         kova_disk_open(&d, base, fmt, KOVA_DISK_RDONLY | KOVA_DISK_NO_BACKING, msg, sizeof(msg));
     if (rc < 0)
-        return lerr(err, errlen, rc == -EFBIG ? -EIO : rc, "base image %s (%s): %s", base,
-                    kova_disk_format_name(fmt), msg);
+        return kova_err(err, errlen, rc == -EFBIG ? -EIO : rc, "base image %s (%s): %s", base,
+                        kova_disk_format_name(fmt), msg);
     *size = kova_disk_size(d);
     kova_disk_close(d);
     return 0;
@@ -79,12 +79,12 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
     if (disk_bytes_out)
         *disk_bytes_out = 0;
     if (!spec || !kova_uuid_valid(spec->uuid))
-        return lerr(err, errlen, -EINVAL, "invalid instance id");
+        return kova_err(err, errlen, -EINVAL, "invalid instance id");
     if (spec->base_format != KOVA_DISK_RAW && spec->base_format != KOVA_DISK_QCOW2)
-        return lerr(err, errlen, -EINVAL, "base image format must be raw or qcow2");
+        return kova_err(err, errlen, -EINVAL, "base image format must be raw or qcow2");
     rc = kova_layout_base_path(l, spec->image_id, base, sizeof(base));
     if (rc < 0)
-        return lerr(err, errlen, rc, "invalid image id");
+        return kova_err(err, errlen, rc, "invalid image id");
     if (kova_layout_instances_dir(l, inst_dir, sizeof(inst_dir)) < 0 ||
         kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_DIR, dir, sizeof(dir)) < 0 ||
         kova_layout_instance_path(l, spec->uuid, KOVA_INSTANCE_DISK, final_disk,
@@ -94,42 +94,42 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
         lpath(info, sizeof(info), "%s/disk.info", part) < 0 ||
         lpath(info_tmp, sizeof(info_tmp), "%s.tmp", info) < 0 ||
         lpath(log, sizeof(log), "%s/console.log", part) < 0)
-        return lerr(err, errlen, -ENAMETOOLONG, "path too long");
+        return kova_err(err, errlen, -ENAMETOOLONG, "path too long");
 
     struct stat st;
     if (lstat(dir, &st) == 0)
-        return lerr(err, errlen, -EEXIST, "%s exists", dir);
+        return kova_err(err, errlen, -EEXIST, "%s exists", dir);
     if (stat(base, &st) < 0)
-        return lerr(err, errlen, -errno, "base image for %s not cached (%s): %s", spec->image_id,
-                    base, strerror(errno));
+        return kova_err(err, errlen, -errno, "base image for %s not cached (%s): %s",
+                        spec->image_id, base, strerror(errno));
     rc = image_virtual_size(base, spec->base_format, &vsize, err, errlen);
     if (rc < 0)
         return rc;
     if (spec->root_bytes != 0 && vsize > spec->root_bytes)
-        return lerr(err, errlen, KOVA_LAYOUT_EFLAVOR_DISK_SMALLER,
-                    "Flavor's disk is too small for requested image. Flavor disk is %" PRIu64
-                    " bytes, image is %" PRIu64 " bytes.",
-                    spec->root_bytes, vsize);
+        return kova_err(err, errlen, KOVA_LAYOUT_EFLAVOR_DISK_SMALLER,
+                        "Flavor's disk is too small for requested image. Flavor disk is %" PRIu64
+                        " bytes, image is %" PRIu64 " bytes.",
+                        spec->root_bytes, vsize);
     size = spec->root_bytes ? spec->root_bytes : vsize;
 
     /* disk.info names the disk where it will live: in instances/<uuid>/. */
     size_t pos = 0;
     if (json_str(json, sizeof(json), &pos, final_disk) < 0 ||
         pos + sizeof(": \"qcow2\"}\n") + 1 > sizeof(json))
-        return lerr(err, errlen, -ENAMETOOLONG, "disk.info does not fit");
+        return kova_err(err, errlen, -ENAMETOOLONG, "disk.info does not fit");
     memmove(json + 1, json, pos + 1);
     json[0] = '{';
     strcat(json, ": \"qcow2\"}\n");
 
     rc = lmkdir(inst_dir, 0755);
     if (rc < 0)
-        return lerr(err, errlen, rc, "create %s: %s", inst_dir, strerror(-rc));
+        return kova_err(err, errlen, rc, "create %s: %s", inst_dir, strerror(-rc));
     if (mkdir(part, 0755) < 0) {
         rc = -errno;
-        return lerr(err, errlen, rc, "create %s: %s%s", part, strerror(-rc),
-                    rc == -EEXIST ? " (another create of this instance is running, or a "
-                                    "crashed one left it: kova_layout_sweep_partial)"
-                                  : "");
+        return kova_err(err, errlen, rc, "create %s: %s%s", part, strerror(-rc),
+                        rc == -EEXIST ? " (another create of this instance is running, or a "
+                                        "crashed one left it: kova_layout_sweep_partial)"
+                                      : "");
     }
 
     char msg[256] = "";
@@ -143,35 +143,35 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
     if (rc < 0) {
         /* -EFBIG is reserved for FlavorDiskSmallerThanImage. */
         rc = rc == -EFBIG ? -EIO : rc;
-        lerr(err, errlen, rc, "create overlay %s: %s", disk, msg);
+        kova_err(err, errlen, rc, "create overlay %s: %s", disk, msg);
         goto undo_disk;
     }
 
     rc = lwrite_atomic(part, info, json, strlen(json), 0644);
     if (rc < 0) {
         rc = rc == -EFBIG ? -EIO : rc;
-        lerr(err, errlen, rc, "write %s: %s", info, strerror(-rc));
+        kova_err(err, errlen, rc, "write %s: %s", info, strerror(-rc));
         goto undo_info;
     }
 
     int fd = open(log, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        rc = lerr(err, errlen, -errno, "create %s: %s", log, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "create %s: %s", log, strerror(errno));
         goto undo_info;
     }
     close(fd);
 
     if ((rc = lfsync_dir(part)) < 0) {
-        lerr(err, errlen, rc, "fsync %s: %s", part, strerror(-rc));
+        kova_err(err, errlen, rc, "fsync %s: %s", part, strerror(-rc));
         goto undo_log;
     }
     /* NOREPLACE: an empty directory made meanwhile at instances/<uuid> is not overwritten. */
     if (renameat2(AT_FDCWD, part, AT_FDCWD, dir, RENAME_NOREPLACE) < 0) {
-        rc = lerr(err, errlen, -errno, "rename %s to %s: %s", part, dir, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "rename %s to %s: %s", part, dir, strerror(errno));
         goto undo_log;
     }
     if ((rc = lfsync_dir(inst_dir)) < 0) {
-        lerr(err, errlen, rc, "fsync %s: %s", inst_dir, strerror(-rc));
+        kova_err(err, errlen, rc, "fsync %s: %s", inst_dir, strerror(-rc));
         goto undo_final;
     }
     if (disk_bytes_out)
@@ -203,20 +203,20 @@ static int remove_tree(int dfd, dev_t dev, int depth, char *err, size_t errlen)
     int rc = 0;
     if (depth > 64) {
         close(dfd);
-        return lerr(err, errlen, -ELOOP, "directory tree too deep");
+        return kova_err(err, errlen, -ELOOP, "directory tree too deep");
     }
     DIR *d = fdopendir(dfd);
     if (!d) {
         rc = -errno;
         close(dfd);
-        return lerr(err, errlen, rc, "fdopendir: %s", strerror(-rc));
+        return kova_err(err, errlen, rc, "fdopendir: %s", strerror(-rc));
     }
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
         if (!e) {
             if (errno)
-                rc = lerr(err, errlen, -errno, "readdir: %s", strerror(errno));
+                rc = kova_err(err, errlen, -errno, "readdir: %s", strerror(errno));
             break;
         }
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
@@ -225,28 +225,28 @@ static int remove_tree(int dfd, dev_t dev, int depth, char *err, size_t errlen)
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue;
-            rc = lerr(err, errlen, -errno, "stat %s: %s", e->d_name, strerror(errno));
+            rc = kova_err(err, errlen, -errno, "stat %s: %s", e->d_name, strerror(errno));
             break;
         }
         if (S_ISDIR(st.st_mode)) {
             if (st.st_dev != dev) {
-                rc = lerr(err, errlen, -EXDEV, "%s is a mount point: not removed", e->d_name);
+                rc = kova_err(err, errlen, -EXDEV, "%s is a mount point: not removed", e->d_name);
                 break;
             }
             int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0) {
-                rc = lerr(err, errlen, -errno, "open %s: %s", e->d_name, strerror(errno));
+                rc = kova_err(err, errlen, -errno, "open %s: %s", e->d_name, strerror(errno));
                 break;
             }
             rc = remove_tree(sub, dev, depth + 1, err, errlen);
             if (rc < 0)
                 break;
             if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) < 0) {
-                rc = lerr(err, errlen, -errno, "rmdir %s: %s", e->d_name, strerror(errno));
+                rc = kova_err(err, errlen, -errno, "rmdir %s: %s", e->d_name, strerror(errno));
                 break;
             }
         } else if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT) {
-            rc = lerr(err, errlen, -errno, "unlink %s: %s", e->d_name, strerror(errno));
+            rc = kova_err(err, errlen, -errno, "unlink %s: %s", e->d_name, strerror(errno));
             break;
         }
     }
@@ -260,24 +260,25 @@ static int remove_entry(int pfd, const char *inst_dir, const char *name, char *e
 {
     struct stat st;
     if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return lerr(err, errlen, -errno, "%s/%s: %s", inst_dir, name, strerror(errno));
+        return kova_err(err, errlen, -errno, "%s/%s: %s", inst_dir, name, strerror(errno));
     if (S_ISLNK(st.st_mode))
-        return lerr(err, errlen, -ELOOP, "%s/%s is a symlink: refusing to remove", inst_dir, name);
+        return kova_err(err, errlen, -ELOOP, "%s/%s is a symlink: refusing to remove", inst_dir,
+                        name);
     if (!S_ISDIR(st.st_mode))
-        return lerr(err, errlen, -ENOTDIR, "%s/%s is not a directory", inst_dir, name);
+        return kova_err(err, errlen, -ENOTDIR, "%s/%s is not a directory", inst_dir, name);
     int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
-        return lerr(err, errlen, -errno, "open %s/%s: %s", inst_dir, name, strerror(errno));
+        return kova_err(err, errlen, -errno, "open %s/%s: %s", inst_dir, name, strerror(errno));
     struct stat dst;
     if (fstat(dfd, &dst) < 0 || dst.st_ino != st.st_ino || dst.st_dev != st.st_dev) {
         close(dfd);
-        return lerr(err, errlen, -EAGAIN, "%s/%s changed while being removed", inst_dir, name);
+        return kova_err(err, errlen, -EAGAIN, "%s/%s changed while being removed", inst_dir, name);
     }
     int rc = remove_tree(dfd, dst.st_dev, 0, err, errlen);
     if (rc < 0)
         return rc;
     if (unlinkat(pfd, name, AT_REMOVEDIR) < 0)
-        return lerr(err, errlen, -errno, "rmdir %s/%s: %s", inst_dir, name, strerror(errno));
+        return kova_err(err, errlen, -errno, "rmdir %s/%s: %s", inst_dir, name, strerror(errno));
     return 0;
 }
 
@@ -285,10 +286,10 @@ static int open_instances_dir(const struct kova_layout *l, char *inst_dir, size_
                               size_t errlen)
 {
     if (kova_layout_instances_dir(l, inst_dir, len) < 0)
-        return lerr(err, errlen, -ENAMETOOLONG, "path too long");
+        return kova_err(err, errlen, -ENAMETOOLONG, "path too long");
     int pfd = open(inst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (pfd < 0)
-        return lerr(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
+        return kova_err(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
     return pfd;
 }
 
@@ -297,13 +298,13 @@ int kova_layout_remove_instance(const struct kova_layout *l, const char *uuid, c
 {
     char inst_dir[KOVA_LAYOUT_PATH_MAX];
     if (!kova_uuid_valid(uuid))
-        return lerr(err, errlen, -EINVAL, "invalid instance id");
+        return kova_err(err, errlen, -EINVAL, "invalid instance id");
     int pfd = open_instances_dir(l, inst_dir, sizeof(inst_dir), err, errlen);
     if (pfd < 0)
         return pfd;
     int rc = remove_entry(pfd, inst_dir, uuid, err, errlen);
     if (rc == 0 && fsync(pfd) < 0)
-        rc = lerr(err, errlen, -errno, "fsync %s: %s", inst_dir, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "fsync %s: %s", inst_dir, strerror(errno));
     close(pfd);
     return rc;
 }
@@ -326,7 +327,7 @@ int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, ch
     int lfd = dup(pfd);
     DIR *d = lfd < 0 ? NULL : fdopendir(lfd);
     if (!d) {
-        rc = lerr(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
         if (lfd >= 0)
             close(lfd);
         close(pfd);
@@ -337,7 +338,7 @@ int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, ch
         struct dirent *e = readdir(d);
         if (!e) {
             if (errno)
-                rc = lerr(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
+                rc = kova_err(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
             break;
         }
         if (strncmp(e->d_name, PARTIAL_PREFIX, plen) != 0 || !kova_uuid_valid(e->d_name + plen))
@@ -352,7 +353,7 @@ int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, ch
     }
     closedir(d);
     if (rc == 0 && n > 0 && fsync(pfd) < 0)
-        rc = lerr(err, errlen, -errno, "fsync %s: %s", inst_dir, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "fsync %s: %s", inst_dir, strerror(errno));
     close(pfd);
     if (removed)
         *removed = n;
@@ -375,19 +376,19 @@ int kova_layout_list_instances(const struct kova_layout *l, char (**uuids)[KOVA_
     *uuids = NULL;
     *count = 0;
     if (kova_layout_instances_dir(l, inst_dir, sizeof(inst_dir)) < 0)
-        return lerr(err, errlen, -ENAMETOOLONG, "path too long");
+        return kova_err(err, errlen, -ENAMETOOLONG, "path too long");
     DIR *d = opendir(inst_dir);
     if (!d) {
         if (errno == ENOENT)
             return 0;
-        return lerr(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
+        return kova_err(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
     }
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
         if (!e) {
             if (errno)
-                rc = lerr(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
+                rc = kova_err(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
             break;
         }
         if (!kova_uuid_valid(e->d_name))
@@ -399,7 +400,7 @@ int kova_layout_list_instances(const struct kova_layout *l, char (**uuids)[KOVA_
             size_t ncap = cap ? cap * 2 : 16;
             void *nv = realloc(v, ncap * sizeof(*v));
             if (!nv) {
-                rc = lerr(err, errlen, -ENOMEM, "out of memory");
+                rc = kova_err(err, errlen, -ENOMEM, "out of memory");
                 break;
             }
             v = nv;

@@ -5,9 +5,7 @@
 
 #include <stddef.h>
 
-/* Writes "msg" to err (if any) and returns rc. */
-int lerr(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+#include "kova/common.h" /* kova_err */
 
 /* snprintf into out; -ENAMETOOLONG when it does not fit. */
 int lpath(char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -55,15 +55,15 @@ int kova_layout_init(struct kova_layout *l, const char *state_dir, char *err, si
 {
     memset(l, 0, sizeof(*l));
     if (!state_dir || state_dir[0] != '/')
-        return lerr(err, errlen, -EINVAL, "state dir must be an absolute path");
+        return kova_err(err, errlen, -EINVAL, "state dir must be an absolute path");
     size_t n = strlen(state_dir);
     while (n > 0 && state_dir[n - 1] == '/')
         n--;
     if (n > KOVA_LAYOUT_STATE_MAX)
-        return lerr(err, errlen, -ENAMETOOLONG,
-                    "state dir is %zu bytes long, at most %d fit: its instances' control "
-                    "sockets (STATE/instances/<uuid>/vmm.sock) must fit sun_path (108 bytes)",
-                    n, KOVA_LAYOUT_STATE_MAX);
+        return kova_err(err, errlen, -ENAMETOOLONG,
+                        "state dir is %zu bytes long, at most %d fit: its instances' control "
+                        "sockets (STATE/instances/<uuid>/vmm.sock) must fit sun_path (108 bytes)",
+                        n, KOVA_LAYOUT_STATE_MAX);
     memcpy(l->state_dir, state_dir, n);
     l->state_dir[n] = '\0';
     l->state_len = n;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Creating qcow2 v3 images: header | refcount table | refcount blocks | L1 table. */
+#include "kova/common.h"
 #include "disk_internal.h"
 
 #include <errno.h>
@@ -10,25 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static int cerr(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int cerr(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 int kova_qcow2_create(const char *path, const struct kova_qcow2_create_opts *o, char *err,
                       size_t errlen)
 {
     unsigned cb = o->cluster_bits ? o->cluster_bits : 16;
     if (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS)
-        return cerr(err, errlen, -EINVAL, "cluster size must be 512 B .. 2 MiB");
+        return kova_err(err, errlen, -EINVAL, "cluster size must be 512 B .. 2 MiB");
     uint64_t cs = 1ull << cb;
     uint64_t size = o->size;
     const char *bfmt = NULL;
@@ -37,10 +25,10 @@ int kova_qcow2_create(const char *path, const struct kova_qcow2_create_opts *o, 
     if (o->backing_file) {
         bfmt = kova_disk_format_name(o->backing_format);
         if (o->backing_format != KOVA_DISK_RAW && o->backing_format != KOVA_DISK_QCOW2)
-            return cerr(err, errlen, -EINVAL, "a backing file needs its format (raw or qcow2)");
+            return kova_err(err, errlen, -EINVAL, "a backing file needs its format (raw or qcow2)");
         blen = strlen(o->backing_file);
         if (blen == 0 || blen > 1023)
-            return cerr(err, errlen, -EINVAL, "backing file name length must be 1..1023");
+            return kova_err(err, errlen, -EINVAL, "backing file name length must be 1..1023");
         /* Check the backing file opens, resolved as the image will resolve it. */
         char bpath[8192];
         const char *slash = strrchr(path, '/');
@@ -52,26 +40,26 @@ int kova_qcow2_create(const char *path, const struct kova_qcow2_create_opts *o, 
         char berr[256];
         int rc = kova_disk_open(&b, bpath, o->backing_format, KOVA_DISK_RDONLY, berr, sizeof(berr));
         if (rc < 0)
-            return cerr(err, errlen, rc, "backing file: %s", berr);
+            return kova_err(err, errlen, rc, "backing file: %s", berr);
         if (size == 0)
             size = kova_disk_size(b);
         kova_disk_close(b);
     }
     size = (size + 511) & ~511ull;
     if (size > (1ull << 60))
-        return cerr(err, errlen, -EFBIG, "size too large");
+        return kova_err(err, errlen, -EFBIG, "size too large");
 
     /* Header cluster contents. */
     size_t hlen = 112;
     size_t ext = bfmt ? 8 + ((strlen(bfmt) + 7) & ~7u) : 0;
     size_t boff = hlen + ext + 8;
     if (boff + blen > cs)
-        return cerr(err, errlen, -EINVAL, "backing file name does not fit the header cluster");
+        return kova_err(err, errlen, -EINVAL, "backing file name does not fit the header cluster");
 
     uint64_t per_l1 = 1ull << (cb + cb - 3);
     uint64_t l1_entries = (size + per_l1 - 1) / per_l1;
     if (l1_entries * 8 > QCOW2_MAX_L1_BYTES)
-        return cerr(err, errlen, -EFBIG, "size too large for this cluster size");
+        return kova_err(err, errlen, -EFBIG, "size too large for this cluster size");
     uint64_t L = (l1_entries * 8 + cs - 1) / cs;
     uint64_t epb = cs * 8 / 16;
     uint64_t T = 1, B = 1;
@@ -85,7 +73,7 @@ int kova_qcow2_create(const char *path, const struct kova_qcow2_create_opts *o, 
         T = T2;
     }
     if (T * cs > QCOW2_MAX_REFTABLE_BYTES)
-        return cerr(err, errlen, -EFBIG, "image too large");
+        return kova_err(err, errlen, -EFBIG, "image too large");
     uint64_t total = 1 + T + B + L;
     uint8_t *img = calloc(total, cs);
     if (!img)
@@ -122,7 +110,7 @@ int kova_qcow2_create(const char *path, const struct kova_qcow2_create_opts *o, 
     if (fd < 0) {
         int e = errno;
         free(img);
-        return cerr(err, errlen, -e, "cannot create '%s': %s", path, strerror(e));
+        return kova_err(err, errlen, -e, "cannot create '%s': %s", path, strerror(e));
     }
     int rc = ftruncate(fd, 0) < 0 ? -errno : 0;
     if (rc == 0)
@@ -132,6 +120,6 @@ int kova_qcow2_create(const char *path, const struct kova_qcow2_create_opts *o, 
     free(img);
     close(fd);
     if (rc < 0)
-        return cerr(err, errlen, rc, "writing '%s': %s", path, strerror(-rc));
+        return kova_err(err, errlen, rc, "writing '%s': %s", path, strerror(-rc));
     return 0;
 }

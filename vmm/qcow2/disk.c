@@ -10,6 +10,7 @@
  * before the L2 entry pointing at it, and synced before that entry is written. A crash at any
  * moment therefore leaks clusters at worst.
  */
+#include "kova/common.h"
 #include "disk_internal.h"
 
 #include <errno.h>
@@ -165,19 +166,6 @@ int kd_error(struct kova_disk *d, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(d->errmsg, sizeof(d->errmsg), fmt, ap);
     va_end(ap);
-    return rc;
-}
-
-static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
     return rc;
 }
 
@@ -1355,14 +1343,14 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
 {
     struct stat st;
     if (fstat(d->fd, &st) < 0)
-        return set_err(err, errlen, -errno, "%s: %s", d->path, strerror(errno));
+        return kova_err(err, errlen, -errno, "%s: %s", d->path, strerror(errno));
     uint64_t fsize = (uint64_t)st.st_size;
     uint8_t small[512];
     int rc = kd_pread_full(d->fd, small, sizeof(small), 0);
     if (rc < 0)
-        return set_err(err, errlen, rc, "%s: %s", d->path, strerror(-rc));
+        return kova_err(err, errlen, rc, "%s: %s", d->path, strerror(-rc));
     if (fsize < QCOW2_V2_HEADER_LEN)
-        return set_err(err, errlen, -EINVAL, "%s: file too small for a qcow2 header", d->path);
+        return kova_err(err, errlen, -EINVAL, "%s: file too small for a qcow2 header", d->path);
     uint32_t cb = be32_get(small + 20);
     if (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS)
         cb = QCOW2_MIN_CLUSTER_BITS; /* the parser names the error */
@@ -1376,7 +1364,7 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
         rc = qcow2_parse_header(hbuf, cs, &d->h, perr, sizeof(perr));
     free(hbuf);
     if (rc < 0)
-        return set_err(err, errlen, rc, "%s: %s", d->path, perr[0] ? perr : strerror(-rc));
+        return kova_err(err, errlen, rc, "%s: %s", d->path, perr[0] ? perr : strerror(-rc));
 
     struct qcow2_header *h = &d->h;
     d->cb = h->cluster_bits;
@@ -1387,25 +1375,25 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
     d->refmax = h->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << h->refcount_order)) - 1;
 
     if (!d->ro && (h->incompatible & QCOW2_INCOMPAT_DIRTY))
-        return set_err(err, errlen, -ENOTSUP,
-                       "%s: image has the dirty bit set (lazy refcounts); repair it with "
-                       "'qemu-img check -r all' before opening it read-write",
-                       d->path);
+        return kova_err(err, errlen, -ENOTSUP,
+                        "%s: image has the dirty bit set (lazy refcounts); repair it with "
+                        "'qemu-img check -r all' before opening it read-write",
+                        d->path);
     if (!d->ro && (h->incompatible & QCOW2_INCOMPAT_CORRUPT))
-        return set_err(err, errlen, -EIO,
-                       "%s: image is marked corrupt; it can only be opened read-only", d->path);
+        return kova_err(err, errlen, -EIO,
+                        "%s: image is marked corrupt; it can only be opened read-only", d->path);
 
     uint64_t l1_bytes = (uint64_t)h->l1_size * 8;
     if (h->l1_size && h->l1_table_offset + l1_bytes > fsize)
-        return set_err(err, errlen, -EINVAL, "%s: L1 table extends beyond end of file", d->path);
+        return kova_err(err, errlen, -EINVAL, "%s: L1 table extends beyond end of file", d->path);
     uint64_t rt_bytes = (uint64_t)h->refcount_table_clusters * cs;
     if (h->refcount_table_offset + rt_bytes > fsize + cs)
-        return set_err(err, errlen, -EINVAL, "%s: refcount table extends beyond end of file",
-                       d->path);
+        return kova_err(err, errlen, -EINVAL, "%s: refcount table extends beyond end of file",
+                        d->path);
     if (h->l1_size && h->l1_table_offset < cs)
-        return set_err(err, errlen, -EINVAL, "%s: L1 table overlaps the header", d->path);
+        return kova_err(err, errlen, -EINVAL, "%s: L1 table overlaps the header", d->path);
     if (h->refcount_table_offset < cs)
-        return set_err(err, errlen, -EINVAL, "%s: refcount table overlaps the header", d->path);
+        return kova_err(err, errlen, -EINVAL, "%s: refcount table overlaps the header", d->path);
 
     uint8_t *raw = malloc(l1_bytes > rt_bytes ? l1_bytes : rt_bytes);
     d->l1 = calloc(h->l1_size ? h->l1_size : 1, 8);
@@ -1424,7 +1412,7 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
         d->rt[i] = be64_get(raw + i * 8);
     free(raw);
     if (rc < 0)
-        return set_err(err, errlen, rc, "%s: reading tables: %s", d->path, strerror(-rc));
+        return kova_err(err, errlen, rc, "%s: reading tables: %s", d->path, strerror(-rc));
 
     /* Caches: the L2 cache covers the whole disk when it fits in 32 MiB. */
     uint64_t per_l2 = 1ull << (d->cb + d->l2_bits);
@@ -1456,20 +1444,20 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
         /* Bitmaps and other autoclear data are not maintained: invalidate them. */
         uint8_t z[8] = {0};
         if ((rc = dwrite(d, z, 8, 88)) < 0 || (rc = dsync(d)) < 0)
-            return set_err(err, errlen, rc, "%s: %s", d->path, d->errmsg);
+            return kova_err(err, errlen, rc, "%s: %s", d->path, d->errmsg);
         h->autoclear = 0;
     }
 
     if (h->backing_file[0] && !(flags & KOVA_DISK_NO_BACKING) && !d->nopath) {
         enum kova_disk_format bf = kova_disk_format_parse(h->backing_format);
         if (!h->backing_format[0])
-            return set_err(err, errlen, -ENOTSUP,
-                           "%s: backing file '%s' has no recorded format (kova does "
-                           "not probe; record it with qemu-img rebase -u -F FMT)",
-                           d->path, h->backing_file);
+            return kova_err(err, errlen, -ENOTSUP,
+                            "%s: backing file '%s' has no recorded format (kova does "
+                            "not probe; record it with qemu-img rebase -u -F FMT)",
+                            d->path, h->backing_file);
         if (!bf)
-            return set_err(err, errlen, -ENOTSUP, "%s: backing format '%s' is not supported",
-                           d->path, h->backing_format);
+            return kova_err(err, errlen, -ENOTSUP, "%s: backing format '%s' is not supported",
+                            d->path, h->backing_format);
         char bpath[8192];
         if (h->backing_file[0] == '/') {
             snprintf(bpath, sizeof(bpath), "%s", h->backing_file);
@@ -1482,8 +1470,8 @@ static int qcow2_open(struct kova_disk *d, unsigned flags, struct chain *ch, cha
                 snprintf(bpath, sizeof(bpath), "%s", h->backing_file);
         }
         if (ch->n > KOVA_DISK_MAX_CHAIN)
-            return set_err(err, errlen, -ELOOP, "%s: backing chain longer than %d images", d->path,
-                           KOVA_DISK_MAX_CHAIN);
+            return kova_err(err, errlen, -ELOOP, "%s: backing chain longer than %d images", d->path,
+                            KOVA_DISK_MAX_CHAIN);
         rc = open_any(&d->backing, -1, bpath, bf, KOVA_DISK_RDONLY, ch, err, errlen);
         if (rc < 0)
             return rc;
@@ -1496,7 +1484,7 @@ static int open_any(struct kova_disk **out, int fd, const char *path, enum kova_
 {
     *out = NULL;
     if (fmt != KOVA_DISK_RAW && fmt != KOVA_DISK_QCOW2)
-        return set_err(err, errlen, -EINVAL, "unknown disk format");
+        return kova_err(err, errlen, -EINVAL, "unknown disk format");
     struct kova_disk *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
@@ -1511,24 +1499,24 @@ static int open_any(struct kova_disk **out, int fd, const char *path, enum kova_
     if (fd >= 0) {
         d->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (d->fd < 0) {
-            rc = set_err(err, errlen, -errno, "dup: %s", strerror(errno));
+            rc = kova_err(err, errlen, -errno, "dup: %s", strerror(errno));
             goto fail;
         }
     } else {
         d->fd = open(path, (d->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
         if (d->fd < 0) {
-            rc = set_err(err, errlen, -errno, "cannot open '%s': %s", path, strerror(errno));
+            rc = kova_err(err, errlen, -errno, "cannot open '%s': %s", path, strerror(errno));
             goto fail;
         }
     }
     struct stat st;
     if (fstat(d->fd, &st) < 0) {
-        rc = set_err(err, errlen, -errno, "%s: %s", d->path, strerror(errno));
+        rc = kova_err(err, errlen, -errno, "%s: %s", d->path, strerror(errno));
         goto fail;
     }
     for (int i = 0; i < ch->n; i++)
         if (ch->dev[i] == st.st_dev && ch->ino[i] == st.st_ino) {
-            rc = set_err(err, errlen, -ELOOP, "%s: backing chain loops", d->path);
+            rc = kova_err(err, errlen, -ELOOP, "%s: backing chain loops", d->path);
             goto fail;
         }
     if (ch->n <= KOVA_DISK_MAX_CHAIN) {
@@ -1537,14 +1525,14 @@ static int open_any(struct kova_disk **out, int fd, const char *path, enum kova_
         ch->n++;
     }
     if (!d->ro && flock(d->fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = set_err(err, errlen, errno == EWOULDBLOCK ? -EBUSY : -errno,
-                     "%s: image is in use by another process", d->path);
+        rc = kova_err(err, errlen, errno == EWOULDBLOCK ? -EBUSY : -errno,
+                      "%s: image is in use by another process", d->path);
         goto fail;
     }
     if (fmt == KOVA_DISK_RAW) {
         off_t end = lseek(d->fd, 0, SEEK_END);
         if (end < 0) {
-            rc = set_err(err, errlen, -errno, "%s: %s", d->path, strerror(errno));
+            rc = kova_err(err, errlen, -errno, "%s: %s", d->path, strerror(errno));
             goto fail;
         }
         d->size = (uint64_t)end;
@@ -1552,8 +1540,8 @@ static int open_any(struct kova_disk **out, int fd, const char *path, enum kova_
         if ((rc = qcow2_open(d, flags, ch, err, errlen)) < 0)
             goto fail;
         if (d->h.backing_file[0] && !path && !(flags & KOVA_DISK_NO_BACKING)) {
-            rc = set_err(err, errlen, -EINVAL,
-                         "image has a backing file but no path was given to find it");
+            rc = kova_err(err, errlen, -EINVAL,
+                          "image has a backing file but no path was given to find it");
             goto fail;
         }
     }
@@ -1569,7 +1557,7 @@ int kova_disk_open(struct kova_disk **out, const char *path, enum kova_disk_form
 {
     struct chain ch = {.n = 0};
     if (!path)
-        return set_err(err, errlen, -EINVAL, "no path");
+        return kova_err(err, errlen, -EINVAL, "no path");
     return open_any(out, -1, path, fmt, flags, &ch, err, errlen);
 }
 
@@ -1578,7 +1566,7 @@ int kova_disk_open_fd(struct kova_disk **out, int fd, const char *path, enum kov
 {
     struct chain ch = {.n = 0};
     if (fd < 0)
-        return set_err(err, errlen, -EBADF, "bad file descriptor");
+        return kova_err(err, errlen, -EBADF, "bad file descriptor");
     return open_any(out, fd, path, fmt, flags, &ch, err, errlen);
 }
 

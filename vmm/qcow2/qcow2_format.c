@@ -1,22 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* qcow2 header / table entry parsing (pure functions). */
+#include "kova/common.h"
 #include "qcow2_format.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static const char *known_incompat_name(unsigned bit)
 {
@@ -58,12 +48,12 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
 {
     memset(h, 0, sizeof(*h));
     if (len < QCOW2_V2_HEADER_LEN)
-        return fail(-EINVAL, err, errlen, "file too small for a qcow2 header");
+        return kova_err(err, errlen, -EINVAL, "file too small for a qcow2 header");
     if (be32_get(buf) != QCOW2_MAGIC)
-        return fail(-EINVAL, err, errlen, "not a qcow2 image (bad magic)");
+        return kova_err(err, errlen, -EINVAL, "not a qcow2 image (bad magic)");
     h->version = be32_get(buf + 4);
     if (h->version != 2 && h->version != 3)
-        return fail(-ENOTSUP, err, errlen, "qcow2 version %u is not supported", h->version);
+        return kova_err(err, errlen, -ENOTSUP, "qcow2 version %u is not supported", h->version);
     h->backing_file_offset = be64_get(buf + 8);
     h->backing_file_size = be32_get(buf + 16);
     h->cluster_bits = be32_get(buf + 20);
@@ -77,8 +67,8 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
     h->snapshots_offset = be64_get(buf + 64);
 
     if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-        return fail(-EINVAL, err, errlen, "invalid cluster_bits %u (must be 9..21)",
-                    h->cluster_bits);
+        return kova_err(err, errlen, -EINVAL, "invalid cluster_bits %u (must be 9..21)",
+                        h->cluster_bits);
     const uint64_t cs = 1ull << h->cluster_bits;
 
     if (h->version == 2) {
@@ -86,7 +76,7 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
         h->header_length = QCOW2_V2_HEADER_LEN;
     } else {
         if (len < QCOW2_V3_HEADER_LEN)
-            return fail(-EINVAL, err, errlen, "file too small for a qcow2 v3 header");
+            return kova_err(err, errlen, -EINVAL, "file too small for a qcow2 v3 header");
         h->incompatible = be64_get(buf + 72);
         h->compatible = be64_get(buf + 80);
         h->autoclear = be64_get(buf + 88);
@@ -94,16 +84,17 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
         h->header_length = be32_get(buf + 100);
         if (h->header_length < QCOW2_V3_HEADER_LEN || h->header_length > cs ||
             h->header_length > len)
-            return fail(-EINVAL, err, errlen, "invalid header_length %u", h->header_length);
+            return kova_err(err, errlen, -EINVAL, "invalid header_length %u", h->header_length);
         if (h->header_length > 104)
             h->compression_type = buf[104];
     }
     if (h->refcount_order > 6)
-        return fail(-EINVAL, err, errlen, "invalid refcount_order %u (must be 0..6)",
-                    h->refcount_order);
+        return kova_err(err, errlen, -EINVAL, "invalid refcount_order %u (must be 0..6)",
+                        h->refcount_order);
     if (h->crypt_method != 0)
-        return fail(-ENOTSUP, err, errlen,
-                    "encrypted qcow2 images (crypt_method %u) are not supported", h->crypt_method);
+        return kova_err(err, errlen, -ENOTSUP,
+                        "encrypted qcow2 images (crypt_method %u) are not supported",
+                        h->crypt_method);
 
     /* Header extensions: between the header and the backing file name (or cluster end). */
     const uint8_t *feat_tab = NULL;
@@ -121,17 +112,17 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
         if (type == QCOW2_EXT_END)
             break;
         if (elen > ext_end - pos)
-            return fail(-EINVAL, err, errlen,
-                        "header extension 0x%08x is larger than the header cluster", type);
+            return kova_err(err, errlen, -EINVAL,
+                            "header extension 0x%08x is larger than the header cluster", type);
         const uint8_t *e = buf + pos;
         switch (type) {
         case QCOW2_EXT_BACKING_FORMAT:
             if (elen >= sizeof(h->backing_format))
-                return fail(-EINVAL, err, errlen, "backing format name too long");
+                return kova_err(err, errlen, -EINVAL, "backing format name too long");
             memcpy(h->backing_format, e, elen);
             h->backing_format[elen] = 0;
             if (strlen(h->backing_format) != elen)
-                return fail(-EINVAL, err, errlen, "bad backing format name");
+                return kova_err(err, errlen, -EINVAL, "bad backing format name");
             break;
         case QCOW2_EXT_FEATURE_TABLE:
             feat_tab = e;
@@ -139,7 +130,7 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
             break;
         case QCOW2_EXT_BITMAPS:
             if (elen < 24)
-                return fail(-EINVAL, err, errlen, "bitmaps extension too short");
+                return kova_err(err, errlen, -EINVAL, "bitmaps extension too short");
             h->has_bitmaps_ext = 1;
             h->nb_bitmaps = be32_get(e);
             h->bitmap_directory_size = be64_get(e + 8);
@@ -159,61 +150,62 @@ int qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h, c
         unsigned bit = (unsigned)__builtin_ctzll(unknown);
         char name[128];
         feature_name(feat_tab, feat_len, bit, name, sizeof(name));
-        return fail(-ENOTSUP, err, errlen, "unsupported qcow2 feature: %s", name);
+        return kova_err(err, errlen, -ENOTSUP, "unsupported qcow2 feature: %s", name);
     }
     if ((h->incompatible & QCOW2_INCOMPAT_DATA_FILE) || have_data_file_ext)
-        return fail(-ENOTSUP, err, errlen,
-                    "unsupported qcow2 feature: %s (external data files are not supported)",
-                    known_incompat_name(2));
+        return kova_err(err, errlen, -ENOTSUP,
+                        "unsupported qcow2 feature: %s (external data files are not supported)",
+                        known_incompat_name(2));
     if (h->incompatible & QCOW2_INCOMPAT_EXTL2)
-        return fail(-ENOTSUP, err, errlen, "unsupported qcow2 feature: %s", known_incompat_name(4));
+        return kova_err(err, errlen, -ENOTSUP, "unsupported qcow2 feature: %s",
+                        known_incompat_name(4));
     if (h->compression_type > 1)
-        return fail(-ENOTSUP, err, errlen, "unknown compression type %u", h->compression_type);
+        return kova_err(err, errlen, -ENOTSUP, "unknown compression type %u", h->compression_type);
     if (h->compression_type != 0 && !(h->incompatible & QCOW2_INCOMPAT_COMPRESSION))
-        return fail(-EINVAL, err, errlen,
-                    "compression type %u without the compression type feature bit",
-                    h->compression_type);
+        return kova_err(err, errlen, -EINVAL,
+                        "compression type %u without the compression type feature bit",
+                        h->compression_type);
 
     /* Sizes and tables. */
     if (h->size > (1ull << 62))
-        return fail(-EINVAL, err, errlen, "virtual size %llu is too large",
-                    (unsigned long long)h->size);
+        return kova_err(err, errlen, -EINVAL, "virtual size %llu is too large",
+                        (unsigned long long)h->size);
     const uint32_t l2_bits = h->cluster_bits - 3;
     const uint64_t per_l1 = 1ull << (h->cluster_bits + l2_bits);
     uint64_t need_l1 = (h->size + per_l1 - 1) / per_l1;
     if ((uint64_t)h->l1_size * 8 > QCOW2_MAX_L1_BYTES)
-        return fail(-EINVAL, err, errlen, "L1 table too large (%u entries)", h->l1_size);
+        return kova_err(err, errlen, -EINVAL, "L1 table too large (%u entries)", h->l1_size);
     if (h->l1_size < need_l1)
-        return fail(-EINVAL, err, errlen, "L1 table (%u entries) too small for %llu bytes",
-                    h->l1_size, (unsigned long long)h->size);
+        return kova_err(err, errlen, -EINVAL, "L1 table (%u entries) too small for %llu bytes",
+                        h->l1_size, (unsigned long long)h->size);
     if (h->l1_size && (h->l1_table_offset == 0 || (h->l1_table_offset & (cs - 1)) ||
                        h->l1_table_offset > QCOW2_OFFSET_MASK))
-        return fail(-EINVAL, err, errlen, "invalid L1 table offset 0x%llx",
-                    (unsigned long long)h->l1_table_offset);
+        return kova_err(err, errlen, -EINVAL, "invalid L1 table offset 0x%llx",
+                        (unsigned long long)h->l1_table_offset);
     if (h->refcount_table_offset == 0 || (h->refcount_table_offset & (cs - 1)) ||
         h->refcount_table_offset > QCOW2_OFFSET_MASK)
-        return fail(-EINVAL, err, errlen, "invalid refcount table offset 0x%llx",
-                    (unsigned long long)h->refcount_table_offset);
+        return kova_err(err, errlen, -EINVAL, "invalid refcount table offset 0x%llx",
+                        (unsigned long long)h->refcount_table_offset);
     if (h->refcount_table_clusters == 0 ||
         (uint64_t)h->refcount_table_clusters * cs > QCOW2_MAX_REFTABLE_BYTES)
-        return fail(-EINVAL, err, errlen, "invalid refcount table size (%u clusters)",
-                    h->refcount_table_clusters);
+        return kova_err(err, errlen, -EINVAL, "invalid refcount table size (%u clusters)",
+                        h->refcount_table_clusters);
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return fail(-EINVAL, err, errlen, "too many snapshots (%u)", h->nb_snapshots);
+        return kova_err(err, errlen, -EINVAL, "too many snapshots (%u)", h->nb_snapshots);
     if (h->nb_snapshots && (h->snapshots_offset == 0 || (h->snapshots_offset & (cs - 1)) ||
                             h->snapshots_offset > QCOW2_OFFSET_MASK))
-        return fail(-EINVAL, err, errlen, "invalid snapshot table offset 0x%llx",
-                    (unsigned long long)h->snapshots_offset);
+        return kova_err(err, errlen, -EINVAL, "invalid snapshot table offset 0x%llx",
+                        (unsigned long long)h->snapshots_offset);
 
     if (h->backing_file_offset) {
         if (h->backing_file_size == 0 || h->backing_file_size >= sizeof(h->backing_file) ||
             h->backing_file_offset > cs || h->backing_file_offset + h->backing_file_size > cs ||
             h->backing_file_offset + h->backing_file_size > len)
-            return fail(-EINVAL, err, errlen, "invalid backing file name location");
+            return kova_err(err, errlen, -EINVAL, "invalid backing file name location");
         memcpy(h->backing_file, buf + h->backing_file_offset, h->backing_file_size);
         h->backing_file[h->backing_file_size] = 0;
         if (strlen(h->backing_file) != h->backing_file_size)
-            return fail(-EINVAL, err, errlen, "backing file name contains a NUL byte");
+            return kova_err(err, errlen, -EINVAL, "backing file name contains a NUL byte");
     }
     return 0;
 }

@@ -26,20 +26,6 @@
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 
-static void write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return; /* a full disk or a closed stdout must not stop the guest */
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void flush_locked(struct serial *s)
 {
     if (s->buf_len == 0)
@@ -51,10 +37,11 @@ static void flush_locked(struct serial *s)
         if (s->log.fd != before && s->log.fd >= 0)
             dup3(s->log.fd, s->out_fds[0], O_CLOEXEC); /* rotated: follow the new log */
     } else if (s->out_fds[0] >= 0) {
-        write_all(s->out_fds[0], s->buf, s->buf_len);
+        (void)kova_write_all(s->out_fds[0], s->buf,
+                             s->buf_len); /* a full disk must not stop the guest */
     }
     if (s->out_fds[1] >= 0)
-        write_all(s->out_fds[1], s->buf, s->buf_len);
+        (void)kova_write_all(s->out_fds[1], s->buf, s->buf_len);
     s->buf_len = 0;
 }
 

@@ -24,6 +24,14 @@ void kova_log_setup(const char *prog, int level);
 int kova_log_get_level(void);
 void kova_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The error convention's one helper: writes the message to err (when err && errlen) and returns
+ * rc, so that a failure reads `return kova_err(err, errlen, -EINVAL, "bad %s", what);`. */
+int kova_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* write(2) of all len bytes (EINTR retried); 0 or -errno. */
+int kova_write_all(int fd, const void *buf, size_t len);
+
 /* "2026-11-26T07:11:32Z" (z=true) or "2026-11-26T07:11:32.123456" (microseconds). */
 void kova_time_iso(char out[32], bool z);
 
