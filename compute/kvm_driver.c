@@ -61,6 +61,10 @@ struct kvm_driver {
     pthread_mutex_t lock;
     pthread_cond_t exited;
     struct vmm_proc *procs;
+    /* instances list() found a VMM of that nobody watches: power_off/destroy kill those (by a
+     * /proc scan, so only for them, not on every stop) */
+    char (*strays)[KOVA_UUID_STRLEN + 1];
+    size_t nstrays;
     int evfd;
     pthread_t thread;
     bool thread_up, stopping;
@@ -642,7 +646,17 @@ static int power_off(struct kova_driver *d, const char *id, enum kova_power_off_
 {
     struct kvm_driver *k = KD(d);
     if (!running(k, id)) {
-        if (mode == KOVA_POWER_OFF_KILL)
+        bool stray = false;
+        pthread_mutex_lock(&k->lock);
+        for (size_t i = 0; i < k->nstrays && !stray; i++) {
+            if (!strcmp(k->strays[i], id)) {
+                memmove(k->strays[i], k->strays[k->nstrays - 1], sizeof(k->strays[i]));
+                k->nstrays--;
+                stray = true;
+            }
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (stray && mode == KOVA_POWER_OFF_KILL)
             scan_vmms(k, kill_unwatched, (void *)id);
         return 0;
     }
@@ -797,6 +811,14 @@ static int list(struct kova_driver *d, void (*fn)(void *opaque, const struct kov
     }
     free(ids);
     scan_vmms(k, note_unwatched, &l);
+    pthread_mutex_lock(&k->lock);
+    free(k->strays);
+    k->strays = malloc((l.n ? l.n : 1) * sizeof(*k->strays));
+    k->nstrays = 0;
+    for (size_t i = 0; k->strays && i < l.n; i++)
+        if (l.v[i].unowned_vmm)
+            memcpy(k->strays[k->nstrays++], l.ids[i], sizeof(k->strays[0]));
+    pthread_mutex_unlock(&k->lock);
     for (size_t i = 0; i < l.n; i++) {
         l.v[i].uuid = l.ids[i];
         fn(opaque, &l.v[i]);
@@ -840,6 +862,7 @@ static void driver_free(struct kova_driver *d)
         close(k->evfd);
     pthread_cond_destroy(&k->exited);
     pthread_mutex_destroy(&k->lock);
+    free(k->strays);
     free(k->state_dir);
     free(k->images_dir);
     free(k->vmm_path);
