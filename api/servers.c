@@ -1641,10 +1641,7 @@ static bool action_allowed(sqlite3_stmt *st, const struct kova_action *a)
 {
     enum kova_vm_state vm;
     enum kova_task_state task;
-    if (kova_vm_state_parse(col(st, C_VM_STATE), &vm) < 0)
-        vm = KOVA_VM_ERROR;
-    if (kova_task_state_parse(col(st, C_TASK_STATE), &task) < 0)
-        task = KOVA_TASK_SCHEDULING; /* an unknown task: busy */
+    kova_state_read(col(st, C_VM_STATE), col(st, C_TASK_STATE), &vm, &task);
     return kova_action_allowed(a, vm, task);
 }
 

@@ -507,10 +507,7 @@ int kova_compute_accept(sqlite3 *conn, const char *id, const struct kova_action 
         goto out;
     enum kova_vm_state vm;
     enum kova_task_state task;
-    if (kova_vm_state_parse(w->vm_state, &vm) < 0)
-        vm = KOVA_VM_ERROR;
-    if (kova_task_state_parse(w->has_task ? w->task_state : NULL, &task) < 0)
-        task = KOVA_TASK_SCHEDULING; /* an unknown task: busy */
+    kova_state_read(w->vm_state, w->has_task ? w->task_state : NULL, &vm, &task);
     if (!kova_action_allowed(a, vm, task)) {
         if (why)
             *why = (struct kova_conflict){vm, task};

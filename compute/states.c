@@ -146,3 +146,12 @@ bool kova_action_allowed(const struct kova_action *a, enum kova_vm_state vm,
     return task == KOVA_TASK_NONE && (unsigned)vm < KOVA_VM__COUNT &&
            (a->vm_states & KOVA_VM_BIT(vm));
 }
+
+void kova_state_read(const char *vm_name, const char *task_name, enum kova_vm_state *vm,
+                     enum kova_task_state *task)
+{
+    if (kova_vm_state_parse(vm_name, vm) < 0)
+        *vm = KOVA_VM_ERROR;
+    if (kova_task_state_parse(task_name, task) < 0)
+        *task = KOVA_TASK_SCHEDULING;
+}

@@ -11,9 +11,10 @@
  *    manager stores (for the KVM driver: PID + process start time). spawn fills it in before it
  *    waits for the guest, through note_ref, so that a crash of the agent during the wait leaves
  *    a ref the next agent can adopt.
- *  - An instance that stops without being asked (guest power-off, VMM crash, kill -9) is
- *    reported once through the on_exit callback given at creation, from a driver thread, with
- *    the ref it ran under; the manager may call into the driver from the callback.
+ *  - Every stop of an instance's VMM (guest power-off, VMM crash, kill -9, and also the stops
+ *    the driver made itself) is reported once through the on_exit callback given at creation,
+ *    from a driver thread, with the ref it ran under; the manager tells its own stops apart (a
+ *    task holds the server, the ref no longer matches) and may call into the driver from it.
  *  - Errors are 0 / -errno. Ops that can fail for a reason a user should read write one line to
  *    err (err may be NULL); spawn sets *fault_code to 400 for a request error (flavor disk
  *    smaller than the image), leaving it otherwise.

@@ -103,5 +103,10 @@ const struct kova_action *kova_action_of_op(enum kova_op op);
 /* Whether the action may start in this state (see the contract). */
 bool kova_action_allowed(const struct kova_action *a, enum kova_vm_state vm,
                          enum kova_task_state task);
+/* The state as the database stores it (task NULL: none), read the one way both the API and the
+ * manager read it: an unknown vm_state counts as error, an unknown task_state as a task in
+ * progress. */
+void kova_state_read(const char *vm_name, const char *task_name, enum kova_vm_state *vm,
+                     enum kova_task_state *task);
 
 #endif
