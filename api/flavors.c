@@ -7,25 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FLAVOR_COLS "id, name, ram, vcpus, disk, ephemeral, swap, rxtx_factor, is_public, disabled"
-
-static json_t *flavor_json(struct kova_req *r, sqlite3_stmt *st, bool detail)
+static json_t *flavor_json(struct kova_req *r, const struct kova_db_flavor *f, bool detail)
 {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
-    json_t *o =
-        json_pack("{s:s, s:s, s:o}", "id", id, "name", (const char *)sqlite3_column_text(st, 1),
-                  "links", link_list(r, "flavors", id));
+    json_t *o = json_pack("{s:s, s:s, s:o}", "id", f->id, "name", f->name, "links",
+                          link_list(r, "flavors", f->id));
     if (!detail || !o)
         return o;
-    int swap = sqlite3_column_int(st, 6);
-    json_object_set_new(o, "ram", json_integer(sqlite3_column_int64(st, 2)));
-    json_object_set_new(o, "vcpus", json_integer(sqlite3_column_int64(st, 3)));
-    json_object_set_new(o, "disk", json_integer(sqlite3_column_int64(st, 4)));
-    json_object_set_new(o, "OS-FLV-EXT-DATA:ephemeral", json_integer(sqlite3_column_int64(st, 5)));
-    json_object_set_new(o, "swap", swap ? json_integer(swap) : json_string(""));
-    json_object_set_new(o, "rxtx_factor", json_real(sqlite3_column_double(st, 7)));
-    json_object_set_new(o, "os-flavor-access:is_public", json_boolean(sqlite3_column_int(st, 8)));
-    json_object_set_new(o, "OS-FLV-DISABLED:disabled", json_boolean(sqlite3_column_int(st, 9)));
+    json_object_set_new(o, "ram", json_integer(f->ram));
+    json_object_set_new(o, "vcpus", json_integer(f->vcpus));
+    json_object_set_new(o, "disk", json_integer(f->disk));
+    json_object_set_new(o, "OS-FLV-EXT-DATA:ephemeral", json_integer(f->ephemeral));
+    json_object_set_new(o, "swap", f->swap ? json_integer(f->swap) : json_string(""));
+    json_object_set_new(o, "rxtx_factor", json_real(f->rxtx_factor));
+    json_object_set_new(o, "os-flavor-access:is_public", json_boolean(f->is_public));
+    json_object_set_new(o, "OS-FLV-DISABLED:disabled", json_boolean(f->disabled));
     return o;
 }
 
@@ -57,9 +52,11 @@ static void list_common(struct kova_req *r, bool detail)
     static const char *const known_sort[] = {"id",           "flavorid", "name",        "memory_mb",
                                              "ram",          "vcpus",    "root_gb",     "disk",
                                              "ephemeral_gb", "swap",     "rxtx_factor", NULL};
-    static const char *const sort_col[] = {"id",        "id",    "name",       "ram",
-                                           "ram",       "vcpus", "disk",       "disk",
-                                           "ephemeral", "swap",  "rxtx_factor"};
+    static const enum kova_db_flavor_sort sort_by[] = {
+        KOVA_DB_FLAVOR_BY_ID,   KOVA_DB_FLAVOR_BY_ID,         KOVA_DB_FLAVOR_BY_NAME,
+        KOVA_DB_FLAVOR_BY_RAM,  KOVA_DB_FLAVOR_BY_RAM,        KOVA_DB_FLAVOR_BY_VCPUS,
+        KOVA_DB_FLAVOR_BY_DISK, KOVA_DB_FLAVOR_BY_DISK,       KOVA_DB_FLAVOR_BY_EPHEMERAL,
+        KOVA_DB_FLAVOR_BY_SWAP, KOVA_DB_FLAVOR_BY_RXTX_FACTOR};
     int limit;
     if (!req_limit(r, &limit))
         return;
@@ -82,16 +79,17 @@ static void list_common(struct kova_req *r, bool detail)
         reply_fault(r, 400, "Invalid minDisk filter [%.60s]", v);
         return;
     }
-    const char *col = "id";
+    enum kova_db_flavor_sort sort = KOVA_DB_FLAVOR_BY_ID;
     if ((v = req_query(r, "sort_key"))) {
-        col = NULL;
+        int k = -1;
         for (int i = 0; known_sort[i]; i++)
             if (strcmp(known_sort[i], v) == 0)
-                col = sort_col[i];
-        if (!col) {
+                k = i;
+        if (k < 0) {
             reply_fault(r, 400, "Invalid sort_key [%.60s]", v);
             return;
         }
+        sort = sort_by[k];
     }
     bool desc = false;
     if ((v = req_query(r, "sort_dir"))) {
@@ -103,43 +101,28 @@ static void list_common(struct kova_req *r, bool detail)
         }
     }
     const char *marker = req_query(r, "marker");
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             "SELECT " FLAVOR_COLS " FROM flavors WHERE (?1 < 0 OR is_public = ?1) AND ram >= ?2"
-             " AND disk >= ?3 ORDER BY %s %s, id %s",
-             col, desc ? "DESC" : "ASC", desc ? "DESC" : "ASC");
-    sqlite3_stmt *st = kova_db_prepare(r->db, sql);
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_int(st, 1, is_public);
-    sqlite3_bind_int64(st, 2, min_ram);
-    sqlite3_bind_int64(st, 3, min_disk);
-    json_t *arr = json_array();
-    bool seen_marker = marker == NULL;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (!seen_marker) {
-            if (strcmp((const char *)sqlite3_column_text(st, 0), marker) == 0)
-                seen_marker = true;
-            continue;
-        }
-        if ((int)json_array_size(arr) >= limit)
-            break;
-        json_array_append_new(arr, flavor_json(r, st, detail));
-    }
-    kova_db_done(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        json_decref(arr);
-        reply_db_error(r, -EIO);
-        return;
-    }
-    if (!seen_marker) {
-        json_decref(arr);
+    struct kova_db_flavor_filter flt = {.is_public = is_public,
+                                        .min_ram = min_ram,
+                                        .min_disk = min_disk,
+                                        .sort = sort,
+                                        .desc = desc,
+                                        .marker = marker,
+                                        .limit = limit};
+    struct kova_db_flavor *fl;
+    size_t n;
+    int e = kova_db_flavor_list(r->db, &flt, &fl, &n);
+    if (e == -ENOENT) {
         reply_fault(r, 400, "marker [%.100s] not found", marker);
         return;
     }
+    if (e < 0) {
+        reply_db_error(r, -EIO);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, flavor_json(r, &fl[i], detail));
+    free(fl);
     reply_json(r, 200, json_pack("{s:o}", "flavors", arr));
 }
 
@@ -153,55 +136,28 @@ static void flavor_detail(struct kova_req *r)
     list_common(r, true);
 }
 
-static sqlite3_stmt *find_flavor(struct kova_req *r, const char *id, bool *err)
+/* Loads a flavor; replies 404 (or 500) and returns false when there is none. */
+static bool find_flavor(struct kova_req *r, const char *id, struct kova_db_flavor *f)
 {
-    *err = false;
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT " FLAVOR_COLS " FROM flavors WHERE id = ?");
-    if (!st) {
-        *err = true;
-        return NULL;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return st;
-    if (rc != SQLITE_DONE)
-        *err = true;
-    kova_db_done(st);
-    return NULL;
+    int e = kova_db_flavor_get(r->db, id, f);
+    if (e == -ENOENT)
+        reply_fault(r, 404, "Flavor %.100s could not be found.", id);
+    else if (e < 0)
+        reply_db_error(r, -EIO);
+    return e == 0;
 }
 
 static bool flavor_exists(struct kova_req *r, const char *id)
 {
-    bool err;
-    sqlite3_stmt *st = find_flavor(r, id, &err);
-    if (err) {
-        reply_db_error(r, -EIO);
-        return false;
-    }
-    if (!st) {
-        reply_fault(r, 404, "Flavor %.100s could not be found.", id);
-        return false;
-    }
-    kova_db_done(st);
-    return true;
+    struct kova_db_flavor f;
+    return find_flavor(r, id, &f);
 }
 
 static void flavor_show(struct kova_req *r)
 {
-    bool err;
-    sqlite3_stmt *st = find_flavor(r, r->arg[0], &err);
-    if (err) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    if (!st) {
-        reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
-        return;
-    }
-    json_t *f = flavor_json(r, st, true);
-    kova_db_done(st);
-    reply_json(r, 200, json_pack("{s:o}", "flavor", f));
+    struct kova_db_flavor f;
+    if (find_flavor(r, r->arg[0], &f))
+        reply_json(r, 200, json_pack("{s:o}", "flavor", flavor_json(r, &f, true)));
 }
 
 static bool valid_flavor_id(const char *s)
@@ -310,65 +266,33 @@ static void flavor_create(struct kova_req *r)
                     r->mv);
         goto out;
     }
-    char now[32];
-    kova_time_iso(now, true);
-    int e = kova_db_begin(r->db);
+    struct kova_db_flavor fl = {.ram = ram,
+                                .vcpus = vcpus,
+                                .disk = disk,
+                                .ephemeral = eph,
+                                .swap = swap,
+                                .rxtx_factor = rxtx,
+                                .is_public = is_public};
+    snprintf(fl.id, sizeof(fl.id), "%s", id);
+    snprintf(fl.name, sizeof(fl.name), "%s", name);
+    int e = kova_db_flavor_create(r->db, &fl);
+    if (e == -EEXIST) {
+        reply_fault(r, 409, "Flavor with ID %s already exists.", id);
+        goto out;
+    }
+    if (e == -ENOTUNIQ) {
+        reply_fault(r, 409, "Flavor with name %.255s already exists.", name);
+        goto out;
+    }
     if (e < 0) {
         reply_db_error(r, e);
         goto out;
     }
-    sqlite3_stmt *st = kova_db_prepare(
-        r->db, "SELECT 1 FROM flavors WHERE id = ?1 UNION ALL SELECT 2 FROM flavors WHERE "
-               "name = ?2");
-    if (!st) {
+    if ((e = kova_db_flavor_get(r->db, id, &fl)) < 0) {
         reply_db_error(r, -EIO);
         goto out;
     }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int which = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    kova_db_done(st);
-    if (which == 1) {
-        reply_fault(r, 409, "Flavor with ID %s already exists.", id);
-        goto out;
-    }
-    if (which == 2) {
-        reply_fault(r, 409, "Flavor with name %.255s already exists.", name);
-        goto out;
-    }
-    st = kova_db_prepare(r->db, "INSERT INTO flavors (id, name, ram, vcpus, disk, ephemeral, "
-                                "swap, rxtx_factor, is_public, created_at) VALUES (?,?,?,?,?,?,?,"
-                                "?,?,?)");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, ram);
-    sqlite3_bind_int64(st, 4, vcpus);
-    sqlite3_bind_int64(st, 5, disk);
-    sqlite3_bind_int64(st, 6, eph);
-    sqlite3_bind_int64(st, 7, swap);
-    sqlite3_bind_double(st, 8, rxtx);
-    sqlite3_bind_int(st, 9, is_public);
-    sqlite3_bind_text(st, 10, now, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, kova_db_errno(rc));
-        goto out;
-    }
-    bool err;
-    st = find_flavor(r, id, &err);
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    json_t *fl = flavor_json(r, st, true);
-    kova_db_done(st);
-    reply_json(r, 200, json_pack("{s:o}", "flavor", fl));
+    reply_json(r, 200, json_pack("{s:o}", "flavor", flavor_json(r, &fl, true)));
 out:
     json_decref(body);
 }
@@ -377,19 +301,11 @@ static void flavor_delete(struct kova_req *r)
 {
     if (!require_admin(r))
         return;
-    sqlite3_stmt *st = kova_db_prepare(r->db, "DELETE FROM flavors WHERE id = ?");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_text(st, 1, r->arg[0], -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int n = sqlite3_changes(r->db);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE)
-        reply_db_error(r, kova_db_errno(rc));
-    else if (n == 0)
+    int e = kova_db_flavor_delete(r->db, r->arg[0]);
+    if (e == -ENOENT)
         reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
+    else if (e < 0)
+        reply_db_error(r, e);
     else
         reply_empty(r, 202);
 }
@@ -431,17 +347,14 @@ static bool spec_value(json_t *v, char *out, size_t len)
 
 static json_t *specs_of(struct kova_req *r, const char *id)
 {
-    sqlite3_stmt *st =
-        kova_db_prepare(r->db, "SELECT key, value FROM flavor_extra_specs WHERE flavor_id = ? "
-                               "ORDER BY key");
-    if (!st)
+    struct kova_db_spec *v;
+    size_t n;
+    if (kova_db_flavor_specs(r->db, id, &v, &n) < 0)
         return NULL;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     json_t *o = json_object();
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
-                            json_string((const char *)sqlite3_column_text(st, 1)));
-    kova_db_done(st);
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, v[i].key, json_string(v[i].value));
+    free(v);
     return o;
 }
 
@@ -457,32 +370,24 @@ static void specs_list(struct kova_req *r)
     reply_json(r, 200, json_pack("{s:o}", "extra_specs", o));
 }
 
+/* Stores the specs (checked by check_specs). */
 static int put_specs(struct kova_req *r, const char *id, json_t *specs)
 {
+    size_t n = json_object_size(specs), i = 0;
+    struct kova_db_spec *v = calloc(n ? n : 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
     const char *k;
-    json_t *v;
-    int e = kova_db_begin(r->db);
-    if (e < 0)
-        return e;
-    sqlite3_stmt *st = kova_db_prepare(
-        r->db, "INSERT OR REPLACE INTO flavor_extra_specs (flavor_id, key, value) VALUES (?,?,?)");
-    if (!st)
-        return -EIO;
-    json_object_foreach(specs, k, v)
+    json_t *val;
+    json_object_foreach(specs, k, val)
     {
-        char val[300];
-        spec_value(v, val, sizeof(val));
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, k, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, val, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            kova_db_done(st);
-            return -EIO;
-        }
+        snprintf(v[i].key, sizeof(v[i].key), "%s", k);
+        spec_value(val, v[i].value, sizeof(v[i].value));
+        i++;
     }
-    kova_db_done(st);
-    return kova_db_commit(r->db);
+    int e = kova_db_flavor_specs_set(r->db, id, v, i);
+    free(v);
+    return e;
 }
 
 static bool check_specs(struct kova_req *r, json_t *specs)
@@ -522,6 +427,10 @@ static void specs_create(struct kova_req *r)
     if (!specs || !check_keys(r, body, allowed, "body") || !check_specs(r, specs))
         goto out;
     int e = put_specs(r, r->arg[0], specs);
+    if (e == -ENOENT) {
+        reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
+        goto out;
+    }
     if (e < 0) {
         reply_db_error(r, e);
         goto out;
@@ -536,20 +445,15 @@ static void spec_show(struct kova_req *r)
 {
     if (!flavor_exists(r, r->arg[0]))
         return;
-    sqlite3_stmt *st = kova_db_prepare(
-        r->db, "SELECT value FROM flavor_extra_specs WHERE flavor_id = ? AND key = ?");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_text(st, 1, r->arg[0], -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->arg[1], -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        reply_json(r, 200, json_pack("{s:s}", r->arg[1], (const char *)sqlite3_column_text(st, 0)));
-    else
+    struct kova_db_spec sp;
+    int e = kova_db_flavor_spec_get(r->db, r->arg[0], r->arg[1], &sp);
+    if (e == 0)
+        reply_json(r, 200, json_pack("{s:s}", r->arg[1], sp.value));
+    else if (e == -ENOENT)
         reply_fault(r, 404, "Flavor %.100s has no extra specs with key %.100s.", r->arg[0],
                     r->arg[1]);
-    kova_db_done(st);
+    else
+        reply_db_error(r, e);
 }
 
 static void spec_update(struct kova_req *r)
@@ -566,6 +470,10 @@ static void spec_update(struct kova_req *r)
     if (!check_specs(r, body))
         goto out;
     int e = put_specs(r, r->arg[0], body);
+    if (e == -ENOENT) {
+        reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
+        goto out;
+    }
     if (e < 0) {
         reply_db_error(r, e);
         goto out;
@@ -579,20 +487,10 @@ static void spec_delete(struct kova_req *r)
 {
     if (!require_admin(r) || !flavor_exists(r, r->arg[0]))
         return;
-    sqlite3_stmt *st =
-        kova_db_prepare(r->db, "DELETE FROM flavor_extra_specs WHERE flavor_id = ? AND key = ?");
-    if (!st) {
+    int e = kova_db_flavor_spec_delete(r->db, r->arg[0], r->arg[1]);
+    if (e < 0 && e != -ENOENT)
         reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_text(st, 1, r->arg[0], -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->arg[1], -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int n = sqlite3_changes(r->db);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE)
-        reply_db_error(r, -EIO);
-    else if (n == 0)
+    else if (e == -ENOENT)
         reply_fault(r, 404, "Flavor %.100s has no extra specs with key %.100s.", r->arg[0],
                     r->arg[1]);
     else

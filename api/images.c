@@ -18,34 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define IMAGE_COLS                                                                                 \
-    "id, name, owner, status, visibility, disk_format, container_format, size, checksum, "         \
-    "os_hash_algo, os_hash_value, min_disk, min_ram, protected, properties, tags, created_at, "    \
-    "updated_at"
-
-enum {
-    I_ID,
-    I_NAME,
-    I_OWNER,
-    I_STATUS,
-    I_VIS,
-    I_DISK_FMT,
-    I_CONT_FMT,
-    I_SIZE,
-    I_CHECKSUM,
-    I_HASH_ALGO,
-    I_HASH,
-    I_MIN_DISK,
-    I_MIN_RAM,
-    I_PROTECTED,
-    I_PROPS,
-    I_TAGS,
-    I_CREATED,
-    I_UPDATED,
-};
-
-#define VISIBLE_SQL "(visibility IN ('public','community') OR owner = ?8 OR ?9)"
-
 static const char *const disk_formats[] = {"ami", "ari",   "aki", "vhd", "vhdx",  "vmdk",
                                            "raw", "qcow2", "vdi", "iso", "ploop", NULL};
 static const char *const container_formats[] = {"ami", "ari",    "aki",        "bare", "ovf",
@@ -58,11 +30,6 @@ static const char *const readonly_attrs[] = {
     "schema",        "owner",      "direct_url",   "locations", "deleted",
     "deleted_at",    NULL};
 
-static const char *icol(sqlite3_stmt *st, int c)
-{
-    return (const char *)sqlite3_column_text(st, c);
-}
-
 static bool in_list(const char *const *list, const char *s)
 {
     for (; *list; list++)
@@ -71,37 +38,35 @@ static bool in_list(const char *const *list, const char *s)
     return false;
 }
 
-static void bind_visibility(struct kova_req *r, sqlite3_stmt *st)
+/* A nullable text member as JSON: the string, or null when has is false. */
+static json_t *opt_str(bool has, const char *s)
 {
-    sqlite3_bind_text(st, 8, r->auth.project_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 9, r->auth.is_admin);
+    return json_str_or_null(has ? s : NULL);
 }
 
-static json_t *glance_json(sqlite3_stmt *st)
+static json_t *glance_json(const struct kova_db_image *im)
 {
-    const char *id = icol(st, I_ID);
+    const char *id = im->id;
     char self[80], file[90];
     snprintf(self, sizeof(self), "/v2/images/%s", id);
     snprintf(file, sizeof(file), "/v2/images/%s/file", id);
-    json_t *props = json_loads(icol(st, I_PROPS), 0, NULL);
-    json_t *tags = json_loads(icol(st, I_TAGS), 0, NULL);
+    json_t *props = json_loads(im->properties, 0, NULL);
+    json_t *tags = json_loads(im->tags, 0, NULL);
     json_t *o = json_pack(
         "{s:s, s:o, s:s, s:s, s:o, s:b, s:o, s:o, s:o, s:o, s:n, s:I, s:I, s:o, s:o, s:s, s:s, "
         "s:o, s:s, s:s, s:s, s:b}",
-        "id", id, "name", json_str_or_null(icol(st, I_NAME)), "status", icol(st, I_STATUS),
-        "visibility", icol(st, I_VIS), "owner", json_str_or_null(icol(st, I_OWNER)), "protected",
-        sqlite3_column_int(st, I_PROTECTED), "checksum", json_str_or_null(icol(st, I_CHECKSUM)),
-        "os_hash_algo", json_str_or_null(icol(st, I_HASH_ALGO)), "os_hash_value",
-        json_str_or_null(icol(st, I_HASH)), "size",
-        sqlite3_column_type(st, I_SIZE) == SQLITE_NULL
-            ? json_null()
-            : json_integer(sqlite3_column_int64(st, I_SIZE)),
-        "virtual_size", "min_disk", (json_int_t)sqlite3_column_int64(st, I_MIN_DISK), "min_ram",
-        (json_int_t)sqlite3_column_int64(st, I_MIN_RAM), "disk_format",
-        json_str_or_null(icol(st, I_DISK_FMT)), "container_format",
-        json_str_or_null(icol(st, I_CONT_FMT)), "created_at", icol(st, I_CREATED), "updated_at",
-        icol(st, I_UPDATED), "tags", json_is_array(tags) ? json_incref(tags) : json_array(), "self",
-        self, "file", file, "schema", "/v2/schemas/image", "os_hidden", 0);
+        "id", id, "name", opt_str(im->has_name, im->name), "status", im->status, "visibility",
+        im->visibility, "owner", opt_str(im->has_owner, im->owner), "protected",
+        (int)im->is_protected, "checksum", opt_str(im->has_checksum, im->checksum), "os_hash_algo",
+        opt_str(im->has_os_hash_algo, im->os_hash_algo), "os_hash_value",
+        opt_str(im->has_os_hash_value, im->os_hash_value), "size",
+        im->has_size ? json_integer(im->size) : json_null(), "virtual_size", "min_disk",
+        (json_int_t)im->min_disk, "min_ram", (json_int_t)im->min_ram, "disk_format",
+        opt_str(im->has_disk_format, im->disk_format), "container_format",
+        opt_str(im->has_container_format, im->container_format), "created_at", im->created_at,
+        "updated_at", im->updated_at, "tags",
+        json_is_array(tags) ? json_incref(tags) : json_array(), "self", self, "file", file,
+        "schema", "/v2/schemas/image", "os_hidden", 0);
     if (o && json_is_object(props)) {
         const char *k;
         json_t *v;
@@ -116,34 +81,28 @@ static json_t *glance_json(sqlite3_stmt *st)
     return o;
 }
 
-/* Loads an image visible to the caller; replies 404 and returns NULL otherwise. */
-static sqlite3_stmt *load_image(struct kova_req *r, const char *id)
+/* Loads an image visible to the caller into *im (kova_db_image_free it); replies 404 (500 on a
+ * database error) and returns false otherwise. */
+static bool load_image(struct kova_req *r, const char *id, struct kova_db_image *im)
 {
+    memset(im, 0, sizeof(*im));
     if (!kova_is_uuid(id)) {
         reply_fault(r, 404, "No image found with ID %.100s", id);
-        return NULL;
+        return false;
     }
-    sqlite3_stmt *st =
-        kova_db_prepare(r->db, "SELECT " IMAGE_COLS " FROM images WHERE id = ?1 AND " VISIBLE_SQL);
-    if (!st) {
+    int e = kova_db_image_get_visible(r->db, id, r->auth.project_id, r->auth.is_admin, im);
+    if (e == -ENOENT)
+        reply_fault(r, 404, "No image found with ID %.100s", id);
+    else if (e < 0)
         reply_db_error(r, -EIO);
-        return NULL;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    bind_visibility(r, st);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        return st;
-    kova_db_done(st);
-    reply_fault(r, 404, "No image found with ID %.100s", id);
-    return NULL;
+    return e == 0;
 }
 
-static bool may_modify(struct kova_req *r, sqlite3_stmt *st)
+static bool may_modify(struct kova_req *r, const struct kova_db_image *im)
 {
-    const char *owner = icol(st, I_OWNER);
-    if (r->auth.is_admin || (owner && strcmp(owner, r->auth.project_id) == 0))
+    if (r->auth.is_admin || (im->has_owner && strcmp(im->owner, r->auth.project_id) == 0))
         return true;
-    reply_fault(r, 403, "You are not permitted to modify image %s.", icol(st, I_ID));
+    reply_fault(r, 403, "You are not permitted to modify image %s.", im->id);
     return false;
 }
 
@@ -250,12 +209,19 @@ static bool is_core_attr(const char *k)
 
 static void reply_image(struct kova_req *r, const char *id, int status)
 {
-    sqlite3_stmt *st = load_image(r, id);
-    if (!st)
+    struct kova_db_image im;
+    if (!load_image(r, id, &im))
         return;
-    json_t *o = glance_json(st);
-    kova_db_done(st);
+    json_t *o = glance_json(&im);
+    kova_db_image_free(&im);
     reply_json(r, status, o);
+}
+
+/* Copies a JSON string into a fixed-size member; false (and "") when v is not a string. */
+static bool copy_str(char *dst, size_t len, json_t *v)
+{
+    snprintf(dst, len, "%s", json_is_string(v) ? json_string_value(v) : "");
+    return json_is_string(v);
 }
 
 static void glance_create(struct kova_req *r)
@@ -270,12 +236,12 @@ static void glance_create(struct kova_req *r)
         if (!check_attr(r, k, v))
             goto out;
     }
-    char id[37];
+    struct kova_db_image im = {.has_owner = true};
     v = json_object_get(body, "id");
     if (v)
-        snprintf(id, sizeof(id), "%s", json_string_value(v));
+        snprintf(im.id, sizeof(im.id), "%s", json_string_value(v));
     else
-        kova_uuid(id);
+        kova_uuid(im.id);
     json_t *props = json_object();
     json_object_foreach(body, k, v)
     {
@@ -286,53 +252,37 @@ static void glance_create(struct kova_req *r)
     json_decref(props);
     json_t *tags = json_object_get(body, "tags");
     char *tags_s = tags ? json_dumps(tags, JSON_COMPACT) : strdup("[]");
-    char now[32];
-    kova_time_iso(now, true);
-    sqlite3_stmt *st = kova_db_prepare(r->db, "INSERT INTO images (id, name, owner, status, "
-                                              "visibility, disk_format, container_format, "
-                                              "min_disk, min_ram, protected, properties, tags, "
-                                              "created_at, updated_at) VALUES (?,?,?,'queued',?,?,"
-                                              "?,?,?,?,?,?,?,?)");
-    if (!st || !props_s || !tags_s) {
+    if (!props_s || !tags_s) {
         free(props_s);
         free(tags_s);
-        kova_db_done(st);
         reply_db_error(r, -EIO);
         goto out;
     }
-    json_t *name = json_object_get(body, "name");
     json_t *vis = json_object_get(body, "visibility");
-    json_t *df = json_object_get(body, "disk_format");
-    json_t *cf = json_object_get(body, "container_format");
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (json_is_string(name))
-        sqlite3_bind_text(st, 2, json_string_value(name), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, r->auth.project_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, vis ? json_string_value(vis) : "shared", -1, SQLITE_TRANSIENT);
-    if (json_is_string(df))
-        sqlite3_bind_text(st, 5, json_string_value(df), -1, SQLITE_TRANSIENT);
-    if (json_is_string(cf))
-        sqlite3_bind_text(st, 6, json_string_value(cf), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 7, json_integer_value(json_object_get(body, "min_disk")));
-    sqlite3_bind_int64(st, 8, json_integer_value(json_object_get(body, "min_ram")));
-    sqlite3_bind_int(st, 9, json_is_true(json_object_get(body, "protected")));
-    sqlite3_bind_text(st, 10, props_s, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 11, tags_s, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 13, now, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
+    im.has_name = copy_str(im.name, sizeof(im.name), json_object_get(body, "name"));
+    snprintf(im.owner, sizeof(im.owner), "%s", r->auth.project_id);
+    snprintf(im.visibility, sizeof(im.visibility), "%s", vis ? json_string_value(vis) : "shared");
+    im.has_disk_format =
+        copy_str(im.disk_format, sizeof(im.disk_format), json_object_get(body, "disk_format"));
+    im.has_container_format = copy_str(im.container_format, sizeof(im.container_format),
+                                       json_object_get(body, "container_format"));
+    im.min_disk = json_integer_value(json_object_get(body, "min_disk"));
+    im.min_ram = json_integer_value(json_object_get(body, "min_ram"));
+    im.is_protected = json_is_true(json_object_get(body, "protected"));
+    im.properties = props_s;
+    im.tags = tags_s;
+    int e = kova_db_image_create(r->db, &im);
     free(props_s);
     free(tags_s);
-    if (rc != SQLITE_DONE) {
-        if (kova_db_errno(rc) == -EEXIST)
-            reply_fault(r, 409, "Image with identifier %s already exists!", id);
+    if (e < 0) {
+        if (e == -EEXIST)
+            reply_fault(r, 409, "Image with identifier %s already exists!", im.id);
         else
-            reply_db_error(r, kova_db_errno(rc));
+            reply_db_error(r, e);
         goto out;
     }
-    set_location(r, "%s/v2/images/%s", r->base_url, id);
-    reply_image(r, id, 201);
+    set_location(r, "%s/v2/images/%s", r->base_url, im.id);
+    reply_image(r, im.id, 201);
 out:
     json_decref(body);
 }
@@ -360,49 +310,32 @@ static void glance_list(struct kova_req *r)
     }
     if (vis && !strcmp(vis, "all"))
         vis = NULL;
-    sqlite3_int64 mseq = -1;
-    sqlite3_stmt *st;
-    if (marker) {
-        st = kova_db_prepare(r->db, "SELECT seq FROM images WHERE id = ?");
-        if (!st) {
-            reply_db_error(r, -EIO);
-            return;
-        }
-        sqlite3_bind_text(st, 1, marker, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            mseq = sqlite3_column_int64(st, 0);
-        kova_db_done(st);
-        if (mseq < 0) {
-            reply_fault(r, 400, "Invalid marker. Image %.100s could not be found.", marker);
-            return;
-        }
+    struct kova_db_image_filter f = {.project_id = r->auth.project_id,
+                                     .is_admin = r->auth.is_admin,
+                                     .name = name,
+                                     .status = status,
+                                     .visibility = vis,
+                                     .owner = owner,
+                                     .marker = marker,
+                                     .limit = limit};
+    struct kova_db_image *v;
+    size_t n;
+    int e = kova_db_image_list(r->db, &f, &v, &n);
+    if (e == -ENOENT) {
+        reply_fault(r, 400, "Invalid marker. Image %.100s could not be found.", marker);
+        return;
     }
-    st = kova_db_prepare(r->db, "SELECT " IMAGE_COLS " FROM images WHERE " VISIBLE_SQL
-                                " AND (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR status = ?2) "
-                                "AND (?3 IS NULL OR visibility = ?3) AND (?4 < 0 OR seq < ?4) "
-                                "AND (?5 IS NULL OR owner = ?5) ORDER BY seq DESC LIMIT ?6");
-    if (!st) {
+    if (e < 0) {
         reply_db_error(r, -EIO);
         return;
     }
-    if (name)
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    if (status)
-        sqlite3_bind_text(st, 2, status, -1, SQLITE_TRANSIENT);
-    if (vis)
-        sqlite3_bind_text(st, 3, vis, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, mseq);
-    if (owner)
-        sqlite3_bind_text(st, 5, owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 6, limit);
-    bind_visibility(r, st);
     json_t *arr = json_array();
     char last[37] = "";
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        snprintf(last, sizeof(last), "%s", icol(st, I_ID));
-        json_array_append_new(arr, glance_json(st));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(last, sizeof(last), "%.36s", v[i].id);
+        json_array_append_new(arr, glance_json(&v[i]));
     }
-    kova_db_done(st);
+    kova_db_image_list_free(v, n);
     json_t *o = json_pack("{s:o, s:s, s:s}", "images", arr, "first", "/v2/images", "schema",
                           "/v2/schemas/images");
     if (last[0] && (int)json_array_size(arr) == limit) {
@@ -415,41 +348,34 @@ static void glance_list(struct kova_req *r)
 
 static int delete_image(struct kova_req *r, const char *id)
 {
-    sqlite3_stmt *st = load_image(r, id);
-    if (!st)
+    struct kova_db_image im;
+    if (!load_image(r, id, &im))
         return -ENOENT;
-    if (!may_modify(r, st)) {
-        kova_db_done(st);
-        return -EPERM;
-    }
-    if (sqlite3_column_int(st, I_PROTECTED)) {
-        kova_db_done(st);
+    int e = -EPERM;
+    if (!may_modify(r, &im))
+        goto out;
+    if (im.is_protected) {
         reply_fault(r, 403, "Image %s is protected and cannot be deleted.", id);
-        return -EPERM;
+        goto out;
     }
-    const char *status = icol(st, I_STATUS);
-    if (!strcmp(status, "saving") || !strcmp(status, "importing")) {
-        kova_db_done(st);
+    if (!strcmp(im.status, "saving") || !strcmp(im.status, "importing")) {
         reply_fault(r, 409, "Image %s is being uploaded and cannot be deleted now.", id);
-        return -EBUSY;
+        e = -EBUSY;
+        goto out;
     }
-    kova_db_done(st);
-    st = kova_db_prepare(r->db, "DELETE FROM images WHERE id = ?");
-    if (!st) {
+    e = kova_db_image_delete(r->db, id);
+    if (e < 0 && e != -ENOENT) { /* -ENOENT: deleted meanwhile, so is its data */
         reply_db_error(r, -EIO);
-        return -EIO;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE) {
-        reply_db_error(r, -EIO);
-        return -EIO;
+        e = -EIO;
+        goto out;
     }
     char path[4200];
     image_path(r, id, "", path, sizeof(path));
     unlink(path);
-    return 0;
+    e = 0;
+out:
+    kova_db_image_free(&im);
+    return e;
 }
 
 static void glance_delete(struct kova_req *r)
@@ -458,38 +384,33 @@ static void glance_delete(struct kova_req *r)
         reply_empty(r, 204);
 }
 
-/* PATCH with application/openstack-images-v2.1-json-patch: add/replace/remove of one level. */
-static void glance_patch(struct kova_req *r)
+struct patch {
+    struct kova_req *r;
+    json_t *ops;
+};
+
+/* Applies the patch in the transaction kova_db_txn_conn runs it in. A fault is replied here
+ * (then -ECANCELED); a database error is returned unreplied. */
+static int patch_txn(sqlite3 *conn, void *arg)
 {
-    json_error_t jerr;
-    json_t *ops = r->body ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-    if (!json_is_array(ops)) {
-        json_decref(ops);
-        reply_fault(r, 400, "A JSON patch array is required.");
-        return;
-    }
-    sqlite3_stmt *st = NULL;
+    struct patch *pa = arg;
+    struct kova_req *r = pa->r;
+    struct kova_db_image im;
     json_t *img = NULL, *props = NULL;
-    int e = kova_db_begin(r->db);
-    if (e < 0) {
-        reply_db_error(r, e);
+    char *props_s = NULL, *tags_s = NULL;
+    int e = -ECANCELED;
+    if (!load_image(r, r->arg[0], &im) || !may_modify(r, &im))
         goto out;
-    }
-    st = load_image(r, r->arg[0]);
-    if (!st || !may_modify(r, st))
-        goto out;
-    img = glance_json(st);
-    props = json_loads(icol(st, I_PROPS), 0, NULL);
-    bool queued = !strcmp(icol(st, I_STATUS), "queued");
-    kova_db_done(st);
-    st = NULL;
+    img = glance_json(&im);
+    props = json_loads(im.properties, 0, NULL);
+    bool queued = !strcmp(im.status, "queued");
     if (!json_is_object(props)) {
         json_decref(props);
         props = json_object();
     }
     size_t i;
     json_t *op;
-    json_array_foreach(ops, i, op)
+    json_array_foreach(pa->ops, i, op)
     {
         json_t *o = json_object_get(op, "op"), *p = json_object_get(op, "path");
         json_t *v = json_object_get(op, "value");
@@ -531,51 +452,51 @@ static void glance_patch(struct kova_req *r)
         else
             json_object_set(props, k, v);
     }
-    char *props_s = json_dumps(props, JSON_COMPACT);
-    char *tags_s = json_dumps(json_object_get(img, "tags"), JSON_COMPACT);
-    char now[32];
-    kova_time_iso(now, true);
-    st = kova_db_prepare(r->db, "UPDATE images SET name = ?2, visibility = ?3, disk_format = ?4, "
-                                "container_format = ?5, min_disk = ?6, min_ram = ?7, protected = "
-                                "?8, properties = ?9, tags = ?10, updated_at = ?11 WHERE id = ?1");
-    if (!st || !props_s || !tags_s) {
-        free(props_s);
-        free(tags_s);
-        reply_db_error(r, -EIO);
+    props_s = json_dumps(props, JSON_COMPACT);
+    tags_s = json_dumps(json_object_get(img, "tags"), JSON_COMPACT);
+    if (!props_s || !tags_s) {
+        e = -EIO;
         goto out;
     }
-#define BIND_STR(n, key)                                                                           \
-    do {                                                                                           \
-        json_t *x = json_object_get(img, key);                                                     \
-        if (json_is_string(x))                                                                     \
-            sqlite3_bind_text(st, n, json_string_value(x), -1, SQLITE_TRANSIENT);                  \
-    } while (0)
-    sqlite3_bind_text(st, 1, r->arg[0], -1, SQLITE_TRANSIENT);
-    BIND_STR(2, "name");
-    BIND_STR(3, "visibility");
-    BIND_STR(4, "disk_format");
-    BIND_STR(5, "container_format");
-#undef BIND_STR
-    sqlite3_bind_int64(st, 6, json_integer_value(json_object_get(img, "min_disk")));
-    sqlite3_bind_int64(st, 7, json_integer_value(json_object_get(img, "min_ram")));
-    sqlite3_bind_int(st, 8, json_is_true(json_object_get(img, "protected")));
-    sqlite3_bind_text(st, 9, props_s, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 10, tags_s, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 11, now, -1, SQLITE_TRANSIENT);
+    struct kova_db_image up = {0};
+    snprintf(up.id, sizeof(up.id), "%s", im.id);
+    up.has_name = copy_str(up.name, sizeof(up.name), json_object_get(img, "name"));
+    copy_str(up.visibility, sizeof(up.visibility), json_object_get(img, "visibility"));
+    up.has_disk_format =
+        copy_str(up.disk_format, sizeof(up.disk_format), json_object_get(img, "disk_format"));
+    up.has_container_format = copy_str(up.container_format, sizeof(up.container_format),
+                                       json_object_get(img, "container_format"));
+    up.min_disk = json_integer_value(json_object_get(img, "min_disk"));
+    up.min_ram = json_integer_value(json_object_get(img, "min_ram"));
+    up.is_protected = json_is_true(json_object_get(img, "protected"));
+    up.properties = props_s;
+    up.tags = tags_s;
+    e = kova_db_image_update(conn, &up);
+out:
     free(props_s);
     free(tags_s);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    st = NULL;
-    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    reply_image(r, r->arg[0], 200);
-out:
-    kova_db_done(st);
+    kova_db_image_free(&im);
     json_decref(img);
     json_decref(props);
+    return r->replied ? -ECANCELED : e;
+}
+
+/* PATCH with application/openstack-images-v2.1-json-patch: add/replace/remove of one level. */
+static void glance_patch(struct kova_req *r)
+{
+    json_error_t jerr;
+    json_t *ops = r->body ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!json_is_array(ops)) {
+        json_decref(ops);
+        reply_fault(r, 400, "A JSON patch array is required.");
+        return;
+    }
+    struct patch pa = {r, ops};
+    int e = kova_db_txn_conn(r->db, patch_txn, &pa);
+    if (e >= 0)
+        reply_image(r, r->arg[0], 200);
+    else if (!r->replied)
+        reply_db_error(r, e == -EBUSY ? e : -EIO);
     json_decref(ops);
 }
 
@@ -597,23 +518,6 @@ static void upload_free(struct upload *u)
     EVP_MD_CTX_free(u->md5);
     EVP_MD_CTX_free(u->sha512);
     free(u);
-}
-
-/* Sets an image's status from `from` to `to` in one statement; returns rows changed or -EIO. */
-static int set_status(sqlite3 *db, const char *id, const char *from, const char *to)
-{
-    sqlite3_stmt *st = kova_db_prepare(db, "UPDATE images SET status = ?3, updated_at = "
-                                           "strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1 "
-                                           "AND status = ?2");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, from, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, to, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int n = sqlite3_changes(db);
-    kova_db_done(st);
-    return rc == SQLITE_DONE ? n : -EIO;
 }
 
 static struct upload *upload_new(struct kova_api *api, const char *id)
@@ -689,43 +593,24 @@ static int upload_finish(sqlite3 *db, struct upload *u, const char *from, const 
     u->fd = -1;
     if (rename(u->part, u->final) < 0)
         return -errno;
-    int e = kova_db_begin(db);
-    if (e < 0)
-        return e;
-    sqlite3_stmt *st = kova_db_prepare(db, "UPDATE images SET status = 'active', size = ?2, "
-                                           "checksum = ?3, os_hash_algo = 'sha512', "
-                                           "os_hash_value = ?4, updated_at = "
-                                           "strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1 "
-                                           "AND status = ?5");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, u->id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)u->size);
-    sqlite3_bind_text(st, 3, md5hex, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, shahex, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, from, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int changed = sqlite3_changes(db);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE || changed != 1) {
-        kova_db_rollback(db);
-        unlink(u->final); /* the image was deleted meanwhile */
-        return rc != SQLITE_DONE ? -EIO : -ENOENT;
+    int e = kova_db_image_activate(db, u->id, from, (long long)u->size, md5hex, shahex);
+    if (e < 0) {
+        unlink(u->final); /* -ENOENT: the image was deleted meanwhile */
+        return e == -ENOENT ? e : -EIO;
     }
-    return kova_db_commit(db);
+    return 0;
 }
 
 int image_upload_begin(struct kova_req *r)
 {
-    sqlite3_stmt *st = load_image(r, r->arg[0]);
-    if (!st)
+    struct kova_db_image im;
+    if (!load_image(r, r->arg[0], &im))
         return -ENOENT;
-    if (!may_modify(r, st)) {
-        kova_db_done(st);
+    bool may = may_modify(r, &im);
+    kova_db_image_free(&im);
+    if (!may)
         return -EPERM;
-    }
-    kova_db_done(st);
-    int n = set_status(r->db, r->arg[0], "queued", "saving");
+    int n = kova_db_image_set_status(r->db, r->arg[0], "queued", "saving");
     if (n <= 0) {
         if (n < 0)
             reply_db_error(r, n);
@@ -737,7 +622,7 @@ int image_upload_begin(struct kova_req *r)
     }
     struct upload *u = upload_new(r->api, r->arg[0]);
     if (!u) {
-        set_status(r->db, r->arg[0], "saving", "queued");
+        kova_db_image_set_status(r->db, r->arg[0], "saving", "queued");
         reply_fault(r, 500, "Cannot store image data.");
         return -EIO;
     }
@@ -768,7 +653,7 @@ void image_upload_abort(struct kova_req *r)
     r->upload = NULL;
     unlink(u->part);
     sqlite3 *db = kova_db_acquire(r->api->db);
-    set_status(db, u->id, "saving", "queued");
+    kova_db_image_set_status(db, u->id, "saving", "queued");
     kova_db_release(r->api->db, db);
     upload_free(u);
 }
@@ -792,11 +677,11 @@ static void glance_upload_done(struct kova_req *r)
 
 static void glance_download(struct kova_req *r)
 {
-    sqlite3_stmt *st = load_image(r, r->arg[0]);
-    if (!st)
+    struct kova_db_image im;
+    if (!load_image(r, r->arg[0], &im))
         return;
-    bool active = !strcmp(icol(st, I_STATUS), "active");
-    kova_db_done(st);
+    bool active = !strcmp(im.status, "active");
+    kova_db_image_free(&im);
     if (!active) {
         reply_empty(r, 204); /* Glance: no data yet */
         return;
@@ -824,24 +709,19 @@ static void glance_download(struct kova_req *r)
 int images_recover(struct kova_api *api)
 {
     sqlite3 *db = kova_db_acquire(api->db);
-    sqlite3_stmt *st = kova_db_prepare(db, "SELECT id FROM images WHERE status IN ('saving', "
-                                           "'importing')");
-    int n = 0;
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
+    char(*ids)[KOVA_DB_ID_MAX] = NULL;
+    size_t n = 0;
+    int e = kova_db_image_reset_unfinished(db, &ids, &n);
+    for (size_t i = 0; i < n; i++) {
         char part[4200];
-        snprintf(part, sizeof(part), "%s/%s.part", api->images_dir, icol(st, 0));
+        snprintf(part, sizeof(part), "%s/%s.part", api->images_dir, ids[i]);
         unlink(part);
-        n++;
     }
-    kova_db_done(st);
-    int e = st ? kova_db_exec(db, "UPDATE images SET status = 'queued' WHERE status IN "
-                                  "('saving', 'importing')")
-               : -EIO;
+    free(ids);
     /* data of images deleted just before a crash (the row goes first, then the file) */
     DIR *d = e < 0 ? NULL : opendir(api->images_dir);
     struct dirent *de;
-    sqlite3_stmt *q = d ? kova_db_prepare(db, "SELECT 1 FROM images WHERE id = ?") : NULL;
-    while (q && (de = readdir(d))) {
+    while (d && (de = readdir(d))) {
         char id[37];
         size_t l = strlen(de->d_name);
         if (l != 36 && !(l == 41 && strcmp(de->d_name + 36, ".part") == 0))
@@ -850,20 +730,17 @@ int images_recover(struct kova_api *api)
         id[36] = 0;
         if (!kova_is_uuid(id))
             continue;
-        sqlite3_reset(q);
-        sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(q) == SQLITE_DONE) {
+        if (kova_db_image_exists(db, id) == 0) {
             char path[4400];
             snprintf(path, sizeof(path), "%s/%s", api->images_dir, de->d_name);
             if (unlink(path) == 0)
                 kova_log(1, "removed %s: no such image", path);
         }
     }
-    kova_db_done(q);
     if (d)
         closedir(d);
     kova_db_release(api->db, db);
-    return e < 0 ? e : n;
+    return e < 0 ? e : (int)n;
 }
 
 /* ------------------------------------------------------------------ web-download import */
@@ -928,7 +805,7 @@ static void import_run(void *p)
                  cc != CURLE_OK ? curl_easy_strerror(cc) : "", cc != CURLE_OK ? "" : strerror(-e),
                  t->u->failed ? ", size limit or write error" : "", http);
         unlink(t->u->part);
-        set_status(db, t->u->id, "importing", "queued");
+        kova_db_image_set_status(db, t->u->id, "importing", "queued");
     } else {
         kova_log(1, "image %s: imported %llu bytes from %s", t->u->id,
                  (unsigned long long)t->u->size, t->uri);
@@ -979,15 +856,14 @@ static void glance_import(struct kova_req *r)
         want_md5 = ck ? json_string_value(ck) : NULL;
         want_sha = hv ? json_string_value(hv) : NULL;
     }
-    sqlite3_stmt *st = load_image(r, r->arg[0]);
-    if (!st)
+    struct kova_db_image im;
+    if (!load_image(r, r->arg[0], &im))
         goto out;
-    if (!may_modify(r, st)) {
-        kova_db_done(st);
+    bool may = may_modify(r, &im);
+    kova_db_image_free(&im);
+    if (!may)
         goto out;
-    }
-    kova_db_done(st);
-    int n = set_status(r->db, r->arg[0], "queued", "importing");
+    int n = kova_db_image_set_status(r->db, r->arg[0], "queued", "importing");
     if (n <= 0) {
         reply_fault(r, 409,
                     "Image status transition to importing is not allowed (the image is "
@@ -1014,7 +890,7 @@ static void glance_import(struct kova_req *r)
             free(t->expect_sha512);
             free(t);
         }
-        set_status(r->db, r->arg[0], "importing", "queued");
+        kova_db_image_set_status(r->db, r->arg[0], "importing", "queued");
         reply_fault(r, 500, "Cannot start the import.");
         goto out;
     }
@@ -1043,9 +919,9 @@ static const char *nova_status(const char *s)
     return "ERROR";
 }
 
-static json_t *nova_image_json(struct kova_req *r, sqlite3_stmt *st, bool detail)
+static json_t *nova_image_json(struct kova_req *r, const struct kova_db_image *im, bool detail)
 {
-    const char *id = icol(st, I_ID);
+    const char *id = im->id;
     json_t *links = link_list(r, "images", id);
     char alt[600];
     char ibase[320];
@@ -1053,26 +929,22 @@ static json_t *nova_image_json(struct kova_req *r, sqlite3_stmt *st, bool detail
     snprintf(alt, sizeof(alt), "%s/images/%s", ibase, id);
     json_array_append_new(links, json_pack("{s:s, s:s, s:s}", "rel", "alternate", "type",
                                            "application/vnd.openstack.image", "href", alt));
-    json_t *o = json_pack("{s:s, s:o, s:o}", "id", id, "name", json_str_or_null(icol(st, I_NAME)),
+    json_t *o = json_pack("{s:s, s:o, s:o}", "id", id, "name", opt_str(im->has_name, im->name),
                           "links", links);
     if (!detail)
         return o;
-    const char *status = nova_status(icol(st, I_STATUS));
-    json_t *md = json_loads(icol(st, I_PROPS), 0, NULL);
+    const char *status = nova_status(im->status);
+    json_t *md = json_loads(im->properties, 0, NULL);
     if (!json_is_object(md)) {
         json_decref(md);
         md = json_object();
     }
     json_object_update_new(
         o, json_pack("{s:s, s:I, s:I, s:i, s:s, s:s, s:o, s:o}", "status", status, "minDisk",
-                     (json_int_t)sqlite3_column_int64(st, I_MIN_DISK), "minRam",
-                     (json_int_t)sqlite3_column_int64(st, I_MIN_RAM), "progress",
+                     (json_int_t)im->min_disk, "minRam", (json_int_t)im->min_ram, "progress",
                      !strcmp(status, "ACTIVE") ? 100 : (!strcmp(status, "SAVING") ? 25 : 0),
-                     "created", icol(st, I_CREATED), "updated", icol(st, I_UPDATED), "metadata", md,
-                     "OS-EXT-IMG-SIZE:size",
-                     sqlite3_column_type(st, I_SIZE) == SQLITE_NULL
-                         ? json_null()
-                         : json_integer(sqlite3_column_int64(st, I_SIZE))));
+                     "created", im->created_at, "updated", im->updated_at, "metadata", md,
+                     "OS-EXT-IMG-SIZE:size", im->has_size ? json_integer(im->size) : json_null()));
     return o;
 }
 
@@ -1084,41 +956,30 @@ static void nova_list_common(struct kova_req *r, bool detail)
     const char *name = req_query(r, "name");
     const char *status = req_query(r, "status");
     const char *marker = req_query(r, "marker");
-    sqlite3_int64 mseq = -1;
-    sqlite3_stmt *st;
-    if (marker) {
-        st = kova_db_prepare(r->db, "SELECT seq FROM images WHERE id = ?");
-        if (!st) {
-            reply_db_error(r, -EIO);
-            return;
-        }
-        sqlite3_bind_text(st, 1, marker, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            mseq = sqlite3_column_int64(st, 0);
-        kova_db_done(st);
-        if (mseq < 0) {
-            reply_fault(r, 400, "marker [%.100s] not found", marker);
-            return;
-        }
+    /* the status filter is on Nova's status (nova_status): applied here, before the limit */
+    struct kova_db_image_filter f = {.project_id = r->auth.project_id,
+                                     .is_admin = r->auth.is_admin,
+                                     .name = name,
+                                     .marker = marker,
+                                     .limit = status ? -1 : limit};
+    struct kova_db_image *v;
+    size_t n;
+    int e = kova_db_image_list(r->db, &f, &v, &n);
+    if (e == -ENOENT) {
+        reply_fault(r, 400, "marker [%.100s] not found", marker);
+        return;
     }
-    st = kova_db_prepare(r->db, "SELECT " IMAGE_COLS " FROM images WHERE " VISIBLE_SQL
-                                " AND (?1 IS NULL OR name = ?1) AND (?2 < 0 OR seq < ?2) "
-                                "ORDER BY seq DESC");
-    if (!st) {
+    if (e < 0) {
         reply_db_error(r, -EIO);
         return;
     }
-    if (name)
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, mseq);
-    bind_visibility(r, st);
     json_t *arr = json_array();
-    while ((int)json_array_size(arr) < limit && sqlite3_step(st) == SQLITE_ROW) {
-        if (status && strcasecmp(status, nova_status(icol(st, I_STATUS))))
+    for (size_t i = 0; i < n && (int)json_array_size(arr) < limit; i++) {
+        if (status && strcasecmp(status, nova_status(v[i].status)))
             continue;
-        json_array_append_new(arr, nova_image_json(r, st, detail));
+        json_array_append_new(arr, nova_image_json(r, &v[i], detail));
     }
-    kova_db_done(st);
+    kova_db_image_list_free(v, n);
     reply_json(r, 200, json_pack("{s:o}", "images", arr));
 }
 
@@ -1138,11 +999,11 @@ static void nova_show(struct kova_req *r)
         reply_fault(r, 404, "Image not found.");
         return;
     }
-    sqlite3_stmt *st = load_image(r, r->arg[0]);
-    if (!st)
+    struct kova_db_image im;
+    if (!load_image(r, r->arg[0], &im))
         return;
-    json_t *o = nova_image_json(r, st, true);
-    kova_db_done(st);
+    json_t *o = nova_image_json(r, &im, true);
+    kova_db_image_free(&im);
     reply_json(r, 200, json_pack("{s:o}", "image", o));
 }
 

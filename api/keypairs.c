@@ -271,51 +271,22 @@ static void keypair_create(struct kova_req *r)
             goto out;
         }
     }
-    int e = kova_db_begin(r->db);
-    if (e < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
-    sqlite3_stmt *st =
-        kova_db_prepare(r->db, "SELECT count(*), sum(name = ?2) FROM keypairs WHERE user_id = ?1");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    long long count = 0, dup = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        count = sqlite3_column_int64(st, 0);
-        dup = sqlite3_column_int64(st, 1);
-    }
-    kova_db_done(st);
-    if (dup) {
+    struct kova_db_keypair kp = {.public_key = pub};
+    snprintf(kp.user_id, sizeof(kp.user_id), "%s", r->auth.user_id);
+    snprintf(kp.name, sizeof(kp.name), "%s", name);
+    snprintf(kp.type, sizeof(kp.type), "ssh");
+    snprintf(kp.fingerprint, sizeof(kp.fingerprint), "%s", fp);
+    int e = kova_db_keypair_create(r->db, &kp, r->api->cfg.quota_key_pairs);
+    if (e == -EEXIST) {
         reply_fault(r, 409, "Key pair '%.255s' already exists.", name);
         goto out;
     }
-    if (r->api->cfg.quota_key_pairs >= 0 && count >= r->api->cfg.quota_key_pairs) {
+    if (e == -EDQUOT) {
         reply_fault(r, 403, "Quota exceeded, too many key pairs.");
         goto out;
     }
-    char now[32];
-    kova_time_iso(now, false);
-    st = kova_db_prepare(r->db, "INSERT INTO keypairs (user_id, name, type, public_key, "
-                                "fingerprint, created_at) VALUES (?,?,?,?,?,?)");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, "ssh", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, pub, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, fp, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, now, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, rc != SQLITE_DONE ? kova_db_errno(rc) : e);
+    if (e < 0) {
+        reply_db_error(r, e);
         goto out;
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "public_key", pub, "fingerprint",
@@ -334,70 +305,50 @@ out:
 
 static void keypair_list(struct kova_req *r)
 {
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT name, public_key, fingerprint FROM "
-                                              "keypairs WHERE user_id = ? ORDER BY name");
-    if (!st) {
+    struct kova_db_keypair *v;
+    size_t n;
+    int e = kova_db_keypair_list(r->db, r->auth.user_id, &v, &n);
+    if (e < 0) {
         reply_db_error(r, -EIO);
         return;
     }
-    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
     json_t *arr = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        json_array_append_new(arr,
-                              json_pack("{s:{s:s, s:s, s:s}}", "keypair", "name",
-                                        (const char *)sqlite3_column_text(st, 0), "public_key",
-                                        (const char *)sqlite3_column_text(st, 1), "fingerprint",
-                                        (const char *)sqlite3_column_text(st, 2)));
-    }
-    kova_db_done(st);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:{s:s, s:s, s:s}}", "keypair", "name", v[i].name,
+                                             "public_key", v[i].public_key, "fingerprint",
+                                             v[i].fingerprint));
+    kova_db_keypair_list_free(v, n);
     /* limit/marker paging of keypairs is microversion 2.35; 2.1 lists them all */
     reply_json(r, 200, json_pack("{s:o}", "keypairs", arr));
 }
 
 static void keypair_show(struct kova_req *r)
 {
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT id, name, public_key, fingerprint, "
-                                              "created_at, user_id FROM keypairs WHERE user_id = "
-                                              "? AND name = ?");
-    if (!st) {
+    struct kova_db_keypair k;
+    int e = kova_db_keypair_get(r->db, r->auth.user_id, r->arg[0], &k);
+    if (e == -ENOENT) {
+        reply_fault(r, 404, "Keypair %.255s not found for user %s", r->arg[0], r->auth.user_id);
+        return;
+    }
+    if (e < 0) {
         reply_db_error(r, -EIO);
         return;
     }
-    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->arg[0], -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:n, s:n}", "id",
-                              (json_int_t)sqlite3_column_int64(st, 0), "name",
-                              (const char *)sqlite3_column_text(st, 1), "public_key",
-                              (const char *)sqlite3_column_text(st, 2), "fingerprint",
-                              (const char *)sqlite3_column_text(st, 3), "created_at",
-                              (const char *)sqlite3_column_text(st, 4), "user_id",
-                              (const char *)sqlite3_column_text(st, 5), "deleted", 0, "deleted_at",
-                              "updated_at");
-        reply_json(r, 200, json_pack("{s:o}", "keypair", o));
-    } else {
-        reply_fault(r, 404, "Keypair %.255s not found for user %s", r->arg[0], r->auth.user_id);
-    }
-    kova_db_done(st);
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:n, s:n}", "id", (json_int_t)k.id, "name",
+                  k.name, "public_key", k.public_key, "fingerprint", k.fingerprint, "created_at",
+                  k.created_at, "user_id", k.user_id, "deleted", 0, "deleted_at", "updated_at");
+    kova_db_keypair_free(&k);
+    reply_json(r, 200, json_pack("{s:o}", "keypair", o));
 }
 
 static void keypair_delete(struct kova_req *r)
 {
-    sqlite3_stmt *st =
-        kova_db_prepare(r->db, "DELETE FROM keypairs WHERE user_id = ? AND name = ?");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->arg[0], -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int n = sqlite3_changes(r->db);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE)
-        reply_db_error(r, -EIO);
-    else if (n == 0)
+    int e = kova_db_keypair_delete(r->db, r->auth.user_id, r->arg[0]);
+    if (e == -ENOENT)
         reply_fault(r, 404, "Keypair %.255s not found for user %s", r->arg[0], r->auth.user_id);
+    else if (e < 0)
+        reply_db_error(r, -EIO);
     else
         reply_empty(r, 202);
 }

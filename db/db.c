@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "kova/db.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * Versioned migrations: entry i brings the schema from version i to i + 1. Never edit an entry
@@ -430,5 +432,108 @@ int kova_db_generation(struct kova_db *db, sqlite3 *conn, uint64_t *out)
         atomic_fetch_add(&db->generation, 1);
     }
     *out = atomic_load(&db->generation);
+    return 0;
+}
+
+/* ---- transactions ---- */
+
+/* One try of fn in a transaction on conn: a savepoint inside a transaction the caller holds, else
+ * BEGIN IMMEDIATE ... COMMIT. */
+static int txn_once(sqlite3 *conn, int (*fn)(sqlite3 *conn, void *arg), void *arg, bool nested)
+{
+    int r = kova_db_errno(
+        sqlite3_exec(conn, nested ? "SAVEPOINT kova_txn" : "BEGIN IMMEDIATE", NULL, NULL, NULL));
+    if (r < 0)
+        return r;
+    r = fn(conn, arg);
+    if (nested) {
+        if (r < 0)
+            sqlite3_exec(conn, "ROLLBACK TO kova_txn", NULL, NULL, NULL);
+        int c = kova_db_exec(conn, "RELEASE kova_txn");
+        return r < 0 ? r : c < 0 ? c : r;
+    }
+    if (r >= 0) {
+        int c = kova_db_commit(conn);
+        if (c < 0)
+            return c;
+    }
+    if (r < 0)
+        kova_db_rollback(conn);
+    return r;
+}
+
+int kova_db_txn_conn(sqlite3 *conn, int (*fn)(sqlite3 *conn, void *arg), void *arg)
+{
+    if (!sqlite3_get_autocommit(conn))
+        return txn_once(conn, fn, arg, true);
+    int r = -EBUSY;
+    for (int attempt = 0; attempt < 5 && r == -EBUSY; attempt++) {
+        if (attempt)
+            nanosleep(&(struct timespec){.tv_nsec = 50000000L * attempt}, NULL);
+        r = txn_once(conn, fn, arg, false);
+    }
+    return r;
+}
+
+int kova_db_txn(struct kova_db *db, int (*fn)(sqlite3 *conn, void *arg), void *arg)
+{
+    sqlite3 *conn = kova_db_acquire(db);
+    int r = kova_db_txn_conn(conn, fn, arg);
+    kova_db_release(db, conn);
+    return r;
+}
+
+/* ---- helpers of the typed-access files (internal.h) ---- */
+
+void db_now_iso(char out[32], bool z)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[24];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (z)
+        snprintf(out, 32, "%.19sZ", base);
+    else
+        snprintf(out, 32, "%.19s.%06d", base, (int)(ts.tv_nsec / 1000 % 1000000));
+}
+
+void db_copy_col(char *dst, size_t len, sqlite3_stmt *st, int c)
+{
+    const unsigned char *v = sqlite3_column_text(st, c);
+    snprintf(dst, len, "%s", v ? (const char *)v : "");
+}
+
+int db_step_write(sqlite3 *conn, sqlite3_stmt *st)
+{
+    if (!st)
+        return -EIO;
+    int rc = sqlite3_step(st);
+    kova_db_done(st);
+    return rc == SQLITE_DONE ? sqlite3_changes(conn) : kova_db_errno(rc);
+}
+
+int db_step_row(sqlite3_stmt *st)
+{
+    if (!st)
+        return -EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    kova_db_done(st);
+    return rc == SQLITE_DONE ? -ENOENT : kova_db_errno(rc) ? kova_db_errno(rc) : -EIO;
+}
+
+int db_grow(void **v, size_t *cap, size_t len, size_t sz)
+{
+    if (len < *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *nv = realloc(*v, nc * sz);
+    if (!nv)
+        return -ENOMEM;
+    *v = nv;
+    *cap = nc;
     return 0;
 }

@@ -1,33 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Typed access to the servers and images rows the compute manager uses (kova/db.h). */
+/* Typed access to the servers rows the compute manager uses (kova/db.h). */
 #include "kova/db.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* "2026-11-26T07:11:32Z" (z) or "2026-11-26T07:11:32.123456" (microseconds, as Nova's actions) */
-static void now_iso(char out[32], bool z)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[24];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (z)
-        snprintf(out, 32, "%.19sZ", base);
-    else
-        snprintf(out, 32, "%.19s.%06d", base, (int)(ts.tv_nsec / 1000 % 1000000));
-}
-
-static void copy_col(char *dst, size_t len, sqlite3_stmt *st, int c)
-{
-    const unsigned char *v = sqlite3_column_text(st, c);
-    snprintf(dst, len, "%s", v ? (const char *)v : "");
-}
 
 /* The one list of the columns struct kova_db_server holds, and its reader. */
 #define SERVER_COLS                                                                                \
@@ -37,54 +17,19 @@ static void copy_col(char *dst, size_t len, sqlite3_stmt *st, int c)
 static void read_server(sqlite3_stmt *st, struct kova_db_server *w)
 {
     memset(w, 0, sizeof(*w));
-    copy_col(w->id, sizeof(w->id), st, 0);
-    copy_col(w->vm_state, sizeof(w->vm_state), st, 1);
+    db_copy_col(w->id, sizeof(w->id), st, 0);
+    db_copy_col(w->vm_state, sizeof(w->vm_state), st, 1);
     w->has_task = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    copy_col(w->task_state, sizeof(w->task_state), st, 2);
-    copy_col(w->image_ref, sizeof(w->image_ref), st, 3);
+    db_copy_col(w->task_state, sizeof(w->task_state), st, 2);
+    db_copy_col(w->image_ref, sizeof(w->image_ref), st, 3);
     w->vcpus = sqlite3_column_int64(st, 4);
     w->ram = sqlite3_column_int64(st, 5);
     w->disk = sqlite3_column_int64(st, 6);
     w->vmm_pid = (pid_t)sqlite3_column_int64(st, 7);
     w->vmm_start = (unsigned long long)sqlite3_column_int64(st, 8);
-    copy_col(w->kernel_id, sizeof(w->kernel_id), st, 9);
-    copy_col(w->ramdisk_id, sizeof(w->ramdisk_id), st, 10);
-    copy_col(w->cmdline, sizeof(w->cmdline), st, 11);
-}
-
-/* Steps a prepared write; the number of rows changed or -errno. The statement is released. */
-static int step_write(sqlite3 *conn, sqlite3_stmt *st)
-{
-    if (!st)
-        return -EIO;
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    return rc == SQLITE_DONE ? sqlite3_changes(conn) : kova_db_errno(rc);
-}
-
-int kova_db_txn(struct kova_db *db, int (*fn)(sqlite3 *conn, void *arg), void *arg)
-{
-    sqlite3 *conn = kova_db_acquire(db);
-    int r = -EBUSY;
-    for (int attempt = 0; attempt < 5 && r == -EBUSY; attempt++) {
-        if (attempt)
-            nanosleep(&(struct timespec){.tv_nsec = 50000000L * attempt}, NULL);
-        int rc = sqlite3_exec(conn, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            r = kova_db_errno(rc);
-            continue;
-        }
-        r = fn(conn, arg);
-        if (r >= 0) {
-            int c = kova_db_commit(conn);
-            if (c < 0)
-                r = c;
-        }
-        if (r < 0)
-            kova_db_rollback(conn);
-    }
-    kova_db_release(db, conn);
-    return r;
+    db_copy_col(w->kernel_id, sizeof(w->kernel_id), st, 9);
+    db_copy_col(w->ramdisk_id, sizeof(w->ramdisk_id), st, 10);
+    db_copy_col(w->cmdline, sizeof(w->cmdline), st, 11);
 }
 
 int kova_db_server_get(sqlite3 *conn, const char *id, struct kova_db_server *out)
@@ -139,7 +84,7 @@ int kova_db_server_list(sqlite3 *conn, struct kova_db_server **out, size_t *n)
 int kova_db_server_set_task(sqlite3 *conn, const char *id, const char *task)
 {
     char now[32];
-    now_iso(now, true);
+    db_now_iso(now, true);
     sqlite3_stmt *st = kova_db_prepare(conn, "UPDATE servers SET task_state = ?2, updated_at = ?3 "
                                              "WHERE id = ?1");
     if (st) {
@@ -148,13 +93,13 @@ int kova_db_server_set_task(sqlite3 *conn, const char *id, const char *task)
             sqlite3_bind_text(st, 2, task, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
     }
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 int kova_db_server_claim_build(sqlite3 *conn, const char *id)
 {
     char now[32];
-    now_iso(now, true);
+    db_now_iso(now, true);
     sqlite3_stmt *st = kova_db_prepare(
         conn, "UPDATE servers SET task_state = 'spawning', updated_at = ?2 WHERE id = ?1 AND "
               "vm_state = 'building' AND task_state IS NOT 'deleting'");
@@ -162,7 +107,7 @@ int kova_db_server_claim_build(sqlite3 *conn, const char *id)
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
     }
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 int kova_db_server_unfinished(sqlite3 *conn, char (**ids)[KOVA_DB_ID_MAX], bool **del, size_t *n)
@@ -192,7 +137,7 @@ int kova_db_server_unfinished(sqlite3 *conn, char (**ids)[KOVA_DB_ID_MAX], bool 
             d = nd;
             cap = nc;
         }
-        copy_col(v[len], KOVA_DB_ID_MAX, st, 0);
+        db_copy_col(v[len], KOVA_DB_ID_MAX, st, 0);
         d[len++] = sqlite3_column_int(st, 1) != 0;
     }
     if (r == 0 && rc != SQLITE_DONE)
@@ -224,7 +169,7 @@ int kova_db_server_set_vmm(sqlite3 *conn, const char *id, pid_t pid, unsigned lo
             sqlite3_bind_int64(st, 3, (sqlite3_int64)start);
         }
     }
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 int kova_db_server_set_boot(sqlite3 *conn, const char *id, const char *kernel_id,
@@ -239,15 +184,15 @@ int kova_db_server_set_boot(sqlite3 *conn, const char *id, const char *kernel_id
             sqlite3_bind_text(st, 3, ramdisk_id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 4, cmdline, -1, SQLITE_TRANSIENT);
     }
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 static int finish_txn(sqlite3 *conn, void *arg)
 {
     const struct kova_db_task_end *e = arg;
     char now[32], nowus[32];
-    now_iso(now, true);
-    now_iso(nowus, false);
+    db_now_iso(now, true);
+    db_now_iso(nowus, false);
     sqlite3_stmt *st = kova_db_prepare(
         conn, "UPDATE servers SET vm_state = ?3, power_state = ?4, task_state = NULL, "
               "updated_at = ?5, vmm_pid = CASE WHEN ?6 THEN NULL ELSE vmm_pid END, vmm_start = "
@@ -269,7 +214,7 @@ static int finish_txn(sqlite3 *conn, void *arg)
             sqlite3_bind_text(st, 8, e->fault, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 9, e->fault_code);
     }
-    int r = step_write(conn, st);
+    int r = db_step_write(conn, st);
     if (r < 0)
         return r;
     if (r == 0) {
@@ -292,7 +237,7 @@ static int finish_txn(sqlite3 *conn, void *arg)
         if (e->fault)
             sqlite3_bind_text(st, 4, e->fault, -1, SQLITE_TRANSIENT);
     }
-    if ((r = step_write(conn, st)) < 0)
+    if ((r = db_step_write(conn, st)) < 0)
         return r;
     st = kova_db_prepare(conn, "UPDATE instance_actions SET finish_time = ?2, message = ?3 WHERE "
                                "finish_time IS NULL AND server_seq = (SELECT seq FROM servers "
@@ -303,7 +248,7 @@ static int finish_txn(sqlite3 *conn, void *arg)
         if (e->fault)
             sqlite3_bind_text(st, 3, "Error", -1, SQLITE_STATIC);
     }
-    if ((r = step_write(conn, st)) < 0)
+    if ((r = db_step_write(conn, st)) < 0)
         return r;
     return 1;
 }
@@ -316,7 +261,7 @@ int kova_db_server_finish(struct kova_db *db, const struct kova_db_task_end *e)
 int kova_db_server_record_exit(sqlite3 *conn, const char *id, pid_t pid)
 {
     char now[32];
-    now_iso(now, true);
+    db_now_iso(now, true);
     sqlite3_stmt *st = kova_db_prepare(
         conn, "UPDATE servers SET vm_state = CASE WHEN vm_state IN ('active','paused','suspended') "
               "THEN 'stopped' ELSE vm_state END, power_state = 4, vmm_pid = NULL, vmm_start = "
@@ -326,7 +271,7 @@ int kova_db_server_record_exit(sqlite3 *conn, const char *id, pid_t pid)
         sqlite3_bind_int64(st, 2, pid);
         sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
     }
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 int kova_db_server_reconcile(sqlite3 *conn, const char *id, const char *vm_state, int power_state,
@@ -347,7 +292,7 @@ int kova_db_server_reconcile(sqlite3 *conn, const char *id, const char *vm_state
         if (fault)
             sqlite3_bind_text(st, 5, fault, -1, SQLITE_TRANSIENT);
     }
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 int kova_db_server_delete(sqlite3 *conn, const char *id)
@@ -355,7 +300,7 @@ int kova_db_server_delete(sqlite3 *conn, const char *id)
     sqlite3_stmt *st = kova_db_prepare(conn, "DELETE FROM servers WHERE id = ?1");
     if (st)
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    return step_write(conn, st);
+    return db_step_write(conn, st);
 }
 
 int kova_db_server_exists(sqlite3 *conn, const char *id)
@@ -367,26 +312,4 @@ int kova_db_server_exists(sqlite3 *conn, const char *id)
     int rc = sqlite3_step(st);
     kova_db_done(st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : kova_db_errno(rc);
-}
-
-int kova_db_image_get(sqlite3 *conn, const char *id, struct kova_db_image *out)
-{
-    memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st = kova_db_prepare(conn, "SELECT status, disk_format, properties FROM images "
-                                             "WHERE id = ?");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : kova_db_errno(rc);
-    if (r == 0) {
-        copy_col(out->status, sizeof(out->status), st, 0);
-        copy_col(out->disk_format, sizeof(out->disk_format), st, 1);
-        const unsigned char *p = sqlite3_column_text(st, 2);
-        out->properties = strdup(p ? (const char *)p : "{}");
-        if (!out->properties)
-            r = -ENOMEM;
-    }
-    kova_db_done(st);
-    return r;
 }

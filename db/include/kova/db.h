@@ -8,8 +8,8 @@
  *    transaction, so a crash never leaves a half-migrated schema.
  *  - The handle is a small pool of connections, safe to share between threads: acquire one for the
  *    duration of a request, release it afterwards.
- *  - Every state change runs inside kova_db_begin()/kova_db_commit() (BEGIN IMMEDIATE): one
- *    transaction per change, rolled back on any error.
+ *  - Every state change is one statement or one transaction (kova_db_txn/kova_db_txn_conn, or
+ *    kova_db_begin()/kova_db_commit(): BEGIN IMMEDIATE), rolled back on any error.
  * Errors: 0 or -errno (-EIO for an SQLite error, logged to stderr).
  */
 #ifndef KOVA_DB_H
@@ -72,6 +72,23 @@ int kova_db_errno(int rc);
  * committed when fn returns >= 0, rolled back otherwise. Returns fn's result or -errno.
  */
 int kova_db_txn(struct kova_db *db, int (*fn)(sqlite3 *conn, void *arg), void *arg);
+/*
+ * The same on a connection the caller holds (a request's). With no transaction open on conn it
+ * is kova_db_txn's BEGIN IMMEDIATE, retried on -EBUSY, commit or rollback; inside a transaction
+ * the caller opened, fn runs under a savepoint (undone when fn fails), once, and the caller's
+ * transaction decides. fn may be run again only after it returned -EBUSY, so it must not act
+ * outside the database (reply, unlink) before returning -EBUSY. Returns fn's result or -errno.
+ */
+int kova_db_txn_conn(sqlite3 *conn, int (*fn)(sqlite3 *conn, void *arg), void *arg);
+
+/*
+ * The typed access below: each table has one file in db/ with its SQL (the one list of its
+ * columns, the statements), a struct of its row, and these functions. Unless said otherwise:
+ * conn is a borrowed connection, inside a transaction or not; a write is one statement or one
+ * transaction (kova_db_txn_conn), never half done; text that does not fit a fixed-size member is
+ * cut (the API never stores such text); errors are -ENOENT (no such row), -EEXIST (a unique key
+ * is taken), -ENOMEM, -EBUSY, -EIO (an SQLite error, logged).
+ */
 
 /* ---- typed access: servers.c (the columns the compute manager reads and writes) ---- */
 
@@ -137,13 +154,172 @@ int kova_db_server_delete(sqlite3 *conn, const char *id);
 /* 1 when a server with this id exists, 0 when not. */
 int kova_db_server_exists(sqlite3 *conn, const char *id);
 
-/* ---- typed access: images.c (what the compute manager reads of an image) ---- */
+/* ---- typed access: images.c (the image catalogue: Glance's rows, what compute boots) ---- */
+
+#define KOVA_DB_NAME_MAX 256 /* names, owners, user ids: up to 255 bytes */
+
 struct kova_db_image {
-    char status[32];
+    char id[KOVA_DB_ID_MAX];
+    char name[KOVA_DB_NAME_MAX];
+    char owner[KOVA_DB_NAME_MAX]; /* the project that created it */
+    char status[32];              /* queued, saving, importing, active, ... */
+    char visibility[16];          /* public, private, shared, community */
     char disk_format[32];
-    char *properties; /* JSON object text, malloc'd: free() it */
+    char container_format[32];
+    long long size; /* bytes */
+    char checksum[40];
+    char os_hash_algo[16];
+    char os_hash_value[136];
+    long long min_disk, min_ram; /* GiB, MiB */
+    bool is_protected;
+    /* false: the column is NULL (JSON null), the member "" or 0 */
+    bool has_name, has_owner, has_disk_format, has_container_format, has_size, has_checksum,
+        has_os_hash_algo, has_os_hash_value;
+    char created_at[32], updated_at[32]; /* "2026-11-26T07:11:32Z" */
+    /* JSON text: the extra properties (an object: kernel_id, ramdisk_id, os_command_line, ...)
+     * and the tags (an array). In a struct the db filled they are one malloc'd block that
+     * starts at properties: kova_db_image_free() (or free(properties)) releases both. As input
+     * they are the caller's (NULL: {} and []). */
+    char *properties;
+    char *tags;
 };
-/* -ENOENT when there is no such image. */
+
+/* Frees what kova_db_image_get* filled in (not im itself); a zeroed struct is fine. */
+void kova_db_image_free(struct kova_db_image *im);
+/* Frees an array from kova_db_image_list. */
+void kova_db_image_list_free(struct kova_db_image *v, size_t n);
+
+/* Any image, visible or not (the compute manager's view). -ENOENT when there is none. */
 int kova_db_image_get(sqlite3 *conn, const char *id, struct kova_db_image *out);
+/* An image the caller may see: public or community, owned by project_id, or any when is_admin.
+ * -ENOENT when there is none or it is not visible. */
+int kova_db_image_get_visible(sqlite3 *conn, const char *id, const char *project_id, bool is_admin,
+                              struct kova_db_image *out);
+
+struct kova_db_image_filter {
+    const char *project_id; /* what the caller sees, as kova_db_image_get_visible */
+    bool is_admin;
+    const char *name, *status, *visibility, *owner; /* NULL: any; else only equal ones */
+    const char *marker; /* NULL, or an image's id (visible or not): only those created before */
+    long long limit;    /* at most that many (0: none); < 0: every one */
+};
+/* The visible images that match f, newest first (malloc'd array in *out, n of them; free with
+ * kova_db_image_list_free). -ENOENT when f->marker names no image. */
+int kova_db_image_list(sqlite3 *conn, const struct kova_db_image_filter *f,
+                       struct kova_db_image **out, size_t *n);
+
+/* Adds an image in status queued: id, name, owner, visibility, disk_format, container_format
+ * (with their has_*), min_disk, min_ram, is_protected, properties, tags; created_at and
+ * updated_at are set (and filled in *im). -EEXIST when the id is taken. */
+int kova_db_image_create(sqlite3 *conn, struct kova_db_image *im);
+/* Writes what a client may change: name, visibility, disk_format, container_format (with their
+ * has_*), min_disk, min_ram, is_protected, properties, tags; updated_at is set (and filled in).
+ * -ENOENT when there is no such image. */
+int kova_db_image_update(sqlite3 *conn, struct kova_db_image *im);
+/* status from -> to (and updated_at), only while the image is in from: 1 when it was, 0 when
+ * not (or there is no such image). */
+int kova_db_image_set_status(sqlite3 *conn, const char *id, const char *from, const char *to);
+/* Its data is in place: status from -> active with size, checksum (MD5 hex) and os_hash
+ * (sha512, hex). -ENOENT when there is no image in status from (deleted meanwhile). */
+int kova_db_image_activate(sqlite3 *conn, const char *id, const char *from, long long size,
+                           const char *md5, const char *sha512);
+/* Removes the row. -ENOENT when there is none. */
+int kova_db_image_delete(sqlite3 *conn, const char *id);
+/* 1 when an image with this id exists, 0 when not. */
+int kova_db_image_exists(sqlite3 *conn, const char *id);
+/* After a restart: the images an upload or import left in saving or importing (ids in a
+ * malloc'd array, free() it), put back to queued, in one transaction. */
+int kova_db_image_reset_unfinished(sqlite3 *conn, char (**ids)[KOVA_DB_ID_MAX], size_t *n);
+
+/* ---- typed access: flavors.c (flavors and their extra specs) ---- */
+
+struct kova_db_flavor {
+    char id[KOVA_DB_NAME_MAX];
+    char name[KOVA_DB_NAME_MAX];
+    long long ram, vcpus, disk, ephemeral, swap; /* MiB, -, GiB, GiB, MiB */
+    double rxtx_factor;
+    bool is_public, disabled;
+};
+
+/* -ENOENT when there is no such flavor. */
+int kova_db_flavor_get(sqlite3 *conn, const char *id, struct kova_db_flavor *out);
+
+enum kova_db_flavor_sort {
+    KOVA_DB_FLAVOR_BY_ID,
+    KOVA_DB_FLAVOR_BY_NAME,
+    KOVA_DB_FLAVOR_BY_RAM,
+    KOVA_DB_FLAVOR_BY_VCPUS,
+    KOVA_DB_FLAVOR_BY_DISK,
+    KOVA_DB_FLAVOR_BY_EPHEMERAL,
+    KOVA_DB_FLAVOR_BY_SWAP,
+    KOVA_DB_FLAVOR_BY_RXTX_FACTOR,
+};
+struct kova_db_flavor_filter {
+    int is_public;                 /* 1 or 0: only public or only private ones; -1: both */
+    long long min_ram, min_disk;   /* ram >= min_ram, disk >= min_disk */
+    enum kova_db_flavor_sort sort; /* then by id, both in the same direction */
+    bool desc;
+    const char *marker; /* NULL, or the id of a matching flavor: the page starts after it */
+    long long limit;    /* at most that many (0: none); < 0: every one */
+};
+/* The flavors that match f, in f's order (malloc'd array in *out, free() it). -ENOENT when
+ * f->marker is not among the matching flavors. */
+int kova_db_flavor_list(sqlite3 *conn, const struct kova_db_flavor_filter *f,
+                        struct kova_db_flavor **out, size_t *n);
+/* Adds the flavor (every member but disabled, which starts false), in one transaction:
+ * -EEXIST when its id is taken, else -ENOTUNIQ when its name is. */
+int kova_db_flavor_create(sqlite3 *conn, const struct kova_db_flavor *f);
+/* Removes the flavor and its extra specs. -ENOENT when there is no such flavor. */
+int kova_db_flavor_delete(sqlite3 *conn, const char *id);
+
+#define KOVA_DB_SPEC_MAX 256 /* extra spec keys and values: up to 255 bytes */
+
+struct kova_db_spec {
+    char key[KOVA_DB_SPEC_MAX];
+    char value[KOVA_DB_SPEC_MAX];
+};
+/* A flavor's extra specs, by key (malloc'd array in *out, free() it; none for a flavor that
+ * does not exist). */
+int kova_db_flavor_specs(sqlite3 *conn, const char *flavor_id, struct kova_db_spec **out,
+                         size_t *n);
+/* One extra spec (out->key and out->value). -ENOENT when the flavor has no such key. */
+int kova_db_flavor_spec_get(sqlite3 *conn, const char *flavor_id, const char *key,
+                            struct kova_db_spec *out);
+/* Sets the n specs (added or replaced), in one transaction. -ENOENT when there is no such
+ * flavor. */
+int kova_db_flavor_specs_set(sqlite3 *conn, const char *flavor_id, const struct kova_db_spec *v,
+                             size_t n);
+/* -ENOENT when the flavor has no such key. */
+int kova_db_flavor_spec_delete(sqlite3 *conn, const char *flavor_id, const char *key);
+
+/* ---- typed access: keypairs.c (ssh keys; a keypair belongs to a user) ---- */
+
+struct kova_db_keypair {
+    long long id;
+    char user_id[KOVA_DB_NAME_MAX];
+    char name[KOVA_DB_NAME_MAX];
+    char type[16];        /* "ssh" */
+    char fingerprint[48]; /* MD5, colon-separated hex */
+    char created_at[32];  /* "2026-11-26T07:11:32.123456" */
+    char *public_key;     /* an OpenSSH line; malloc'd when the db filled it in */
+};
+
+/* Frees what kova_db_keypair_get/list filled in (not k itself). */
+void kova_db_keypair_free(struct kova_db_keypair *k);
+/* Frees an array from kova_db_keypair_list. */
+void kova_db_keypair_list_free(struct kova_db_keypair *v, size_t n);
+
+/* The user's keypair of that name. -ENOENT when there is none. */
+int kova_db_keypair_get(sqlite3 *conn, const char *user_id, const char *name,
+                        struct kova_db_keypair *out);
+/* The user's keypairs, by name (malloc'd array; kova_db_keypair_list_free). */
+int kova_db_keypair_list(sqlite3 *conn, const char *user_id, struct kova_db_keypair **out,
+                         size_t *n);
+/* Adds k (user_id, name, type, public_key, fingerprint) in one transaction; id and created_at
+ * are set and filled in. -EEXIST when the user has a keypair of that name, else -EDQUOT when
+ * quota >= 0 and the user has quota keypairs already. */
+int kova_db_keypair_create(sqlite3 *conn, struct kova_db_keypair *k, long long quota);
+/* -ENOENT when the user has no keypair of that name. */
+int kova_db_keypair_delete(sqlite3 *conn, const char *user_id, const char *name);
 
 #endif
