@@ -277,9 +277,9 @@ out:
     if (conn)
         kova_db_release(t->c->cfg.db, conn);
     json_decref(props);
-    free(im.properties);
-    free(km.properties);
-    free(rm.properties);
+    kova_db_image_free(&im);
+    kova_db_image_free(&km);
+    kova_db_image_free(&rm);
     return r < 0 ? r : 0;
 }
 
