@@ -110,17 +110,29 @@ void kova_uuid(char out[37])
              b[14], b[15]);
 }
 
-bool kova_is_uuid(const char *s)
+static bool uuid_check(const char *s, bool allow_upper)
 {
-    if (!s || strlen(s) != 36)
+    if (!s)
         return false;
-    for (int i = 0; i < 36; i++) {
+    for (int i = 0; i < KOVA_UUID_STRLEN; i++) {
+        char c = s[i];
         if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
+            if (c != '-')
                 return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                     (allow_upper && c >= 'A' && c <= 'F'))) {
+            return false; /* also stops at a NUL before 36 */
         }
     }
-    return true;
+    return s[KOVA_UUID_STRLEN] == '\0';
+}
+
+bool kova_is_uuid(const char *s)
+{
+    return uuid_check(s, true);
+}
+
+bool kova_is_uuid_lower(const char *s)
+{
+    return uuid_check(s, false);
 }

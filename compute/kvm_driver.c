@@ -606,7 +606,7 @@ static void scan_vmms(struct kvm_driver *k,
                 char id[KOVA_UUID_STRLEN + 1];
                 memcpy(id, v + dl + 1, KOVA_UUID_STRLEN);
                 id[KOVA_UUID_STRLEN] = 0;
-                if (kova_uuid_valid(id))
+                if (kova_is_uuid_lower(id))
                     fn(k, (pid_t)pid, id, arg);
             }
             break;

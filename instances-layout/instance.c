@@ -78,7 +78,7 @@ int kova_layout_create_instance(const struct kova_layout *l, const struct kova_i
 
     if (disk_bytes_out)
         *disk_bytes_out = 0;
-    if (!spec || !kova_uuid_valid(spec->uuid))
+    if (!spec || !kova_is_uuid_lower(spec->uuid))
         return kova_err(err, errlen, -EINVAL, "invalid instance id");
     if (spec->base_format != KOVA_DISK_RAW && spec->base_format != KOVA_DISK_QCOW2)
         return kova_err(err, errlen, -EINVAL, "base image format must be raw or qcow2");
@@ -297,7 +297,7 @@ int kova_layout_remove_instance(const struct kova_layout *l, const char *uuid, c
                                 size_t errlen)
 {
     char inst_dir[KOVA_LAYOUT_PATH_MAX];
-    if (!kova_uuid_valid(uuid))
+    if (!kova_is_uuid_lower(uuid))
         return kova_err(err, errlen, -EINVAL, "invalid instance id");
     int pfd = open_instances_dir(l, inst_dir, sizeof(inst_dir), err, errlen);
     if (pfd < 0)
@@ -341,7 +341,7 @@ int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, ch
                 rc = kova_err(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
             break;
         }
-        if (strncmp(e->d_name, PARTIAL_PREFIX, plen) != 0 || !kova_uuid_valid(e->d_name + plen))
+        if (strncmp(e->d_name, PARTIAL_PREFIX, plen) != 0 || !kova_is_uuid_lower(e->d_name + plen))
             continue;
         struct stat st; /* only real directories (remove_entry would refuse the rest) */
         if (fstatat(pfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
@@ -391,7 +391,7 @@ int kova_layout_list_instances(const struct kova_layout *l, char (**uuids)[KOVA_
                 rc = kova_err(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
             break;
         }
-        if (!kova_uuid_valid(e->d_name))
+        if (!kova_is_uuid_lower(e->d_name))
             continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))

@@ -17,40 +17,6 @@ _Static_assert(KOVA_LAYOUT_STATE_MAX + sizeof("/instances/") - 1 + KOVA_UUID_STR
 _Static_assert(KOVA_LAYOUT_STATE_MAX + 64 + 41 < KOVA_LAYOUT_PATH_MAX,
                "KOVA_LAYOUT_PATH_MAX too small");
 
-static int uuid_check(const char *s, int allow_upper)
-{
-    if (!s)
-        return 0;
-    for (int i = 0; i < KOVA_UUID_STRLEN; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                     (allow_upper && c >= 'A' && c <= 'F'))) {
-            return 0; /* also stops at a NUL before 36 */
-        }
-    }
-    return s[KOVA_UUID_STRLEN] == '\0';
-}
-
-int kova_uuid_valid(const char *s)
-{
-    return uuid_check(s, 0);
-}
-
-int kova_uuid_normalize(const char *in, char out[KOVA_UUID_STRLEN + 1])
-{
-    if (!uuid_check(in, 1))
-        return -EINVAL;
-    for (int i = 0; i < KOVA_UUID_STRLEN; i++) {
-        char c = in[i];
-        out[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
-    }
-    out[KOVA_UUID_STRLEN] = '\0';
-    return 0;
-}
-
 int kova_layout_init(struct kova_layout *l, const char *state_dir, char *err, size_t errlen)
 {
     memset(l, 0, sizeof(*l));
@@ -90,7 +56,7 @@ int kova_layout_instance_path(const struct kova_layout *l, const char *uuid,
 {
     if (out && outlen)
         out[0] = '\0';
-    if (!kova_uuid_valid(uuid))
+    if (!kova_is_uuid_lower(uuid))
         return -EINVAL;
     const char *leaf;
     switch (which) {

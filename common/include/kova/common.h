@@ -35,10 +35,15 @@ int kova_write_all(int fd, const void *buf, size_t len);
 /* "2026-11-26T07:11:32Z" (z=true) or "2026-11-26T07:11:32.123456" (microseconds). */
 void kova_time_iso(char out[32], bool z);
 
+#define KOVA_UUID_STRLEN 36
+
 /* A random (version 4) UUID in canonical lowercase form. */
-void kova_uuid(char out[37]);
-/* Whether s is 8-4-4-4-12 hex digits (either case), as Nova accepts ids from clients. */
+void kova_uuid(char out[KOVA_UUID_STRLEN + 1]);
+/* Whether s is exactly 36 characters of 8-4-4-4-12 hex digits (either case), as Nova accepts
+ * ids from clients. NULL: false. */
 bool kova_is_uuid(const char *s);
+/* The same in lowercase only: the form kova writes, and the only one that names a path. */
+bool kova_is_uuid_lower(const char *s);
 
 /* ---- the console log writer (kova-vmm's serial port writes the guest console through it) ----
  * Rotated at 2 MiB with 3 backups (console.log.0 newest .. .2 oldest), as virtlogd does for

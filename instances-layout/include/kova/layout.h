@@ -39,7 +39,6 @@
 #include "kova/qcow2.h"
 
 /* Length of a canonical UUID string, without its NUL. */
-#define KOVA_UUID_STRLEN 36
 /* Longest state dir (after trailing slashes are dropped): 108 - 1 - strlen("/instances/") -
  * 36 - strlen("/vmm.sock"). */
 #define KOVA_LAYOUT_STATE_MAX 51
@@ -73,10 +72,7 @@ enum kova_instance_file {
 
 /* --- ids and paths (pure: no file system access) -------------------------------------------- */
 
-/* 1 when `s` is a canonical lowercase UUID (8-4-4-4-12 lowercase hex, exactly 36 chars). */
-int kova_uuid_valid(const char *s);
-/* Copies a canonical UUID in any letter case to `out` in lowercase; -EINVAL otherwise. */
-int kova_uuid_normalize(const char *in, char out[KOVA_UUID_STRLEN + 1]);
+/* Instance ids are lowercase canonical UUIDs: kova_is_uuid_lower() (kova/common.h). */
 
 /* `state_dir` must be absolute; trailing slashes are dropped. -EINVAL (relative, empty, NULL),
  * -ENAMETOOLONG (longer than KOVA_LAYOUT_STATE_MAX: the control socket would not fit). */
