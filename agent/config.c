@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* nova.conf-style configuration through Debian's libinih. */
 #include "kova/agent.h"
+#include "kova/common.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -198,15 +199,7 @@ static int on_item(void *user, const char *section, const char *name, const char
         return 1;
     }
     if (IS("kova", "log_level")) {
-        if (!strcasecmp(value, "warning"))
-            c->log_level = 0;
-        else if (!strcasecmp(value, "info"))
-            c->log_level = 1;
-        else if (!strcasecmp(value, "debug"))
-            c->log_level = 2;
-        else
-            return 0;
-        return 1;
+        return kova_log_level_parse(value, &c->log_level) == 0;
     }
     static const struct {
         const char *name;

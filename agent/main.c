@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kova-agent: the Nova-compatible compute agent. */
 #include "kova/agent.h"
+#include "kova/common.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -92,13 +93,7 @@ int main(int argc, char **argv)
             }
             cfg.shutdown_timeout = (unsigned)t;
         } else if (strcmp(a, "--log-level") == 0) {
-            if (strcmp(v, "warning") == 0)
-                cfg.log_level = 0;
-            else if (strcmp(v, "info") == 0)
-                cfg.log_level = 1;
-            else if (strcmp(v, "debug") == 0)
-                cfg.log_level = 2;
-            else {
+            if (kova_log_level_parse(v, &cfg.log_level) < 0) {
                 fprintf(stderr, "kova-agent: bad --log-level %s\n", v);
                 return 2;
             }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <time.h>
@@ -29,23 +30,45 @@ int kova_log_get_level(void)
     return atomic_load(&log_level);
 }
 
+int kova_log_level_parse(const char *name, int *level)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } names[] = {{"error", KOVA_LOG_ERROR},
+                 {"warning", KOVA_LOG_WARNING},
+                 {"warn", KOVA_LOG_WARNING},
+                 {"info", KOVA_LOG_INFO},
+                 {"debug", KOVA_LOG_DEBUG}};
+    for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcasecmp(name, names[i].name) == 0) {
+            *level = names[i].level;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 void kova_log(int level, const char *fmt, ...)
 {
     if (level > atomic_load(&log_level))
         return;
-    static const char *const names[] = {"WARNING", "INFO", "DEBUG"};
-    char ts[32];
-    kova_time_iso(ts, true);
+    static const char *const names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s %s %s %s\n", ts, atomic_load(&log_prog),
-            names[level < 0   ? 0
-                  : level > 2 ? 2
-                              : level],
-            msg);
+    int i = level < KOVA_LOG_ERROR   ? KOVA_LOG_ERROR
+            : level > KOVA_LOG_DEBUG ? KOVA_LOG_DEBUG
+                                     : level;
+    fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s %s\n", tm.tm_year + 1900,
+            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
+            atomic_load(&log_prog), names[i - KOVA_LOG_ERROR], msg);
 }
 
 int kova_err(char *err, size_t errlen, int rc, const char *fmt, ...)

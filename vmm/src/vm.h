@@ -1,5 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* One KVM virtual machine: memory, vCPU threads, devices, and what stopped it. */
+/*
+ * One KVM virtual machine: its memory, vCPU threads and devices, and what stopped it. vm.c
+ * assembles the VM (kvm.h: the KVM fds and memory slots; irqchip.h: interrupt controllers and
+ * routes; cpu.h: each vCPU's CPUID and registers; devices/device.h: the device table) and runs
+ * the vCPUs' exit loop, dispatching port I/O and MMIO to the buses (bus.h: the one place where
+ * a guest access is checked against the device ranges).
+ *
+ * Threads: vm_create/vm_destroy on the caller's thread; one thread per vCPU between vm_start and
+ * vm_destroy; vm_stop/pause/resume/power_button from any thread. The state below `lock` is
+ * under it. A guest reset is a vm_destroy and a new vm_create (same process).
+ * Errors: 0 or -errno; vm_create also sets *why to a static message. Whatever vm_create made
+ * before a failure is released by vm_destroy, which the caller always calls.
+ */
 #ifndef KOVA_VMM_VM_H
 #define KOVA_VMM_VM_H
 
@@ -11,13 +23,14 @@
 
 #include "boot.h"
 #include "bus.h"
+#include "cpu.h"
+#include "device.h"
 #include "irq.h"
-#include "legacy.h"
+#include "irqchip.h"
 #include "mem.h"
 #include "pci.h"
-#include "serial.h"
-#include "virtio_blk.h"
-#include "virtio_pci.h"
+
+#define VM_MAX_DEVICES 64 /* device instances (device.h) in one VM */
 
 enum vm_state {
     VM_RUNNING,
@@ -36,27 +49,9 @@ struct vm_params {
     const uint8_t *initrd;
     size_t initrd_size;
     const char *cmdline;
-    int console_fd;                  /* -1: none */
-    int stdout_fd;                   /* -1: none */
-    uint64_t t0_ns;                  /* CLOCK_MONOTONIC origin for the boot timer */
-    const struct blk_backend *disks; /* virtio-blk disks, in PCI slot order (vda, vdb, ...) */
-    unsigned ndisks;
+    uint64_t t0_ns;            /* CLOCK_MONOTONIC origin for the boot timer */
+    struct dev_config devices; /* console, disks */
 };
-
-/* MSI routes for irqfds: GSIs VM_MSI_GSI_BASE .. + VM_MSI_ROUTES - 1 (below: the IRQ chip's). */
-#define VM_MSI_GSI_BASE 24
-#define VM_MSI_ROUTES   256
-
-struct vm_msi_route {
-    bool used;
-    uint64_t addr;
-    uint32_t data;
-};
-
-/* Fills rt with the whole GSI routing table: KVM's default IRQ chip routes (GSIs 0-15 to the
- * IOAPIC pin of the same number and to the PIC, 16-23 to the IOAPIC) and one MSI route per used
- * entry of msi (GSI VM_MSI_GSI_BASE + index). rt has room for 40 + n entries. */
-void vm_gsi_routing_fill(struct kvm_irq_routing *rt, const struct vm_msi_route *msi, unsigned n);
 
 struct vcpu {
     struct vm *vm;
@@ -72,24 +67,20 @@ struct vm {
     struct guest_mem mem;
     unsigned ncpus;
     struct vcpu *vcpus;
-    struct kvm_cpuid2 *cpuid;
+    struct cpu_model cpu;
     size_t run_size;
     struct bus pio, mmio;
-    struct irq_sink irq;
+    struct irqchip irqchip;
+    struct irq_sink irq; /* irqchip's */
     struct power_sink power;
-    struct serial serial;
-    struct i8042 i8042;
-    struct cmos cmos;
-    struct acpi_pm acpi_pm;
     struct pci_host pci;
-    struct virtio_pci_dev *rng;
-    struct virtio_pci_dev *blk[BLK_MAX_DISKS];
-    unsigned nblk;
+    /* The device table's instances, in creation order. */
+    struct vm_device {
+        const struct device_kind *kind;
+        void *dev;
+    } devices[VM_MAX_DEVICES];
+    unsigned ndevices;
     struct boot_result boot;
-
-    /* irqfd MSI routes (vm->irq.msi_route_*), under routes_lock. */
-    pthread_mutex_t routes_lock;
-    struct vm_msi_route msi_routes[VM_MSI_ROUTES];
 
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* vCPUs wait here while paused */

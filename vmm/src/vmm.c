@@ -3,6 +3,7 @@
 #include "kova/vmm.h"
 #include "kova/vmm_control.h"
 #include "boot.h"
+#include "cli.h"
 #include "control.h"
 #include "log.h"
 #include "virtio_blk.h"
@@ -10,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,163 +19,6 @@
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
-
-void kova_vmm_usage(FILE *out)
-{
-    fprintf(out,
-            "Usage: kova-vmm --kernel BZIMAGE [options]\n"
-            "Boots a Linux bzImage in a KVM virtual machine.\n\n"
-            "  --kernel PATH          Linux bzImage (64-bit boot protocol), required\n"
-            "  --initrd PATH          initramfs / initrd image\n"
-            "  --cmdline TEXT         kernel command line (default \"console=ttyS0\")\n"
-            "  --cpus N               vCPUs, 1..%d (default 1)\n"
-            "  --memory MIB           guest memory in MiB, at least %d (default 256)\n"
-            "  --console-log PATH     append the serial console (COM1) to this file\n"
-            "  --console-stdout       also copy the serial console to stdout\n"
-            "  --control-socket PATH  unix socket for JSON-lines control (status, pause,\n"
-            "                         resume, powerdown, reset, quit, boot-time)\n"
-            "  --disk path=FILE,format=raw|qcow2[,readonly=on][,serial=S]\n"
-            "                         a virtio-blk disk (repeatable, up to %d: vda, vdb, ...);\n"
-            "                         serial: up to 20 printable bytes (GET_ID)\n"
-            "  --log-level LEVEL      error, warn, info (default) or debug; logs go to stderr\n"
-            "  --help                 this text\n\n"
-            "Exit status: 0 guest powered off or quit, 1 bad arguments or input files,\n"
-            "2 KVM or internal error, 3 guest triple fault. A guest reboot restarts the guest\n"
-            "in the same process.\n",
-            KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB, KOVA_VMM_MAX_DISKS);
-}
-
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-    if (!s || !*s || *s == '-')
-        return -EINVAL;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
-int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
-{
-    enum {
-        O_KERNEL = 256,
-        O_INITRD,
-        O_CMDLINE,
-        O_CPUS,
-        O_MEMORY,
-        O_LOG,
-        O_STDOUT,
-        O_CTL,
-        O_LEVEL,
-        O_DISK,
-        O_HELP
-    };
-    static const struct option opts[] = {
-        {"kernel", required_argument, NULL, O_KERNEL},
-        {"initrd", required_argument, NULL, O_INITRD},
-        {"cmdline", required_argument, NULL, O_CMDLINE},
-        {"cpus", required_argument, NULL, O_CPUS},
-        {"memory", required_argument, NULL, O_MEMORY},
-        {"console-log", required_argument, NULL, O_LOG},
-        {"console-stdout", no_argument, NULL, O_STDOUT},
-        {"control-socket", required_argument, NULL, O_CTL},
-        {"log-level", required_argument, NULL, O_LEVEL},
-        {"disk", required_argument, NULL, O_DISK},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->cmdline = "console=ttyS0";
-    cfg->cpus = 1;
-    cfg->memory_mib = 256;
-    cfg->log_level = "info";
-    optind = 1;
-    opterr = 0;
-    int o;
-    uint64_t v;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (o) {
-        case O_KERNEL:
-            cfg->kernel = optarg;
-            break;
-        case O_INITRD:
-            cfg->initrd = optarg;
-            break;
-        case O_CMDLINE:
-            cfg->cmdline = optarg;
-            break;
-        case O_CPUS:
-            if (parse_uint(optarg, KOVA_VMM_MAX_CPUS, &v) < 0 || v == 0) {
-                fprintf(stderr, "kova-vmm: --cpus takes a number from 1 to %d\n",
-                        KOVA_VMM_MAX_CPUS);
-                return -EINVAL;
-            }
-            cfg->cpus = (unsigned)v;
-            break;
-        case O_MEMORY:
-            if (parse_uint(optarg, UINT64_C(1) << 40, &v) < 0 || v < KOVA_VMM_MIN_MEMORY_MIB) {
-                fprintf(stderr, "kova-vmm: --memory takes MiB, at least %d\n",
-                        KOVA_VMM_MIN_MEMORY_MIB);
-                return -EINVAL;
-            }
-            cfg->memory_mib = v;
-            break;
-        case O_LOG:
-            cfg->console_log = optarg;
-            break;
-        case O_STDOUT:
-            cfg->console_stdout = true;
-            break;
-        case O_CTL:
-            cfg->control_socket = optarg;
-            break;
-        case O_LEVEL: {
-            enum vlog_level l;
-            if (vlog_parse_level(optarg, &l) < 0) {
-                fprintf(stderr, "kova-vmm: --log-level is error, warn, info or debug\n");
-                return -EINVAL;
-            }
-            cfg->log_level = optarg;
-            break;
-        }
-        case O_DISK: {
-            struct blk_spec *spec = malloc(sizeof(*spec));
-            char err[256];
-            int pr = spec ? blk_spec_parse(optarg, spec, err, sizeof(err)) : -ENOMEM;
-            free(spec);
-            if (pr < 0) {
-                fprintf(stderr, "kova-vmm: %s\n", spec ? err : "out of memory");
-                return -EINVAL;
-            }
-            if (cfg->ndisks == KOVA_VMM_MAX_DISKS) {
-                fprintf(stderr, "kova-vmm: at most %d --disk options\n", KOVA_VMM_MAX_DISKS);
-                return -EINVAL;
-            }
-            cfg->disks[cfg->ndisks++] = optarg;
-            break;
-        }
-        case O_HELP:
-            kova_vmm_usage(stdout);
-            return 1;
-        default:
-            fprintf(stderr, "kova-vmm: unknown or incomplete option %s (see --help)\n",
-                    argv[optind - 1]);
-            return -EINVAL;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "kova-vmm: unexpected argument %s (see --help)\n", argv[optind]);
-        return -EINVAL;
-    }
-    if (!cfg->kernel) {
-        fprintf(stderr, "kova-vmm: --kernel is required (see --help)\n");
-        return -EINVAL;
-    }
-    return 0;
-}
 
 /* Maps a whole regular file read-only. The mapping is file-backed: once the guest has its copy,
  * release_file() drops the pages from this process (a reboot faults them back in), so kernel and
@@ -320,14 +163,15 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     size_t kernel_size = 0, initrd_size = 0;
     int console_fd = -1, sig_fd = -1;
     uint64_t stop_at = 0;
+    struct blk_spec *specs = NULL; /* the --disk options, parsed */
     struct blk_disks disks = {0};
     struct ctl_server ctl;
     ctl_init(&ctl);
     struct vm *vm = calloc(1, sizeof(*vm));
-    enum vlog_level level = VLOG_INFO;
+    int level = KOVA_LOG_INFO;
     if (cfg->log_level)
-        vlog_parse_level(cfg->log_level, &level);
-    vlog_set_level(level);
+        kova_log_level_parse(cfg->log_level, &level);
+    kova_log_setup("kova-vmm", level);
     if (!vm) {
         log_err("out of memory");
         return KOVA_VMM_EXIT_ERROR;
@@ -399,7 +243,23 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     }
 
     /* Disks: opened once, kept open across guest resets, flushed and closed at exit. */
-    if (blk_disks_open(&disks, cfg->disks, cfg->ndisks) < 0) {
+    if (cfg->ndisks) {
+        specs = calloc(cfg->ndisks, sizeof(*specs));
+        if (!specs) {
+            log_err("out of memory");
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        char err[512];
+        if (blk_spec_parse(cfg->disks[i], &specs[i], err, sizeof(err)) < 0) {
+            log_err("disk %u (%s): %s", i, specs[i].path[0] ? specs[i].path : cfg->disks[i], err);
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (blk_disks_open(&disks, specs, cfg->ndisks) < 0) {
         rc = KOVA_VMM_EXIT_USAGE;
         goto out;
     }
@@ -412,11 +272,14 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         .initrd = initrd,
         .initrd_size = initrd_size,
         .cmdline = cfg->cmdline,
-        .console_fd = console_fd,
-        .stdout_fd = cfg->console_stdout ? STDOUT_FILENO : -1,
         .t0_ns = m.process_t0,
-        .disks = disks.be,
-        .ndisks = disks.n,
+        .devices =
+            {
+                .console_fd = console_fd,
+                .stdout_fd = cfg->console_stdout ? STDOUT_FILENO : -1,
+                .disks = disks.be,
+                .ndisks = disks.n,
+            },
     };
     for (;;) {
         r = vm_create(vm, &p, &why);
@@ -498,6 +361,7 @@ out:
     unmap_file(initrd, initrd_size);
     free(vm);
     blk_disks_close(&disks);
+    free(specs);
     if (stop_at)
         log_info("exiting with status %d, %.1f ms after the stop request", rc,
                  (double)(vm_now_ns() - stop_at) / 1e6);

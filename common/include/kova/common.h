@@ -3,9 +3,9 @@
  * kova common: the floor every kova library stands on: one logger, timestamps, UUIDs.
  *
  * Contract:
- *  - kova_log() writes one line to stderr: "<UTC time> <program> <LEVEL> <message>". The program
- *    name and the level are the process's one logging setting (kova_log_setup()); the default is
- *    "kova", level 1 (warnings and info). Thread-safe (one fprintf per line).
+ *  - kova_log() writes one line to stderr: "<UTC time, ms> <program> <LEVEL> <message>". The
+ * program name and the level are the process's one logging setting (kova_log_setup()); the default
+ * is "kova", level 1 (warnings and info). Thread-safe (one fprintf per line).
  *  - Error convention: functions return 0 or -errno; those that explain a failure to a user take
  *    (char *err, size_t errlen) and write one line there (err may be NULL).
  */
@@ -16,12 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { KOVA_LOG_WARNING = 0, KOVA_LOG_INFO = 1, KOVA_LOG_DEBUG = 2 };
+enum { KOVA_LOG_ERROR = -1, KOVA_LOG_WARNING = 0, KOVA_LOG_INFO = 1, KOVA_LOG_DEBUG = 2 };
 
 /* Sets the program name shown in each line (kept by pointer: a string literal or argv) and the
- * level: 0 warnings, 1 info, 2 debug. */
+ * level: lines of that level and more severe ones are written (-1 errors only, 0 warnings, 1
+ * info, 2 debug). */
 void kova_log_setup(const char *prog, int level);
 int kova_log_get_level(void);
+/* The level named "error", "warning" (or "warn"), "info" or "debug", in any case: 0 and *level
+ * set, or -EINVAL (*level untouched). */
+int kova_log_level_parse(const char *name, int *level);
 void kova_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The error convention's one helper: writes the message to err (when err && errlen) and returns

@@ -9,15 +9,7 @@
 #include <time.h>
 
 #include "bus.h"
-
-/* What the guest asked the machine to do; set by a device, acted on by the vCPU loop. */
-enum power_event { POWER_NONE, POWER_OFF, POWER_RESET };
-
-struct power_sink {
-    void *opaque;
-    void (*event)(void *opaque, enum power_event ev);
-    void (*boot_timer)(void *opaque); /* the guest wrote the boot timer magic */
-};
+#include "device.h"
 
 struct i8042 {
     pthread_mutex_t lock;
@@ -47,5 +39,11 @@ void i8042_init(struct i8042 *k, const struct power_sink *power);
 void cmos_init(struct cmos *c);
 /* The CMOS time fields for a given time (for tests). */
 void cmos_fill_time(struct cmos *c, time_t t);
+
+/* Their rows of the device table (device.h): one of each per VM, on the port-I/O bus. */
+extern const struct device_kind i8042_kind;      /* PIO_I8042_DATA..PIO_I8042_CMD */
+extern const struct device_kind cmos_kind;       /* PIO_RTC, 2 ports */
+extern const struct device_kind acpi_pm_kind;    /* PIO_ACPI_SLEEP_CTL, 3 ports */
+extern const struct device_kind boot_timer_kind; /* PIO_BOOT_TIMER */
 
 #endif

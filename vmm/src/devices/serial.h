@@ -16,6 +16,7 @@
 #include "kova/common.h"
 
 #include "bus.h"
+#include "device.h"
 #include "irq.h"
 
 struct serial {
@@ -41,5 +42,9 @@ void serial_init_rotating(struct serial *s, const struct irq_sink *irq, uint32_t
                           int stdout_fd, uint64_t max_size, unsigned backups);
 void serial_flush(struct serial *s);
 void serial_destroy(struct serial *s);
+
+/* Its row of the device table (device.h): COM1 at PIO_COM1 on GSI_COM1, writing the
+ * configuration's console_fd and stdout_fd. */
+extern const struct device_kind serial_kind;
 
 #endif

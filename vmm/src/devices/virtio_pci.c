@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -199,12 +200,12 @@ static void device_reset(struct virtio_pci_dev *d)
     for (unsigned q = 0; q < d->ops->num_queues; q++)
         virtq_reset(&d->vq[q], d->ops->queue_size);
     if (d->ops->reset)
-        d->ops->reset(d);
+        d->ops->reset(&d->vdev);
 }
 
-static uint64_t offered(const struct virtio_pci_dev *d)
+static uint64_t offered(struct virtio_pci_dev *d)
 {
-    return d->ops->features | VIRTIO_F_VERSION_1;
+    return (d->ops->features ? d->ops->features(&d->vdev) : 0) | VIRTIO_F_VERSION_1;
 }
 
 /* The common configuration structure (virtio 1.x 4.1.4.3), as one 0x38-byte image. */
@@ -327,7 +328,7 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
         d->isr = 0; /* read to clear */
     } else if (off >= VPCI_DEVICE_OFF && off + size <= VPCI_DEVICE_OFF + d->ops->config_len) {
         if (d->ops->config_read)
-            d->ops->config_read(d, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
+            d->ops->config_read(&d->vdev, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
     } else if (off >= VPCI_MSIX_OFF && off + size <= VPCI_MSIX_OFF + 16ULL * d->msix_n &&
                (size == 4 || size == 8) && (off & 3) == 0) {
         uint64_t rel = off - VPCI_MSIX_OFF;
@@ -360,12 +361,12 @@ static void bar_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t 
                     /* only on counter overflow: the fd is readable either way */
                 }
             } else if (d->ops->notify) {
-                d->ops->notify(d, q);
+                d->ops->notify(&d->vdev, q);
             }
         }
     } else if (off >= VPCI_DEVICE_OFF && off + size <= VPCI_DEVICE_OFF + d->ops->config_len) {
         if (d->ops->config_write)
-            d->ops->config_write(d, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
+            d->ops->config_write(&d->vdev, (uint32_t)(off - VPCI_DEVICE_OFF), data, size);
     } else if (off >= VPCI_MSIX_OFF && off + size <= VPCI_MSIX_OFF + 16ULL * d->msix_n &&
                (size == 4 || size == 8) && (off & 3) == 0) {
         uint64_t rel = off - VPCI_MSIX_OFF;
@@ -380,6 +381,34 @@ static void bar_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t 
 }
 
 static const struct bus_ops virtio_bar_ops = {bar_read, bar_write};
+
+/* ---- what the device sees of the transport (virtio.h) ---- */
+
+static struct virtio_pci_dev *of_vdev(struct virtio_dev *v)
+{
+    return (struct virtio_pci_dev *)((char *)v - offsetof(struct virtio_pci_dev, vdev));
+}
+
+static bool vt_driver_ok(struct virtio_dev *v)
+{
+    return (of_vdev(v)->status & STATUS_DRIVER_OK) != 0;
+}
+
+static void vt_needs_reset(struct virtio_dev *v)
+{
+    of_vdev(v)->status |= STATUS_NEEDS_RESET;
+}
+
+static void vt_notify_queue(struct virtio_dev *v, unsigned q)
+{
+    virtio_pci_notify_queue(of_vdev(v), q);
+}
+
+static const struct virtio_transport pci_transport = {
+    .driver_ok = vt_driver_ok,
+    .needs_reset = vt_needs_reset,
+    .notify_queue = vt_notify_queue,
+};
 
 /* Called with the PCI host lock held after a config space write. */
 static void cfg_written(struct pci_dev *p, uint32_t off, uint32_t size)
@@ -421,9 +450,17 @@ int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, 
     }
     pthread_mutex_init(&d->lock, NULL);
     d->ops = ops;
-    d->opaque = opaque;
     d->mem = mem;
     d->irq = irq;
+    d->vdev = (struct virtio_dev){
+        .ops = ops,
+        .opaque = opaque,
+        .mem = mem,
+        .lock = &d->lock,
+        .vq = d->vq,
+        .kick_fd = d->kick_fd,
+        .transport = &pci_transport,
+    };
     d->msix_n = ops->num_queues + 1;
     for (unsigned v = 0; v < d->msix_n; v++)
         d->msix_table[v][3] = 1; /* masked */
@@ -474,4 +511,78 @@ void virtio_pci_destroy(struct virtio_pci_dev *d)
         d->kick_fd[q] = -1;
     }
     pthread_mutex_destroy(&d->lock);
+}
+
+/* ---- instances of device types, and the device table's rows ---- */
+
+int virtio_pci_create(struct virtio_pci_dev **out, const struct virtio_type *t,
+                      const struct dev_config *cfg, unsigned index, const struct guest_mem *mem,
+                      const struct irq_sink *irq, const char **why)
+{
+    void *state = NULL;
+    int r = t->create ? t->create(cfg, index, &state, why) : 0;
+    if (r < 0)
+        return r;
+    struct virtio_pci_dev *d = calloc(1, sizeof(*d));
+    if (!d) {
+        r = -ENOMEM;
+        goto free_state;
+    }
+    r = virtio_pci_init(d, t->ops, state, mem, irq);
+    if (r < 0)
+        goto free_dev;
+    if (t->ops->start && (r = t->ops->start(&d->vdev)) < 0)
+        goto destroy;
+    *out = d;
+    return 0;
+destroy:
+    virtio_pci_destroy(d);
+free_dev:
+    free(d);
+free_state:
+    if (t->destroy)
+        t->destroy(state);
+    return r;
+}
+
+void virtio_pci_free(struct virtio_pci_dev *d, const struct virtio_type *t)
+{
+    if (!d)
+        return;
+    void *state = d->vdev.opaque;
+    if (d->ops->stop)
+        d->ops->stop(&d->vdev);
+    virtio_pci_destroy(d);
+    free(d);
+    if (t->destroy)
+        t->destroy(state);
+}
+
+unsigned virtio_pci_kind_count(const struct device_kind *k, const struct dev_config *cfg)
+{
+    const struct virtio_type *t = k->type;
+    return t->count ? t->count(cfg) : 1;
+}
+
+int virtio_pci_kind_create(const struct device_kind *k, const struct dev_env *env,
+                           const struct dev_config *cfg, unsigned index, void **dev,
+                           const char **why)
+{
+    struct virtio_pci_dev *d;
+    int r = virtio_pci_create(&d, k->type, cfg, index, env->mem, env->irq, why);
+    if (r < 0)
+        return r;
+    r = pci_host_add(env->pci, &d->pci);
+    if (r < 0) {
+        *why = "no free PCI slot";
+        virtio_pci_free(d, k->type);
+        return r;
+    }
+    *dev = d;
+    return 0;
+}
+
+void virtio_pci_kind_destroy(const struct device_kind *k, void *dev)
+{
+    virtio_pci_free(dev, k->type);
 }

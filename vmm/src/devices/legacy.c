@@ -2,6 +2,8 @@
 #include "legacy.h"
 #include "platform.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- i8042 ---- */
@@ -221,3 +223,116 @@ static void boot_timer_write(void *opaque, uint64_t off, const uint8_t *data, ui
 }
 
 const struct bus_ops boot_timer_ops = {NULL, boot_timer_write};
+
+/* ---- the device table's rows ---- */
+
+static int i8042_create(const struct device_kind *kind, const struct dev_env *env,
+                        const struct dev_config *cfg, unsigned index, void **dev, const char **why)
+{
+    struct i8042 *k = malloc(sizeof(*k));
+    if (!k)
+        return -ENOMEM;
+    i8042_init(k, env->power);
+    int r = bus_register(env->pio, PIO_I8042_DATA, 5, &i8042_ops, k, "i8042");
+    if (r < 0) {
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+        return r;
+    }
+    *dev = k;
+    return 0;
+}
+
+static void i8042_destroy(const struct device_kind *kind, void *dev)
+{
+    struct i8042 *k = dev;
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+const struct device_kind i8042_kind = {
+    .name = "i8042",
+    .why = "cannot register the devices",
+    .create = i8042_create,
+    .destroy = i8042_destroy,
+};
+
+static int cmos_create(const struct device_kind *kind, const struct dev_env *env,
+                       const struct dev_config *cfg, unsigned index, void **dev, const char **why)
+{
+    struct cmos *c = malloc(sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    cmos_init(c);
+    int r = bus_register(env->pio, PIO_RTC, 2, &cmos_ops, c, "cmos");
+    if (r < 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return r;
+    }
+    *dev = c;
+    return 0;
+}
+
+static void cmos_destroy(const struct device_kind *kind, void *dev)
+{
+    struct cmos *c = dev;
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+const struct device_kind cmos_kind = {
+    .name = "cmos",
+    .why = "cannot register the devices",
+    .create = cmos_create,
+    .destroy = cmos_destroy,
+};
+
+static int acpi_pm_create(const struct device_kind *kind, const struct dev_env *env,
+                          const struct dev_config *cfg, unsigned index, void **dev,
+                          const char **why)
+{
+    struct acpi_pm *pm = malloc(sizeof(*pm));
+    if (!pm)
+        return -ENOMEM;
+    pm->power = env->power;
+    int r = bus_register(env->pio, PIO_ACPI_SLEEP_CTL, 3, &acpi_pm_ops, pm, "acpi");
+    if (r < 0) {
+        free(pm);
+        return r;
+    }
+    *dev = pm;
+    return 0;
+}
+
+static void acpi_pm_destroy(const struct device_kind *kind, void *dev)
+{
+    free(dev);
+}
+
+const struct device_kind acpi_pm_kind = {
+    .name = "acpi-pm",
+    .why = "cannot register the devices",
+    .create = acpi_pm_create,
+    .destroy = acpi_pm_destroy,
+};
+
+/* The boot timer has no state: the port goes straight to the power sink. */
+static int boot_timer_create(const struct device_kind *kind, const struct dev_env *env,
+                             const struct dev_config *cfg, unsigned index, void **dev,
+                             const char **why)
+{
+    *dev = NULL;
+    return bus_register(env->pio, PIO_BOOT_TIMER, 1, &boot_timer_ops, env->power, "boot-timer");
+}
+
+static void boot_timer_destroy(const struct device_kind *kind, void *dev)
+{
+}
+
+const struct device_kind boot_timer_kind = {
+    .name = "boot-timer",
+    .why = "cannot register the devices",
+    .create = boot_timer_create,
+    .destroy = boot_timer_destroy,
+};

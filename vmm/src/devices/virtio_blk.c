@@ -20,77 +20,16 @@
 #define VIRTIO_BLK_F_DISCARD      (1ULL << 13)
 #define VIRTIO_BLK_F_WRITE_ZEROES (1ULL << 14)
 
-#define BLK_HDR_LEN     16 /* type, reserved, sector */
-#define BLK_DZ_SEG_LEN  16 /* sector, num_sectors, flags */
-#define BLK_DZ_F_UNMAP  1u
-#define BLK_CONFIG_LEN  0x3c
-#define STATUS_NEEDS_RS 0x40
+#define BLK_HDR_LEN    16 /* type, reserved, sector */
+#define BLK_DZ_SEG_LEN 16 /* sector, num_sectors, flags */
+#define BLK_DZ_F_UNMAP 1u
+#define BLK_CONFIG_LEN 0x3c
 
-/* ---- --disk option ---- */
+_Static_assert(BLK_SPEC_SERIAL_MAX == VIRTIO_BLK_ID_BYTES, "--disk serial= is the GET_ID string");
 
-static int spec_err(char *err, size_t errlen, const char *fmt, const char *what)
-{
-    if (err && errlen)
-        snprintf(err, errlen, fmt, what);
-    return -EINVAL;
-}
+/* ---- the disks ---- */
 
-int blk_spec_parse(const char *spec, struct blk_spec *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    size_t n = strlen(spec);
-    if (n >= KOVA_VMM_MAX_DISK_SPEC)
-        return spec_err(err, errlen, "%s", "--disk: option too long");
-    char buf[KOVA_VMM_MAX_DISK_SPEC];
-    memcpy(buf, spec, n + 1);
-    bool have_path = false, have_format = false;
-    char *save = NULL;
-    for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(kv, '=');
-        if (!eq)
-            return spec_err(err, errlen, "--disk: \"%s\" is not key=value", kv);
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (strcmp(kv, "path") == 0) {
-            if (!*v || strlen(v) >= sizeof(out->path))
-                return spec_err(err, errlen, "%s", "--disk: path= needs a file name");
-            strcpy(out->path, v);
-            have_path = true;
-        } else if (strcmp(kv, "format") == 0) {
-            out->format = (int)kova_disk_format_parse(v);
-            if (!out->format)
-                return spec_err(err, errlen, "--disk: unknown format \"%s\" (raw or qcow2)", v);
-            have_format = true;
-        } else if (strcmp(kv, "readonly") == 0) {
-            if (strcmp(v, "on") == 0)
-                out->readonly = true;
-            else if (strcmp(v, "off") == 0)
-                out->readonly = false;
-            else
-                return spec_err(err, errlen, "--disk: readonly= takes on or off, not \"%s\"", v);
-        } else if (strcmp(kv, "serial") == 0) {
-            size_t sl = strlen(v);
-            if (sl > VIRTIO_BLK_ID_BYTES)
-                return spec_err(err, errlen, "--disk: serial \"%s\" is longer than 20 bytes", v);
-            for (size_t i = 0; i < sl; i++)
-                if (v[i] < 0x21 || v[i] > 0x7e)
-                    return spec_err(err, errlen,
-                                    "--disk: serial \"%s\" must be printable ASCII without spaces",
-                                    v);
-            memcpy(out->serial, v, sl + 1);
-        } else {
-            return spec_err(err, errlen,
-                            "--disk: unknown key \"%s\" (path, format, readonly, serial)", kv);
-        }
-    }
-    if (!have_path)
-        return spec_err(err, errlen, "%s", "--disk: path= is required");
-    if (!have_format)
-        return spec_err(err, errlen, "%s", "--disk: format=raw or format=qcow2 is required");
-    return 0;
-}
-
-int blk_disks_open(struct blk_disks *out, const char *const *specs, unsigned n)
+int blk_disks_open(struct blk_disks *out, const struct blk_spec *specs, unsigned n)
 {
     memset(out, 0, sizeof(*out));
     if (n == 0)
@@ -108,13 +47,12 @@ int blk_disks_open(struct blk_disks *out, const char *const *specs, unsigned n)
     }
     for (unsigned i = 0; i < n; i++) {
         struct blk_spec *s = &out->specs[i];
+        *s = specs[i];
         char err[512];
-        int r = blk_spec_parse(specs[i], s, err, sizeof(err));
-        if (r == 0)
-            r = kova_disk_open(&out->be[i].disk, s->path, (enum kova_disk_format)s->format,
+        int r = kova_disk_open(&out->be[i].disk, s->path, (enum kova_disk_format)s->format,
                                s->readonly ? KOVA_DISK_RDONLY : 0, err, sizeof(err));
         if (r < 0) {
-            log_err("disk %u (%s): %s", i, s->path[0] ? s->path : specs[i], err);
+            log_err("disk %u (%s): %s", i, s->path, err);
             blk_disks_close(out);
             return r;
         }
@@ -364,12 +302,12 @@ out:
 /* ---- the device ---- */
 
 struct blk {
-    struct virtio_pci_dev dev; /* first: dev.opaque points back here */
+    struct virtio_dev *dev; /* the transport's view, from start() on */
     struct blk_backend be;
     char serial[VIRTIO_BLK_ID_BYTES + 1];
-    struct virtio_dev_ops ops;
+    uint64_t features;
     uint8_t config[BLK_CONFIG_LEN];
-    /* Under dev.lock: */
+    /* Under the device lock: */
     pthread_cond_t wake; /* the polling worker took a request, or stopping */
     pthread_cond_t idle; /* inflight dropped to 0 */
     unsigned inflight;
@@ -385,7 +323,7 @@ struct blk {
     struct vq_chain *chains; /* one per worker */
 };
 
-/* Waits (without dev.lock) until the queue's kick eventfd is signalled, then clears it. */
+/* Waits (without the device lock) until the queue's kick eventfd is signalled, then clears it. */
 static void wait_kick(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -398,35 +336,35 @@ static void wait_kick(int fd)
 }
 
 /* Workers take requests off the ring and complete them. One idle worker at a time waits on the
- * kick eventfd (written by KVM's ioeventfd, or by the MMIO exit path); when it takes a request
- * it wakes another idle worker to take its place, so a request never waits for a thread hop
- * and several run at once. The ring is always looked at again before waiting (with EVENT_IDX,
- * virtq_pop re-arms avail_event first), so no notification is lost. */
+ * kick eventfd (written by KVM's ioeventfd, or by the transport's exit path); when it takes a
+ * request it wakes another idle worker to take its place, so a request never waits for a thread
+ * hop and several run at once. The ring is always looked at again before waiting (with
+ * EVENT_IDX, virtq_pop re-arms avail_event first), so no notification is lost. */
 static void *blk_worker(void *arg)
 {
     struct worker *w = arg;
     struct blk *b = w->b;
-    struct virtio_pci_dev *d = &b->dev;
+    struct virtio_dev *d = b->dev;
     struct vq_chain *c = w->chain;
-    pthread_mutex_lock(&d->lock);
+    pthread_mutex_lock(d->lock);
     while (!b->stopping) {
         struct virtq *vq = &d->vq[0];
         int r = 0;
-        if (vq->enabled && (d->status & 0x04))
+        if (vq->enabled && virtio_driver_ok(d))
             r = virtq_pop(vq, d->mem, c);
         if (r < 0) {
-            d->status |= STATUS_NEEDS_RS;
+            virtio_needs_reset(d);
             r = 0;
         }
         if (r == 0) {
             if (b->polling) {
-                pthread_cond_wait(&b->wake, &d->lock);
+                pthread_cond_wait(&b->wake, d->lock);
                 continue;
             }
             b->polling = true;
-            pthread_mutex_unlock(&d->lock);
+            pthread_mutex_unlock(d->lock);
             wait_kick(d->kick_fd[0]);
-            pthread_mutex_lock(&d->lock);
+            pthread_mutex_lock(d->lock);
             b->polling = false;
             continue;
         }
@@ -434,32 +372,38 @@ static void *blk_worker(void *arg)
         pthread_cond_signal(&b->wake);
         unsigned gen = b->gen;
         b->inflight++;
-        pthread_mutex_unlock(&d->lock);
+        pthread_mutex_unlock(d->lock);
         uint32_t len = blk_request(&b->be, c);
-        pthread_mutex_lock(&d->lock);
+        pthread_mutex_lock(d->lock);
         b->inflight--;
         if (gen == b->gen && vq->enabled) {
             virtq_push(vq, c->head, len);
-            virtio_pci_notify_queue(d, 0);
+            virtio_notify_queue(d, 0);
         }
         if (b->inflight == 0)
             pthread_cond_broadcast(&b->idle);
     }
-    pthread_mutex_unlock(&d->lock);
+    pthread_mutex_unlock(d->lock);
     return NULL;
 }
 
-static void blk_reset(struct virtio_pci_dev *d)
+static void blk_reset(struct virtio_dev *d)
 {
     struct blk *b = d->opaque;
     /* The queues are already reset; requests in flight must not touch guest memory after the
      * driver sees the reset complete, so wait for them (their completions are dropped). */
     b->gen++;
     while (b->inflight)
-        pthread_cond_wait(&b->idle, &d->lock);
+        pthread_cond_wait(&b->idle, d->lock);
 }
 
-static void blk_config_read(struct virtio_pci_dev *d, uint32_t off, uint8_t *data, uint32_t size)
+static uint64_t blk_features(struct virtio_dev *d)
+{
+    struct blk *b = d->opaque;
+    return b->features;
+}
+
+static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t size)
 {
     struct blk *b = d->opaque;
     if (off + size <= sizeof(b->config))
@@ -486,24 +430,71 @@ static void blk_build_config(struct blk *b)
     cfg[0x38] = 0; /* write_zeroes_may_unmap */
 }
 
-static void blk_stop_workers(struct blk *b)
+static void blk_stop(struct virtio_dev *d)
 {
-    pthread_mutex_lock(&b->dev.lock);
+    struct blk *b = d->opaque;
+    pthread_mutex_lock(d->lock);
     b->stopping = true;
     pthread_cond_broadcast(&b->wake);
     uint64_t one = 1;
-    if (write(b->dev.kick_fd[0], &one, sizeof(one)) < 0) {
+    if (write(d->kick_fd[0], &one, sizeof(one)) < 0) {
         /* only on counter overflow: readable either way */
     }
-    pthread_mutex_unlock(&b->dev.lock);
+    pthread_mutex_unlock(d->lock);
     for (unsigned i = 0; i < b->nthreads; i++)
         pthread_join(b->threads[i], NULL);
     b->nthreads = 0;
 }
 
-int virtio_blk_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
-                      const struct irq_sink *irq, const struct blk_backend *be)
+static int blk_start(struct virtio_dev *d)
 {
+    struct blk *b = d->opaque;
+    b->dev = d;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int r = 0;
+    for (unsigned i = 0; i < BLK_WORKERS; i++) {
+        b->workers[i] = (struct worker){b, &b->chains[i]};
+        r = -pthread_create(&b->threads[i], &attr, blk_worker, &b->workers[i]);
+        if (r < 0)
+            break;
+        b->nthreads++;
+    }
+    pthread_attr_destroy(&attr);
+    if (r < 0)
+        blk_stop(d);
+    return r;
+}
+
+static const struct virtio_dev_ops blk_ops = {
+    .name = "virtio-blk",
+    .device_id = 2,
+    .num_queues = 1,
+    .queue_size = BLK_QUEUE_SIZE,
+    .config_len = BLK_CONFIG_LEN,
+    .kick_fds = true,
+    .features = blk_features,
+    .config_read = blk_config_read,
+    .reset = blk_reset,
+    .start = blk_start,
+    .stop = blk_stop,
+};
+
+static unsigned blk_count(const struct dev_config *cfg)
+{
+    return cfg->ndisks;
+}
+
+/* The device's state for disk index of the configuration; the backend is copied (the disk
+ * handle must outlive the device). */
+static int blk_create(const struct dev_config *cfg, unsigned index, void **state, const char **why)
+{
+    if (index >= BLK_MAX_DISKS || index >= cfg->ndisks) {
+        *why = "too many disks";
+        return -E2BIG;
+    }
+    const struct blk_backend *be = &cfg->disks[index];
     struct blk *b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
@@ -519,58 +510,26 @@ int virtio_blk_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
     pthread_cond_init(&b->wake, NULL);
     pthread_cond_init(&b->idle, NULL);
     blk_build_config(b);
-    b->ops = (struct virtio_dev_ops){
-        .name = "virtio-blk",
-        .device_id = 2,
-        .features =
-            VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
-            VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX |
-            (be->readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES),
-        .num_queues = 1,
-        .queue_size = BLK_QUEUE_SIZE,
-        .config_len = BLK_CONFIG_LEN,
-        .config_read = blk_config_read,
-        .kick_fds = true,
-        .reset = blk_reset,
-    };
-    int r = virtio_pci_init(&b->dev, &b->ops, b, mem, irq);
-    if (r < 0)
-        goto fail;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    for (unsigned i = 0; i < BLK_WORKERS; i++) {
-        b->workers[i] = (struct worker){b, &b->chains[i]};
-        r = -pthread_create(&b->threads[i], &attr, blk_worker, &b->workers[i]);
-        if (r < 0)
-            break;
-        b->nthreads++;
-    }
-    pthread_attr_destroy(&attr);
-    if (r < 0) {
-        blk_stop_workers(b);
-        virtio_pci_destroy(&b->dev);
-        goto fail;
-    }
-    *out = &b->dev;
+    b->features =
+        VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
+        VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX |
+        (be->readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES);
+    *state = b;
     return 0;
-fail:
-    pthread_cond_destroy(&b->wake);
-    pthread_cond_destroy(&b->idle);
-    free(b->chains);
-    free(b);
-    return r;
 }
 
-void virtio_blk_free(struct virtio_pci_dev *d)
+static void blk_destroy(void *state)
 {
-    if (!d)
-        return;
-    struct blk *b = d->opaque;
-    blk_stop_workers(b);
-    virtio_pci_destroy(&b->dev);
+    struct blk *b = state;
     pthread_cond_destroy(&b->wake);
     pthread_cond_destroy(&b->idle);
     free(b->chains);
     free(b);
 }
+
+const struct virtio_type virtio_blk_type = {
+    .ops = &blk_ops,
+    .count = blk_count,
+    .create = blk_create,
+    .destroy = blk_destroy,
+};

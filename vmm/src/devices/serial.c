@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "serial.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -220,3 +222,33 @@ void serial_destroy(struct serial *s)
         kova_console_close(&s->log);
     pthread_mutex_destroy(&s->lock);
 }
+
+static int serial_create(const struct device_kind *kind, const struct dev_env *env,
+                         const struct dev_config *cfg, unsigned index, void **dev, const char **why)
+{
+    struct serial *s = malloc(sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    serial_init(s, env->irq, GSI_COM1, cfg->console_fd, cfg->stdout_fd);
+    int r = bus_register(env->pio, PIO_COM1, 8, &serial_ops, s, "com1");
+    if (r < 0) {
+        serial_destroy(s);
+        free(s);
+        return r;
+    }
+    *dev = s;
+    return 0;
+}
+
+static void serial_kind_destroy(const struct device_kind *kind, void *dev)
+{
+    serial_destroy(dev);
+    free(dev);
+}
+
+const struct device_kind serial_kind = {
+    .name = "com1",
+    .why = "cannot register the devices",
+    .create = serial_create,
+    .destroy = serial_kind_destroy,
+};

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* virtio-rng (entropy device, type 4): one queue; each chain's writable buffers are filled from
  * the host's getrandom(). */
-#include "virtio_pci.h"
+#include "virtio.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #define RNG_MAX_PER_CHAIN 65536
 
-static void rng_notify(struct virtio_pci_dev *d, unsigned q)
+static void rng_notify(struct virtio_dev *d, unsigned q)
 {
     struct vq_chain *c = d->opaque; /* scratch chain, used under the device lock */
     struct virtq *vq = &d->vq[q];
@@ -39,46 +39,36 @@ static void rng_notify(struct virtio_pci_dev *d, unsigned q)
         any = 1;
     }
     if (r < 0)
-        d->status |= 0x40; /* DEVICE_NEEDS_RESET */
+        virtio_needs_reset(d);
     if (any)
-        virtio_pci_notify_queue(d, q);
+        virtio_notify_queue(d, q);
 }
 
 static const struct virtio_dev_ops rng_ops = {
     .name = "virtio-rng",
     .device_id = 4,
-    .features = 0,
     .num_queues = 1,
     .queue_size = 256,
     .config_len = 0,
     .notify = rng_notify,
 };
 
-int virtio_rng_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
-                      const struct irq_sink *irq)
+static int rng_create(const struct dev_config *cfg, unsigned index, void **state, const char **why)
 {
-    struct virtio_pci_dev *d = calloc(1, sizeof(*d));
     struct vq_chain *c = calloc(1, sizeof(*c));
-    if (!d || !c) {
-        free(d);
-        free(c);
+    if (!c)
         return -ENOMEM;
-    }
-    int r = virtio_pci_init(d, &rng_ops, c, mem, irq);
-    if (r < 0) {
-        free(d);
-        free(c);
-        return r;
-    }
-    *out = d;
+    *state = c;
     return 0;
 }
 
-void virtio_rng_free(struct virtio_pci_dev *d)
+static void rng_destroy(void *state)
 {
-    if (!d)
-        return;
-    free(d->opaque);
-    virtio_pci_destroy(d);
-    free(d);
+    free(state);
 }
+
+const struct virtio_type virtio_rng_type = {
+    .ops = &rng_ops,
+    .create = rng_create,
+    .destroy = rng_destroy,
+};
