@@ -45,4 +45,33 @@ if [ ${#missing[@]} -gt 0 ] || lists_empty; then
             "${missing[@]}" >/dev/null
     fi
 fi
-echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
+
+# The nested-KVM test VM needs QEMU >= 10: QEMU 7.2 (Debian 12's own) emulates AMD's nested paging
+# with stale translations that corrupt the test VM's memory, so the test VM had to run its
+# kvm-amd with shadow paging, slower and with lock-ups (README, "Tests"). On Debian 12 QEMU 10
+# comes from bookworm-backports, pinned to just these packages; newer Debian has it in main.
+QEMU_PACKAGES=(qemu-system-x86 qemu-utils qemu-system-data qemu-system-common)
+qemu_new_enough() {
+    local v
+    v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) || return 1
+    dpkg --compare-versions "$v" ge 1:10.0
+}
+if ! qemu_new_enough; then
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    target=()
+    if [ "$codename" = bookworm ]; then
+        src=/etc/apt/sources.list.d/kova-bookworm-backports.sources
+        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+                "Suites: bookworm-backports" "Components: main" \
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $SUDO tee "$src" >/dev/null
+        fi
+        target=(-t bookworm-backports)
+    fi
+    echo "install-deps: installing QEMU >= 10 for the test VM ${target[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${target[@]}" "${QEMU_PACKAGES[@]}" >/dev/null
+    qemu_new_enough || { echo "install-deps: QEMU >= 10 is not available" >&2; exit 1; }
+fi
+echo "install-deps: all ${#PACKAGES[@]} packages present, $(qemu-system-x86_64 --version | head -n 1)" >&2

@@ -19,7 +19,7 @@
 #   --host-load N    N busy loops on the host outside the test VM meanwhile (default 0)
 #   --ktrace         record KVM's trace events in the test VM; a failed kova boot prints the last
 #                    events of its process's threads (on AMD a triple fault resets the registers)
-#   --vm-cpus N      the test VM's vCPUs (default 2)
+#   --vm-cpus N      the test VM's vCPUs (default 1, as kova-nested-run)
 #   --timeout SECS   the whole run's limit (default: 60 + 40 s a boot)
 # Environment: KOVA_BUILD_DIR (default build/default), KOVA_ASSETS (default build/assets).
 # Exit status: 0 when kova-vmm had no failure, 1 when it had one, 2 on bad usage.
@@ -30,7 +30,7 @@ export KOVA_BUILD_DIR=${KOVA_BUILD_DIR:-$top/build/default}
 export KOVA_ASSETS=${KOVA_ASSETS:-$top/build/assets}
 
 if [ "${KOVA_BENCH_INSIDE:-0}" != 1 ]; then
-    boots=54 load=0 vmcpus=2 timeout=
+    boots=54 load=0 vmcpus=1 timeout=
     args=("$@")
     while [ $# -gt 0 ]; do
         case "$1" in

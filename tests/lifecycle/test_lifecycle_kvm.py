@@ -669,7 +669,7 @@ def host_main(opt):
             while image_port == port:
                 image_port = free_port()
             cmd = [opt["--runner"], "--timeout", opt.get("--timeout", "900"),
-                   "--mem", opt.get("--mem", "3072"), "--cpus", opt.get("--cpus", "2"),
+                   "--mem", opt.get("--mem", "3072"), "--cpus", opt.get("--cpus", "1"),
                    "--forward", "%d:%d" % (port, port),
                    "--forward", "%d:%d" % (image_port, image_port),
                    "--", "/usr/bin/python3", os.path.abspath(__file__), "--serve", C.ctl,

@@ -88,8 +88,14 @@ case "$real" in
 vm:*) said="kova-nested-run: using the nested-KVM test VM (-accel tcg): ${real#vm: }" ;;
 *) said="kova-nested-run: running directly on the host's KVM: ${real#direct: }" ;;
 esac
-[ "${real%%:*}" = vm ] &&
-    check "the test VM's kvm-amd runs without nested paging (npt=0)" "$(grep -qx 'npt:N' <<<"$out"; echo $?)"
+npt_said=$("$run" --explain-npt)
+case "$npt_said" in 1:*) npt_want=Y ;; *) npt_want=N ;; esac
+[ "${real%%:*}" = vm ] && {
+    check "the test VM's kvm-amd nested paging is as decided ($npt_said)" \
+        "$(grep -qx "npt:$npt_want" <<<"$out"; echo $?)"
+    check "the runner says once on stderr how the test VM pages" \
+        "$([ "$(grep -cxF "kova-nested-run: the test VM's kvm-amd runs with kvm_amd.npt=${npt_said}" <<<"$out")" = 1 ]; echo $?)"
+}
 check "the runner says once on stderr which path it took and why" \
     "$([ "$(grep -cxF "$said" <<<"$out")" = 1 ]; echo $?)"
 check "the share is writable" "$([ "$(cat "$scratch/from-inside" 2>/dev/null)" = written ]; echo $?)"
