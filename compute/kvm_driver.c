@@ -126,7 +126,8 @@ static unsigned long long proc_start_time(pid_t pid)
     return strtoull(p + 1, NULL, 10);
 }
 
-static int ipath(struct kvm_driver *k, const char *id, enum kova_instance_file f, char *out)
+static int instance_file_path(struct kvm_driver *k, const char *id, enum kova_instance_file f,
+                              char *out)
 {
     return kova_layout_instance_path(&k->layout, id, f, out, KOVA_LAYOUT_PATH_MAX);
 }
@@ -318,7 +319,7 @@ static void last_words(struct kova_driver *d, const char *id, char *out, size_t 
     struct kvm_driver *k = KD(d);
     char dir[KOVA_LAYOUT_PATH_MAX], path[KOVA_LAYOUT_PATH_MAX + 16], buf[2048];
     out[0] = 0;
-    if (ipath(k, id, KOVA_INSTANCE_DIR, dir) < 0)
+    if (instance_file_path(k, id, KOVA_INSTANCE_DIR, dir) < 0)
         return;
     snprintf(path, sizeof(path), "%s/vmm.log", dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -368,7 +369,7 @@ static void describe_exit(struct kvm_driver *k, const char *id, char *out, size_
 
 /* ------------------------------------------------------------------ disks */
 
-static int cache(struct kvm_driver *k, const char *image_id, char *err, size_t errlen)
+static int cache_image(struct kvm_driver *k, const char *image_id, char *err, size_t errlen)
 {
     char src[4400];
     snprintf(src, sizeof(src), "%s/%s", k->images_dir, image_id);
@@ -380,9 +381,9 @@ static int prepare(struct kova_driver *d, const struct kova_boot_spec *spec, int
 {
     struct kvm_driver *k = KD(d);
     int r;
-    if ((r = cache(k, spec->kernel_id, err, errlen)) < 0 ||
-        (spec->ramdisk_id && (r = cache(k, spec->ramdisk_id, err, errlen)) < 0) ||
-        (r = cache(k, spec->image_id, err, errlen)) < 0)
+    if ((r = cache_image(k, spec->kernel_id, err, errlen)) < 0 ||
+        (spec->ramdisk_id && (r = cache_image(k, spec->ramdisk_id, err, errlen)) < 0) ||
+        (r = cache_image(k, spec->image_id, err, errlen)) < 0)
         return r;
     struct kova_instance_spec is = {
         .uuid = spec->uuid,
@@ -415,10 +416,10 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     if ((r = kova_layout_base_path(&k->layout, s->kernel_id, kernel, sizeof(kernel))) < 0 ||
         (s->ramdisk_id &&
          (r = kova_layout_base_path(&k->layout, s->ramdisk_id, initrd, sizeof(initrd))) < 0) ||
-        (r = ipath(k, s->uuid, KOVA_INSTANCE_DIR, dir)) < 0 ||
-        (r = ipath(k, s->uuid, KOVA_INSTANCE_DISK, disk)) < 0 ||
-        (r = ipath(k, s->uuid, KOVA_INSTANCE_CONSOLE_LOG, clog)) < 0 ||
-        (r = ipath(k, s->uuid, KOVA_INSTANCE_VMM_SOCK, sock)) < 0) {
+        (r = instance_file_path(k, s->uuid, KOVA_INSTANCE_DIR, dir)) < 0 ||
+        (r = instance_file_path(k, s->uuid, KOVA_INSTANCE_DISK, disk)) < 0 ||
+        (r = instance_file_path(k, s->uuid, KOVA_INSTANCE_CONSOLE_LOG, clog)) < 0 ||
+        (r = instance_file_path(k, s->uuid, KOVA_INSTANCE_VMM_SOCK, sock)) < 0) {
         snprintf(err, errlen, "cannot build the instance's paths: %s", strerror(-r));
         return r;
     }
@@ -520,7 +521,7 @@ fail_fds:
 static int wait_ready(struct kvm_driver *k, const char *id, char *err, size_t errlen)
 {
     char sock[KOVA_LAYOUT_PATH_MAX];
-    int r = ipath(k, id, KOVA_INSTANCE_VMM_SOCK, sock);
+    int r = instance_file_path(k, id, KOVA_INSTANCE_VMM_SOCK, sock);
     if (r < 0)
         return r;
     struct timespec d;
@@ -661,7 +662,7 @@ static int power_off(struct kova_driver *d, const char *id, enum kova_power_off_
         return 0;
     }
     char sock[KOVA_LAYOUT_PATH_MAX];
-    if (ipath(k, id, KOVA_INSTANCE_VMM_SOCK, sock) < 0)
+    if (instance_file_path(k, id, KOVA_INSTANCE_VMM_SOCK, sock) < 0)
         mode = KOVA_POWER_OFF_KILL;
     if (mode == KOVA_POWER_OFF_CLEAN && k->cfg.shutdown_timeout > 0) {
         char state[32] = "";
@@ -687,7 +688,7 @@ static int control(struct kvm_driver *k, const char *id, const char *cmd, char *
 {
     char sock[KOVA_LAYOUT_PATH_MAX], why[256] = "";
     int r = -ESRCH;
-    if (running(k, id) && (r = ipath(k, id, KOVA_INSTANCE_VMM_SOCK, sock)) == 0)
+    if (running(k, id) && (r = instance_file_path(k, id, KOVA_INSTANCE_VMM_SOCK, sock)) == 0)
         r = kova_vmm_control_call(sock, cmd, 5000, NULL, 0, why, sizeof(why));
     if (r == 0)
         return 0;
@@ -721,7 +722,7 @@ static int info(struct kova_driver *d, const char *id, struct kova_instance_info
     *out = (struct kova_instance_info){0};
     out->running = running(k, id);
     char sock[KOVA_LAYOUT_PATH_MAX], state[32] = "";
-    if (out->running && ipath(k, id, KOVA_INSTANCE_VMM_SOCK, sock) == 0 &&
+    if (out->running && instance_file_path(k, id, KOVA_INSTANCE_VMM_SOCK, sock) == 0 &&
         kova_vmm_control_call(sock, KOVA_VMM_CMD_STATUS, 2000, state, sizeof(state), NULL, 0) == 0)
         out->paused = !strcmp(state, KOVA_VMM_STATE_PAUSED);
     return 0;
@@ -735,7 +736,7 @@ static int adopt(struct kova_driver *d, const char *id, const struct kova_vmm_re
     *out = (struct kova_instance_info){0};
     if (ref->pid <= 0 || !ref->start || proc_start_time(ref->pid) != ref->start)
         return 0;
-    if (ipath(k, id, KOVA_INSTANCE_VMM_SOCK, sock) < 0 ||
+    if (instance_file_path(k, id, KOVA_INSTANCE_VMM_SOCK, sock) < 0 ||
         kova_vmm_control_call(sock, KOVA_VMM_CMD_STATUS, 3000, state, sizeof(state), NULL, 0) < 0)
         return 0; /* PID matches but it does not answer: not ours, or hung (killed as unowned) */
     int fd = pidfd_open(ref->pid);
