@@ -62,18 +62,13 @@ static int host_figures(struct kova_req *r, struct host_figures *h)
             h->uptime_s = 0;
         fclose(f);
     }
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT count(*), coalesce(sum(vcpus), 0), "
-                                              "sum(task_state IS NOT NULL) FROM servers WHERE "
-                                              "host = ? AND power_state = 1");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, r->api->host_name, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        h->running_vms = sqlite3_column_int64(st, 0);
-        h->vcpus_used = sqlite3_column_int64(st, 1);
-        h->workload = sqlite3_column_int64(st, 2);
-    }
-    kova_db_done(st);
+    struct kova_db_server_usage u;
+    int e = kova_db_server_usage_running(r->db, r->api->host_name, &u);
+    if (e < 0)
+        return e;
+    h->running_vms = u.count;
+    h->vcpus_used = u.vcpus;
+    h->workload = u.tasks;
     return 0;
 }
 

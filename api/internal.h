@@ -223,8 +223,4 @@ int image_upload_chunk(struct kova_req *r, const char *data, size_t len);
 void image_upload_abort(struct kova_req *r);
 int images_recover(struct kova_api *api);
 
-/* servers.c: used by limits */
-int servers_usage(sqlite3 *db, const char *project, long long *instances, long long *cores,
-                  long long *ram);
-
 #endif

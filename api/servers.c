@@ -3,9 +3,10 @@
  * /servers: create, list, detail, show, update, delete, metadata, actions, os-instance-actions,
  * and /limits (whose usage comes from the servers table).
  *
- * The slow part of every state change (build, stop, start, reboot, pause, rebuild, delete) runs
- * in lifecycle.c: a handler checks the state and sets the task_state in one transaction,
- * answers, and queues the task.
+ * A handler validates, checks the state and records the request in one transaction (the rows
+ * through db/'s typed access, the action through kova_compute_accept), answers, and the compute
+ * manager (compute/) runs the slow part of every state change (build, stop, start, reboot,
+ * pause, rebuild, delete).
  */
 #include "internal.h"
 
@@ -19,57 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define SERVER_COLS                                                                                \
-    "seq, id, name, project_id, user_id, image_ref, flavor_id, vm_state, task_state, "             \
-    "power_state, key_name, availability_zone, config_drive, access_ipv4, access_ipv6, "           \
-    "disk_config, host, launched_at, terminated_at, fault_code, fault_message, fault_details, "    \
-    "fault_created, created_at, updated_at, vcpus, ram, disk, (SELECT json_group_object(key, "     \
-    "value) FROM server_metadata WHERE server_seq = servers.seq)"
-
-enum {
-    C_SEQ,
-    C_ID,
-    C_NAME,
-    C_PROJECT,
-    C_USER,
-    C_IMAGE,
-    C_FLAVOR,
-    C_VM_STATE,
-    C_TASK_STATE,
-    C_POWER,
-    C_KEY_NAME,
-    C_AZ,
-    C_CONFIG_DRIVE,
-    C_IPV4,
-    C_IPV6,
-    C_DISK_CONFIG,
-    C_HOST,
-    C_LAUNCHED,
-    C_TERMINATED,
-    C_FAULT_CODE,
-    C_FAULT_MSG,
-    C_FAULT_DETAILS,
-    C_FAULT_CREATED,
-    C_CREATED,
-    C_UPDATED,
-    C_VCPUS,
-    C_RAM,
-    C_DISK,
-    C_META, /* the metadata as a JSON object text */
-};
-
-static const char *col(sqlite3_stmt *st, int c)
-{
-    return (const char *)sqlite3_column_text(st, c);
-}
-
-/* Appends column c as a JSON string (null for NULL), its length from SQLite. */
-static void sb_col(struct sbuf *b, sqlite3_stmt *st, int c)
-{
-    const char *s = col(st, c);
-    sb_strn(b, s, s ? (size_t)sqlite3_column_bytes(st, c) : 0);
-}
 
 /* Nova's status from vm_state + task_state (nova/api/openstack/common.py). */
 static const char *server_status(const char *vm, const char *task)
@@ -139,18 +89,21 @@ static void host_id(const char *project, const char *host, char out[57])
     EVP_MD_CTX_free(c);
 }
 
-static json_t *metadata_of(sqlite3 *db, sqlite3_stmt **cache, sqlite3_int64 seq)
+/* The server's metadata as a JSON object (*out), keys in order. */
+static int meta_json(sqlite3 *conn, const char *id, json_t **out)
 {
-    if (!*cache)
-        *cache = kova_db_prepare(db, "SELECT key, value FROM server_metadata WHERE server_seq = ?");
+    struct kova_db_meta *v;
+    size_t n;
+    *out = NULL;
+    int e = kova_db_server_meta_list(conn, id, &v, &n);
+    if (e < 0)
+        return e;
     json_t *o = json_object();
-    if (!*cache)
-        return o;
-    sqlite3_reset(*cache);
-    sqlite3_bind_int64(*cache, 1, seq);
-    while (sqlite3_step(*cache) == SQLITE_ROW)
-        json_object_set_new(o, col(*cache, 0), json_string(col(*cache, 1)));
-    return o;
+    for (size_t i = 0; o && i < n; i++)
+        json_object_set_new(o, v[i].key, json_string(v[i].value));
+    free(v);
+    *out = o;
+    return o ? 0 : -ENOMEM;
 }
 
 enum { VIEW_FULL, VIEW_UPDATE };
@@ -197,31 +150,31 @@ static void sb_key(struct sbuf *b, const char *k)
     sb_put(b, "\":");
 }
 
-/* The 2.1 server body from a row of SERVER_COLS, rendered straight to text (list calls render
- * up to max_limit of them per request). */
-static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
+/* The 2.1 server body of a view, rendered straight to text (list calls render up to max_limit
+ * of them per request). */
+static void render_server(struct sbuf *b, struct kova_req *r, const struct kova_db_server_view *v,
                           struct hid_cache *hc, int view)
 {
-    const char *id = col(st, C_ID);
-    const char *vm = col(st, C_VM_STATE);
-    const char *task = col(st, C_TASK_STATE);
+    const char *id = v->id;
+    const char *vm = v->vm_state;
+    const char *task = v->task_state;
     const char *status = server_status(vm, task);
     sb_put(b, "{\"id\":");
     sb_str(b, id);
     sb_key(b, "name");
-    sb_col(b, st, C_NAME);
+    sb_str(b, v->name);
     sb_key(b, "status");
     sb_str(b, status);
     sb_key(b, "tenant_id");
-    sb_col(b, st, C_PROJECT);
+    sb_str(b, v->project_id);
     sb_key(b, "user_id");
-    sb_col(b, st, C_USER);
+    sb_str(b, v->user_id);
     sb_key(b, "metadata");
-    sb_put(b, col(st, C_META) ? col(st, C_META) : "{}");
+    sb_put(b, v->metadata);
     sb_key(b, "hostId");
-    sb_str(b, cached_host_id(hc, col(st, C_PROJECT), col(st, C_HOST)));
+    sb_str(b, cached_host_id(hc, v->project_id, v->host));
     sb_key(b, "image");
-    const char *image = col(st, C_IMAGE);
+    const char *image = v->image_ref;
     if (image && image[0]) {
         sb_put(b, "{\"id\":");
         sb_str(b, image);
@@ -233,20 +186,20 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
     }
     sb_key(b, "flavor");
     sb_put(b, "{\"id\":");
-    sb_col(b, st, C_FLAVOR);
+    sb_str(b, v->flavor_id);
     sb_put(b, ",\"links\":[");
-    sb_link(b, r, "bookmark", false, "flavors", col(st, C_FLAVOR));
+    sb_link(b, r, "bookmark", false, "flavors", v->flavor_id);
     sb_put(b, "]}");
     sb_key(b, "created");
-    sb_col(b, st, C_CREATED);
+    sb_str(b, v->created_at);
     sb_key(b, "updated");
-    sb_col(b, st, C_UPDATED);
+    sb_str(b, v->updated_at);
     sb_key(b, "addresses");
     sb_put(b, "{}");
     sb_key(b, "accessIPv4");
-    sb_col(b, st, C_IPV4);
+    sb_str(b, v->access_ipv4);
     sb_key(b, "accessIPv6");
-    sb_col(b, st, C_IPV6);
+    sb_str(b, v->access_ipv6);
     sb_key(b, "links");
     sb_put(b, "[");
     sb_link(b, r, "self", true, "servers", id);
@@ -254,11 +207,11 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
     sb_link(b, r, "bookmark", false, "servers", id);
     sb_put(b, "]");
     sb_key(b, "OS-DCF:diskConfig");
-    sb_col(b, st, C_DISK_CONFIG);
+    sb_str(b, v->disk_config);
     sb_key(b, "config_drive");
-    sb_col(b, st, C_CONFIG_DRIVE);
+    sb_str(b, v->config_drive);
     sb_key(b, "key_name");
-    sb_col(b, st, C_KEY_NAME);
+    sb_str(b, v->key_name);
     sb_key(b, "os-extended-volumes:volumes_attached");
     sb_put(b, "[]");
     sb_key(b, "security_groups");
@@ -269,55 +222,52 @@ static void render_server(struct sbuf *b, struct kova_req *r, sqlite3_stmt *st,
         sb_key(b, "progress");
         sb_put(b, "0");
     }
-    if (sqlite3_column_type(st, C_FAULT_CODE) != SQLITE_NULL &&
-        (!strcmp(vm, "error") || !strcmp(vm, "deleted"))) {
-        int code = sqlite3_column_int(st, C_FAULT_CODE);
+    if (v->has_fault && (!strcmp(vm, "error") || !strcmp(vm, "deleted"))) {
+        int code = v->fault_code;
         sb_key(b, "fault");
         sb_printf(b, "{\"code\":%d,\"created\":", code);
-        sb_col(b, st, C_FAULT_CREATED);
+        sb_str(b, v->fault_created);
         sb_put(b, ",\"message\":");
-        sb_str(b, col(st, C_FAULT_MSG) ? col(st, C_FAULT_MSG) : "");
-        if ((r->auth.is_admin || code != 500) && col(st, C_FAULT_DETAILS)) {
+        sb_str(b, v->fault_message ? v->fault_message : "");
+        if ((r->auth.is_admin || code != 500) && v->fault_details) {
             sb_put(b, ",\"details\":");
-            sb_col(b, st, C_FAULT_DETAILS);
+            sb_str(b, v->fault_details);
         }
         sb_put(b, "}");
     }
     if (view == VIEW_FULL) {
         sb_key(b, "OS-EXT-AZ:availability_zone");
-        sb_str(b, col(st, C_AZ) ? col(st, C_AZ) : "");
+        sb_str(b, v->availability_zone ? v->availability_zone : "");
         sb_key(b, "OS-EXT-STS:vm_state");
         sb_str(b, vm);
         sb_key(b, "OS-EXT-STS:task_state");
         sb_str(b, task);
         sb_key(b, "OS-EXT-STS:power_state");
-        sb_printf(b, "%d", sqlite3_column_int(st, C_POWER));
+        sb_printf(b, "%d", v->power_state);
         sb_key(b, "OS-SRV-USG:launched_at");
-        sb_col(b, st, C_LAUNCHED);
+        sb_str(b, v->launched_at);
         sb_key(b, "OS-SRV-USG:terminated_at");
-        sb_col(b, st, C_TERMINATED);
+        sb_str(b, v->terminated_at);
         if (r->auth.is_admin) {
             sb_key(b, "OS-EXT-SRV-ATTR:host");
-            sb_col(b, st, C_HOST);
+            sb_str(b, v->host);
             sb_key(b, "OS-EXT-SRV-ATTR:hypervisor_hostname");
-            sb_col(b, st, C_HOST);
+            sb_str(b, v->host);
             sb_key(b, "OS-EXT-SRV-ATTR:instance_name");
-            sb_printf(b, "\"instance-%08llx\"",
-                      (unsigned long long)sqlite3_column_int64(st, C_SEQ));
+            sb_printf(b, "\"instance-%08llx\"", (unsigned long long)v->seq);
         }
     }
     sb_put(b, "}");
 }
 
-/* Replies {"server": <body>} for the row st. */
 /* {"server": {...}}; admin_pass (rebuild's reply, as Nova gives it) is added when not NULL. */
-static void reply_server_pass(struct kova_req *r, sqlite3_stmt *st, int view, int status,
-                              const char *admin_pass)
+static void reply_server_pass(struct kova_req *r, const struct kova_db_server_view *v, int view,
+                              int status, const char *admin_pass)
 {
     struct sbuf b = {0};
     struct hid_cache hc = {0};
     sb_put(&b, "{\"server\":");
-    render_server(&b, r, st, &hc, view);
+    render_server(&b, r, v, &hc, view);
     if (admin_pass && !b.oom && b.len && b.p[b.len - 1] == '}') {
         b.p[--b.len] = 0;
         sb_put(&b, ",\"adminPass\":");
@@ -328,37 +278,34 @@ static void reply_server_pass(struct kova_req *r, sqlite3_stmt *st, int view, in
     reply_sbuf(r, status, &b);
 }
 
-static void reply_server(struct kova_req *r, sqlite3_stmt *st, int view, int status)
+static void reply_server(struct kova_req *r, const struct kova_db_server_view *v, int view,
+                         int status)
 {
-    reply_server_pass(r, st, view, status, NULL);
+    reply_server_pass(r, v, view, status, NULL);
 }
 
-/* Loads a server visible to the caller (own project, or any for admins). Replies 404 (or 500)
- * and returns NULL when there is none. The statement stays positioned on the row. */
-static sqlite3_stmt *load_server(struct kova_req *r, const char *id)
+/* The project whose servers the caller sees (NULL: an administrator sees every one). */
+static const char *scope(struct kova_req *r)
 {
+    return r->auth.is_admin ? NULL : r->auth.project_id;
+}
+
+/* Loads a server visible to the caller (own project, or any for admins) into *v (free it with
+ * kova_db_server_view_free). Replies 404 (or 500) and returns false when there is none. */
+static bool load_server(struct kova_req *r, sqlite3 *conn, const char *id,
+                        struct kova_db_server_view *v)
+{
+    memset(v, 0, sizeof(*v));
     if (!kova_is_uuid(id)) {
         reply_fault(r, 404, "Instance %.100s could not be found.", id);
-        return NULL;
+        return false;
     }
-    sqlite3_stmt *st = kova_db_prepare(r->db, "SELECT " SERVER_COLS " FROM servers WHERE id = ? "
-                                              "AND (?2 OR project_id = ?3)");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return NULL;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 2, r->auth.is_admin);
-    sqlite3_bind_text(st, 3, r->auth.project_id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return st;
-    kova_db_done(st);
-    if (rc == SQLITE_DONE)
+    int e = kova_db_server_view_get(conn, id, scope(r), v);
+    if (e == -ENOENT)
         reply_fault(r, 404, "Instance %.100s could not be found.", id);
-    else
-        reply_db_error(r, kova_db_errno(rc));
-    return NULL;
+    else if (e < 0)
+        reply_db_error(r, e);
+    return e == 0;
 }
 
 /* ------------------------------------------------------------------ list */
@@ -383,16 +330,46 @@ static const char *const status_vm_states[][2] = {
     {"MIGRATING", NULL},
 };
 
-/* True when the connection has no transaction or statement open, so that its next read sees
- * every commit made so far. */
-static bool db_idle(sqlite3 *db)
+/* A list reply being rendered (list_one). */
+struct list_ctx {
+    struct kova_req *r;
+    bool detail;
+    const char *status; /* NULL: any */
+    regex_t *re;        /* NULL: any name */
+    int limit, n;
+    struct sbuf b;
+    struct hid_cache hc;
+    char last[KOVA_DB_ID_MAX]; /* the id of the last server rendered */
+};
+
+/* Renders a server of the list when it passes the filters the database does not apply; stops
+ * at the limit. */
+static int list_one(const struct kova_db_server_view *v, void *arg)
 {
-    if (!sqlite3_get_autocommit(db))
-        return false;
-    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st))
-        if (sqlite3_stmt_busy(st))
-            return false;
-    return true;
+    struct list_ctx *c = arg;
+    if (c->n >= c->limit)
+        return 1;
+    if (c->status && strcasecmp(c->status, server_status(v->vm_state, v->task_state)) != 0)
+        return 0;
+    if (c->re && regexec(c->re, v->name, 0, NULL, 0) != 0)
+        return 0;
+    if (c->n++)
+        sb_put(&c->b, ",");
+    if (c->detail) {
+        render_server(&c->b, c->r, v, &c->hc, VIEW_FULL);
+    } else {
+        sb_put(&c->b, "{\"id\":");
+        sb_str(&c->b, v->id);
+        sb_put(&c->b, ",\"name\":");
+        sb_str(&c->b, v->name);
+        sb_put(&c->b, ",\"links\":[");
+        sb_link(&c->b, c->r, "self", true, "servers", v->id);
+        sb_put(&c->b, ",");
+        sb_link(&c->b, c->r, "bookmark", false, "servers", v->id);
+        sb_put(&c->b, "]}");
+    }
+    snprintf(c->last, sizeof(c->last), "%s", v->id);
+    return 0;
 }
 
 /*
@@ -406,7 +383,8 @@ static void list_common(struct kova_req *r, bool detail)
     struct kova_cache *cache = r->api->list_cache;
     struct sbuf key = {0};
     uint64_t gen = 0;
-    bool cacheable = cache && db_idle(r->db) && kova_db_generation(r->api->db, r->db, &gen) == 0 &&
+    bool cacheable = cache && kova_db_idle(r->db) &&
+                     kova_db_generation(r->api->db, r->db, &gen) == 0 &&
                      req_cache_key(r, detail ? "servers/detail" : "servers", &key);
     if (cacheable) {
         struct kova_centry *e = kova_cache_get(cache, key.p, key.len, gen);
@@ -477,78 +455,28 @@ static void list_common(struct kova_req *r, bool detail)
         }
         have_re = true;
     }
-    sqlite3_int64 marker_seq = -1;
-    sqlite3_stmt *st = NULL;
-    if (marker) {
-        st = kova_db_prepare(r->db, "SELECT seq FROM servers WHERE id = ? AND (?2 IS NULL OR "
-                                    "project_id = ?2)");
-        if (!st) {
-            reply_db_error(r, -EIO);
-            goto out;
-        }
-        sqlite3_bind_text(st, 1, marker, -1, SQLITE_TRANSIENT);
-        if (proj)
-            sqlite3_bind_text(st, 2, proj, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            marker_seq = sqlite3_column_int64(st, 0);
-        kova_db_done(st);
-        st = NULL;
-        if (marker_seq < 0) {
+    struct list_ctx c = {.r = r, .detail = detail, .status = status, .limit = limit};
+    c.re = have_re ? &re : NULL;
+    sb_put(&c.b, "{\"servers\":[");
+    const struct kova_db_server_filter f = {proj, image, flavor, marker};
+    int err = kova_db_server_view_each(r->db, &f, list_one, &c);
+    if (err < 0) {
+        free(c.b.p);
+        if (err == -ENOENT)
             reply_fault(r, 400, "marker [%.100s] not found", marker);
-            goto out;
-        }
-    }
-    st = kova_db_prepare(r->db, "SELECT " SERVER_COLS " FROM servers WHERE (?1 IS NULL OR "
-                                "project_id = ?1) AND (?2 < 0 OR seq < ?2) AND (?3 IS NULL OR "
-                                "image_ref = ?3) AND (?4 IS NULL OR flavor_id = ?4) "
-                                "ORDER BY seq DESC");
-    if (!st) {
-        reply_db_error(r, -EIO);
+        else
+            reply_db_error(r, err);
         goto out;
     }
-    if (proj)
-        sqlite3_bind_text(st, 1, proj, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, marker_seq);
-    if (image)
-        sqlite3_bind_text(st, 3, image, -1, SQLITE_TRANSIENT);
-    if (flavor)
-        sqlite3_bind_text(st, 4, flavor, -1, SQLITE_TRANSIENT);
-    struct sbuf b = {0};
-    struct hid_cache hc = {0};
-    char last[40] = "";
-    int rc, n = 0;
-    sb_put(&b, "{\"servers\":[");
-    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (status &&
-            strcasecmp(status, server_status(col(st, C_VM_STATE), col(st, C_TASK_STATE))) != 0)
-            continue;
-        if (have_re && regexec(&re, col(st, C_NAME), 0, NULL, 0) != 0)
-            continue;
-        if (n++)
-            sb_put(&b, ",");
-        if (detail) {
-            render_server(&b, r, st, &hc, VIEW_FULL);
-        } else {
-            sb_put(&b, "{\"id\":");
-            sb_col(&b, st, C_ID);
-            sb_put(&b, ",\"name\":");
-            sb_col(&b, st, C_NAME);
-            sb_put(&b, ",\"links\":[");
-            sb_link(&b, r, "self", true, "servers", col(st, C_ID));
-            sb_put(&b, ",");
-            sb_link(&b, r, "bookmark", false, "servers", col(st, C_ID));
-            sb_put(&b, "]}");
-        }
-        snprintf(last, sizeof(last), "%s", col(st, C_ID));
-    }
+    struct sbuf b = c.b;
     sb_put(&b, "]");
-    if (last[0] && n == limit) {
+    if (c.last[0] && c.n == limit) {
         /* Like Nova, the next link keeps every other query argument (filters, all_tenants). */
         static const char *const paging[] = {"limit", "marker", NULL};
         struct sbuf href = {0};
         sb_printf(&href, "%s/v2.1/servers%s?", r->base_url, detail ? "/detail" : "");
         req_query_copy(r, paging, &href);
-        sb_printf(&href, "limit=%d&marker=%s", limit, last);
+        sb_printf(&href, "limit=%d&marker=%s", limit, c.last);
         sb_put(&b, ",\"servers_links\":[{\"rel\":\"next\",\"href\":");
         sb_str(&b, href.oom ? "" : href.p);
         b.oom |= href.oom;
@@ -556,8 +484,6 @@ static void list_common(struct kova_req *r, bool detail)
         sb_put(&b, "}]");
     }
     sb_put(&b, "}");
-    kova_db_done(st);
-    st = NULL;
     uint64_t cur = gen + 1;
     if (cache && !b.oom && b.p) {
         /* an uncacheable reply is made an entry too (not kept), to be offered gzip-encoded */
@@ -574,7 +500,6 @@ static void list_common(struct kova_req *r, bool detail)
         reply_sbuf(r, 200, &b);
     }
 out:
-    kova_db_done(st);
     if (have_re)
         regfree(&re);
     free(key.p);
@@ -592,48 +517,19 @@ static void server_detail(struct kova_req *r)
 
 static void server_show(struct kova_req *r)
 {
-    sqlite3_stmt *st = load_server(r, r->arg[0]);
-    if (!st)
+    struct kova_db_server_view v;
+    if (!load_server(r, r->db, r->arg[0], &v))
         return;
-    reply_server(r, st, VIEW_FULL, 200);
-    kova_db_done(st);
+    reply_server(r, &v, VIEW_FULL, 200);
+    kova_db_server_view_free(&v);
 }
 
 /* ------------------------------------------------------------------ helpers for writes */
 
-static int record_action(struct kova_req *r, sqlite3_int64 seq, const char *action,
-                         const char *event, const char *now, sqlite3_int64 *action_id)
+/* The request as the instance actions record it. */
+static struct kova_db_requester requester(struct kova_req *r)
 {
-    sqlite3_stmt *st = kova_db_prepare(r->db, "INSERT INTO instance_actions (server_seq, action, "
-                                              "request_id, user_id, project_id, start_time) "
-                                              "VALUES (?,?,?,?,?,?)");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, r->request_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, r->auth.user_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, r->auth.project_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, now, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE)
-        return kova_db_errno(rc);
-    sqlite3_int64 aid = sqlite3_last_insert_rowid(r->db);
-    if (action_id)
-        *action_id = aid;
-    if (!event)
-        return 0;
-    st = kova_db_prepare(r->db, "INSERT INTO instance_action_events (action_id, event, "
-                                "start_time) VALUES (?,?,?)");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, aid);
-    sqlite3_bind_text(st, 2, event, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    kova_db_done(st);
-    return rc == SQLITE_DONE ? 0 : kova_db_errno(rc);
+    return (struct kova_db_requester){r->request_id, r->auth.user_id, r->auth.project_id};
 }
 
 /* Validates a metadata object (keys 1-255, string values ≤ 255). */
@@ -667,29 +563,22 @@ static bool check_metadata(struct kova_req *r, json_t *md, const char *what)
     return true;
 }
 
-static int insert_metadata(sqlite3 *db, sqlite3_int64 seq, json_t *md)
+/* A checked metadata object (check_metadata) as items (malloc'd array in *out, free() it). */
+static int meta_from_json(json_t *md, struct kova_db_meta **out, size_t *n)
 {
-    sqlite3_stmt *st = kova_db_prepare(
-        db, "INSERT OR REPLACE INTO server_metadata (server_seq, key, value) VALUES (?,?,?)");
-    if (!st)
-        return -EIO;
+    *n = 0;
+    *out = calloc(json_object_size(md) ? json_object_size(md) : 1, sizeof(**out));
+    if (!*out)
+        return -ENOMEM;
     const char *k;
     json_t *v;
-    int r = 0;
     json_object_foreach(md, k, v)
     {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_text(st, 2, k, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, json_string_value(v), -1, SQLITE_TRANSIENT);
-        int rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE) {
-            r = kova_db_errno(rc);
-            break;
-        }
+        snprintf((*out)[*n].key, sizeof((*out)[*n].key), "%s", k);
+        snprintf((*out)[*n].value, sizeof((*out)[*n].value), "%s", json_string_value(v));
+        (*n)++;
     }
-    kova_db_done(st);
-    return r;
+    return 0;
 }
 
 /* Takes the id out of a reference that may be a URL ("http://h/v2.1/flavors/1" → "1"). */
@@ -721,25 +610,6 @@ static bool is_base64(const char *s, size_t n)
     return pad <= 2 && chars % 4 == 0;
 }
 
-int servers_usage(sqlite3 *db, const char *project, long long *instances, long long *cores,
-                  long long *ram)
-{
-    sqlite3_stmt *st =
-        kova_db_prepare(db, "SELECT count(*), coalesce(sum(vcpus),0), "
-                            "coalesce(sum(ram),0) FROM servers WHERE project_id = ?");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, project, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *instances = sqlite3_column_int64(st, 0);
-        *cores = sqlite3_column_int64(st, 1);
-        *ram = sqlite3_column_int64(st, 2);
-    }
-    kova_db_done(st);
-    return rc == SQLITE_ROW ? 0 : -EIO;
-}
-
 /* ------------------------------------------------------------------ create */
 
 static void gen_password(char out[13])
@@ -761,6 +631,137 @@ static void gen_password(char out[13])
         out[i] = alphabet[b[i]];
     }
     out[12] = 0;
+}
+
+/* Whether the caller may boot this image: as Glance shows images (public, community, the own
+ * project's, any for admins) and also shared ones. Replies 400 when the image is not there (or
+ * not visible) or not active (then -ECANCELED); else 0 with *im filled (kova_db_image_free) or
+ * a database error. */
+static int boot_image(struct kova_req *r, sqlite3 *conn, const char *id, struct kova_db_image *im)
+{
+    int e = kova_db_image_get(conn, id, im);
+    if (e == 0 && strcmp(im->visibility, "public") && strcmp(im->visibility, "community") &&
+        strcmp(im->visibility, "shared") &&
+        !(im->has_owner && !strcmp(im->owner, r->auth.project_id)) && !r->auth.is_admin) {
+        kova_db_image_free(im);
+        e = -ENOENT;
+    }
+    if (e == -ENOENT) {
+        reply_fault(r, 400, "Image %.100s could not be found.", id);
+        return -ECANCELED;
+    }
+    if (e < 0)
+        return e;
+    if (strcmp(im->status, "active") != 0) {
+        kova_db_image_free(im);
+        reply_fault(r, 400, "Image %.100s is not active.", id);
+        return -ECANCELED;
+    }
+    return 0;
+}
+
+/* A create's checks against the state and its rows, in the transaction create_txn runs in. */
+struct create {
+    struct kova_req *r;
+    const char *flavor, *image, *key_name;
+    long long min_count, max_count;
+    struct kova_db_server_new s; /* the request's part of the new rows */
+    long long count;             /* out: how many servers were made (in ids) */
+    char ids[1000][37];
+    const char *idp[1000];
+};
+
+/* Replies a fault itself (then -ECANCELED); a database error is returned unreplied. */
+static int create_txn(sqlite3 *conn, void *arg)
+{
+    struct create *c = arg;
+    struct kova_req *r = c->r;
+    c->count = 0;
+    struct kova_db_flavor fl;
+    struct kova_db_image im = {0};
+    struct kova_db_keypair kp = {0};
+    int e = kova_db_flavor_get(conn, c->flavor, &fl);
+    if (e == -ENOENT) {
+        reply_fault(r, 400, "Flavor %.100s could not be found.", c->flavor);
+        goto out;
+    }
+    if (e < 0)
+        goto out;
+    if (fl.disabled) {
+        reply_fault(r, 400, "Flavor is disabled.");
+        goto out;
+    }
+    long long vcpus = fl.vcpus, ram = fl.ram, disk = fl.disk;
+    if ((e = boot_image(r, conn, c->image, &im)) < 0)
+        goto out;
+    if (ram < im.min_ram) {
+        reply_fault(r, 400, "Flavor's memory is too small for requested image.");
+        goto out;
+    }
+    if (disk > 0 && (disk < im.min_disk || disk * 1073741824LL < im.size)) {
+        reply_fault(r, 400,
+                    "Flavor's disk is too small for requested image. Flavor disk is "
+                    "%lld bytes, image is %lld bytes.",
+                    disk * 1073741824LL, im.size);
+        goto out;
+    }
+    if (c->key_name) {
+        e = kova_db_keypair_get(conn, r->auth.user_id, c->key_name, &kp);
+        if (e == -ENOENT) {
+            reply_fault(r, 400, "Invalid key_name provided.");
+            goto out;
+        }
+        if (e < 0)
+            goto out;
+    }
+    struct kova_db_server_usage u;
+    if ((e = kova_db_server_usage_project(conn, r->auth.project_id, &u)) < 0)
+        goto out;
+    long long used_i = u.count, used_c = u.vcpus, used_r = u.ram;
+    long long min_count = c->min_count;
+    /* as many as the quota allows, at least min_count */
+    const struct kova_api_config *q = &r->api->cfg;
+    long long count = c->max_count;
+    while (count >= min_count &&
+           ((q->quota_instances >= 0 && used_i + count > q->quota_instances) ||
+            (q->quota_cores >= 0 && used_c + count * vcpus > q->quota_cores) ||
+            (q->quota_ram >= 0 && used_r + count * ram > q->quota_ram)))
+        count--;
+    if (count < min_count) {
+        const char *what = "instances";
+        long long req = min_count, used = used_i, lim = q->quota_instances;
+        if (q->quota_cores >= 0 && used_c + min_count * vcpus > q->quota_cores) {
+            what = "cores";
+            req = min_count * vcpus;
+            used = used_c;
+            lim = q->quota_cores;
+        } else if (q->quota_ram >= 0 && used_r + min_count * ram > q->quota_ram) {
+            what = "ram";
+            req = min_count * ram;
+            used = used_r;
+            lim = q->quota_ram;
+        }
+        reply_fault(r, 403,
+                    "Quota exceeded for %s: Requested %lld, but already used %lld of %lld "
+                    "%s",
+                    what, req, used, lim, what);
+        goto out;
+    }
+    for (long long i = 0; i < count; i++) {
+        kova_uuid(c->ids[i]);
+        c->idp[i] = c->ids[i];
+    }
+    c->s.vcpus = vcpus;
+    c->s.ram = ram;
+    c->s.disk = disk;
+    c->s.key_name = c->key_name;
+    c->s.key_data = c->key_name ? kp.public_key : NULL;
+    if ((e = kova_db_server_create(conn, &c->s, c->idp, (size_t)count)) == 0)
+        c->count = count;
+out:
+    kova_db_image_free(&im);
+    kova_db_keypair_free(&kp);
+    return r->replied ? -ECANCELED : e;
 }
 
 static void server_create(struct kova_req *r)
@@ -791,7 +792,6 @@ static void server_create(struct kova_req *r)
     json_t *body = req_json(r);
     if (!body)
         return;
-    sqlite3_stmt *st = NULL;
     json_t *s = req_json_root(r, body, "server");
     if (!s || !check_keys(r, body, allowed_top, "body") || !check_keys(r, s, allowed, "'server'"))
         goto out;
@@ -1041,188 +1041,48 @@ static void server_create(struct kova_req *r)
     }
 
     /* --- checks against the state, then the insert, in one transaction --- */
-    int e = kova_db_begin(r->db);
+    struct kova_db_meta *meta = NULL;
+    size_t nmeta = 0;
+    if (md && meta_from_json(md, &meta, &nmeta) < 0) {
+        reply_fault(r, 500, "out of memory");
+        goto out;
+    }
+    struct create c = {
+        .r = r,
+        .flavor = flavor,
+        .image = image,
+        .key_name = key_name,
+        .min_count = min_count,
+        .max_count = max_count,
+        .s = {.name = name,
+              .project_id = r->auth.project_id,
+              .user_id = r->auth.user_id,
+              .image_ref = image,
+              .flavor_id = flavor,
+              .user_data = user_data,
+              .availability_zone = r->api->az,
+              .config_drive = config_drive,
+              .access_ipv4 = ip4,
+              .access_ipv6 = ip6,
+              .disk_config = disk_config,
+              .host = r->api->host_name,
+              .metadata = meta,
+              .nmeta = nmeta,
+              .request_id = r->request_id},
+    };
+    int e = kova_db_txn_conn(r->db, create_txn, &c);
+    free(meta);
     if (e < 0) {
-        reply_db_error(r, e);
+        if (!r->replied)
+            reply_db_error(r, e);
         goto out;
     }
-    long long vcpus = 0, ram = 0, disk = 0;
-    st = kova_db_prepare(r->db, "SELECT vcpus, ram, disk, disabled FROM flavors WHERE id = ?");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, flavor, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        reply_fault(r, 400, "Flavor %.100s could not be found.", flavor);
-        goto out;
-    }
-    vcpus = sqlite3_column_int64(st, 0);
-    ram = sqlite3_column_int64(st, 1);
-    disk = sqlite3_column_int64(st, 2);
-    if (sqlite3_column_int(st, 3)) {
-        reply_fault(r, 400, "Flavor is disabled.");
-        goto out;
-    }
-    kova_db_done(st);
-    st = kova_db_prepare(r->db, "SELECT status, min_disk, min_ram, size FROM images WHERE id = ? "
-                                "AND (visibility IN ('public','community','shared') OR owner = ? "
-                                "OR ?3)");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, image, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->auth.project_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 3, r->auth.is_admin);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        reply_fault(r, 400, "Image %.100s could not be found.", image);
-        goto out;
-    }
-    if (strcmp(col(st, 0), "active") != 0) {
-        reply_fault(r, 400, "Image %.100s is not active.", image);
-        goto out;
-    }
-    if (ram < sqlite3_column_int64(st, 2)) {
-        reply_fault(r, 400, "Flavor's memory is too small for requested image.");
-        goto out;
-    }
-    if (disk > 0 &&
-        (disk < sqlite3_column_int64(st, 1) || disk * 1073741824LL < sqlite3_column_int64(st, 3))) {
-        reply_fault(r, 400,
-                    "Flavor's disk is too small for requested image. Flavor disk is "
-                    "%lld bytes, image is %lld bytes.",
-                    disk * 1073741824LL, (long long)sqlite3_column_int64(st, 3));
-        goto out;
-    }
-    kova_db_done(st);
-    st = NULL;
-    if (key_name) {
-        st = kova_db_prepare(r->db, "SELECT public_key FROM keypairs WHERE user_id = ? AND "
-                                    "name = ?");
-        if (!st) {
-            reply_db_error(r, -EIO);
-            goto out;
-        }
-        sqlite3_bind_text(st, 1, r->auth.user_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, key_name, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) != SQLITE_ROW) {
-            reply_fault(r, 400, "Invalid key_name provided.");
-            goto out;
-        }
-    }
-    char *key_data = key_name ? strdup(col(st, 0)) : NULL;
-    kova_db_done(st);
-    st = NULL;
-    long long used_i, used_c, used_r;
-    if ((e = servers_usage(r->db, r->auth.project_id, &used_i, &used_c, &used_r)) < 0) {
-        free(key_data);
-        reply_db_error(r, e);
-        goto out;
-    }
-    /* as many as the quota allows, at least min_count */
-    const struct kova_api_config *q = &r->api->cfg;
-    long long count = max_count;
-    while (count >= min_count &&
-           ((q->quota_instances >= 0 && used_i + count > q->quota_instances) ||
-            (q->quota_cores >= 0 && used_c + count * vcpus > q->quota_cores) ||
-            (q->quota_ram >= 0 && used_r + count * ram > q->quota_ram)))
-        count--;
-    if (count < min_count) {
-        const char *what = "instances";
-        long long req = min_count, used = used_i, lim = q->quota_instances;
-        if (q->quota_cores >= 0 && used_c + min_count * vcpus > q->quota_cores) {
-            what = "cores";
-            req = min_count * vcpus;
-            used = used_c;
-            lim = q->quota_cores;
-        } else if (q->quota_ram >= 0 && used_r + min_count * ram > q->quota_ram) {
-            what = "ram";
-            req = min_count * ram;
-            used = used_r;
-            lim = q->quota_ram;
-        }
-        free(key_data);
-        reply_fault(r, 403,
-                    "Quota exceeded for %s: Requested %lld, but already used %lld of %lld "
-                    "%s",
-                    what, req, used, lim, what);
-        goto out;
-    }
-    char now[32], nowus[32], first_id[37] = "", resv[40];
-    kova_time_iso(now, true);
-    kova_time_iso(nowus, false);
-    char ru[37];
+    char first_id[37], resv[40], ru[37];
     kova_uuid(ru);
     snprintf(resv, sizeof(resv), "r-%.8s", ru);
-    char ids[1000][37];
-    for (long long i = 0; i < count; i++) {
-        char sname[300];
-        if (count > 1)
-            snprintf(sname, sizeof(sname), "%s-%lld", name, i + 1);
-        else
-            snprintf(sname, sizeof(sname), "%s", name);
-        kova_uuid(ids[i]);
-        st = kova_db_prepare(r->db,
-                             "INSERT INTO servers (id, name, project_id, user_id, image_ref, "
-                             "flavor_id, vcpus, ram, disk, vm_state, task_state, power_state, "
-                             "key_name, key_data, user_data, availability_zone, config_drive, "
-                             "access_ipv4, access_ipv6, disk_config, host, created_at, "
-                             "updated_at) VALUES (?,?,?,?,?,?,?,?,?,'building','scheduling',0,?,"
-                             "?,?,?,?,?,?,?,?,?,?)");
-        if (!st) {
-            free(key_data);
-            reply_db_error(r, -EIO);
-            goto out;
-        }
-        sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, sname, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, r->auth.project_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 4, r->auth.user_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 5, image, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 6, flavor, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 7, vcpus);
-        sqlite3_bind_int64(st, 8, ram);
-        sqlite3_bind_int64(st, 9, disk);
-        if (key_name) {
-            sqlite3_bind_text(st, 10, key_name, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 11, key_data, -1, SQLITE_TRANSIENT);
-        }
-        if (user_data)
-            sqlite3_bind_text(st, 12, user_data, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 13, r->api->az, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 14, config_drive, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 15, ip4, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 16, ip6, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 17, disk_config, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 18, r->api->host_name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 19, now, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 20, now, -1, SQLITE_TRANSIENT);
-        int rc = sqlite3_step(st);
-        kova_db_done(st);
-        st = NULL;
-        if (rc != SQLITE_DONE) {
-            free(key_data);
-            reply_db_error(r, kova_db_errno(rc));
-            goto out;
-        }
-        sqlite3_int64 seq = sqlite3_last_insert_rowid(r->db);
-        if ((md && (e = insert_metadata(r->db, seq, md)) < 0) ||
-            (e = record_action(r, seq, "create", "compute__do_build_and_run_instance", nowus,
-                               NULL)) < 0) {
-            free(key_data);
-            reply_db_error(r, e);
-            goto out;
-        }
-    }
-    free(key_data);
-    if ((e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
-    snprintf(first_id, sizeof(first_id), "%s", ids[0]);
-    for (long long i = 0; i < count; i++)
-        kova_compute_submit(r->api->manager, ids[i], KOVA_OP_BUILD);
+    snprintf(first_id, sizeof(first_id), "%s", c.ids[0]);
+    for (long long i = 0; i < c.count; i++)
+        kova_compute_submit(r->api->manager, c.ids[i], KOVA_OP_BUILD);
     if (want_resv) {
         reply_json(r, 202, json_pack("{s:s}", "reservation_id", resv));
         goto out;
@@ -1233,7 +1093,6 @@ static void server_create(struct kova_req *r)
                          link_list(r, "servers", first_id), "OS-DCF:diskConfig", disk_config,
                          "security_groups", "name", "default", "adminPass", admin_pass));
 out:
-    kova_db_done(st);
     json_decref(body);
 }
 
@@ -1247,7 +1106,6 @@ static void server_update(struct kova_req *r)
     json_t *body = req_json(r);
     if (!body)
         return;
-    sqlite3_stmt *st = NULL;
     json_t *s = req_json_root(r, body, "server");
     if (!s || !check_keys(r, body, allowed_top, "body") || !check_keys(r, s, allowed, "'server'"))
         goto out;
@@ -1278,136 +1136,183 @@ static void server_update(struct kova_req *r)
         reply_fault(r, 400, "OS-DCF:diskConfig must be either 'MANUAL' or 'AUTO'.");
         goto out;
     }
-    int e = kova_db_begin(r->db);
+    struct kova_db_server_edit ed = {
+        name ? json_string_value(name) : NULL,
+        ip4 ? json_string_value(ip4) : NULL,
+        ip6 ? json_string_value(ip6) : NULL,
+        dc ? json_string_value(dc) : NULL,
+    };
+    struct kova_db_server_view v;
+    if (!kova_is_uuid(r->arg[0])) {
+        reply_fault(r, 404, "Instance %.100s could not be found.", r->arg[0]);
+        goto out;
+    }
+    int e = kova_db_server_update(r->db, r->arg[0], scope(r), &ed);
+    if (e == -ENOENT) {
+        reply_fault(r, 404, "Instance %.100s could not be found.", r->arg[0]);
+        goto out;
+    }
     if (e < 0) {
         reply_db_error(r, e);
         goto out;
     }
-    st = load_server(r, r->arg[0]);
-    if (!st)
+    if (!load_server(r, r->db, r->arg[0], &v))
         goto out;
-    kova_db_done(st);
-    char now[32];
-    kova_time_iso(now, true);
-    st = kova_db_prepare(r->db, "UPDATE servers SET name = coalesce(?2, name), access_ipv4 = "
-                                "coalesce(?3, access_ipv4), access_ipv6 = coalesce(?4, "
-                                "access_ipv6), disk_config = coalesce(?5, disk_config), "
-                                "updated_at = ?6 WHERE id = ?1");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, r->arg[0], -1, SQLITE_TRANSIENT);
-    if (name)
-        sqlite3_bind_text(st, 2, json_string_value(name), -1, SQLITE_TRANSIENT);
-    if (ip4)
-        sqlite3_bind_text(st, 3, json_string_value(ip4), -1, SQLITE_TRANSIENT);
-    if (ip6)
-        sqlite3_bind_text(st, 4, json_string_value(ip6), -1, SQLITE_TRANSIENT);
-    if (dc)
-        sqlite3_bind_text(st, 5, json_string_value(dc), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, now, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    st = NULL;
-    if (rc != SQLITE_DONE || (e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, -EIO);
-        goto out;
-    }
-    st = load_server(r, r->arg[0]);
-    if (!st)
-        goto out;
-    reply_server(r, st, VIEW_UPDATE, 200);
+    reply_server(r, &v, VIEW_UPDATE, 200);
+    kova_db_server_view_free(&v);
 out:
-    kova_db_done(st);
     json_decref(body);
 }
 
-/* Sets the task state of a server whose row the caller holds in a transaction, records the
- * action, commits. 0 or -errno (a reply is then sent). */
-/* In the transaction the caller opened (and checked the server's state in): the action is
- * accepted by the compute manager's state table (the server moves into its task_state), the
- * instance action recorded, and the transaction committed. Replies on failure. */
-static int begin_task(struct kova_req *r, sqlite3_int64 seq, const char *id,
+/* In the transaction of a handler's txn function (which checked the server's state): the
+ * action is accepted by the compute manager's state table (the server moves into its
+ * task_state) and the instance action recorded. Replies 409 itself on a state conflict (then
+ * -ECANCELED); a database error is returned unreplied. */
+static int begin_task(struct kova_req *r, sqlite3 *conn, const char *id,
                       const struct kova_action *a)
 {
-    char nowus[32];
-    kova_time_iso(nowus, false);
     struct kova_conflict why;
-    int e = kova_compute_accept(r->db, id, a, &why);
+    int e = kova_compute_accept(conn, id, a, &why);
     if (e == -EBUSY) {
-        kova_db_rollback(r->db);
         if (why.task != KOVA_TASK_NONE)
             reply_fault(r, 409, "Cannot '%s' instance %s while it is in task_state %s", a->record,
                         id, kova_task_state_name(why.task));
         else
             reply_fault(r, 409, "Cannot '%s' instance %s while it is in vm_state %s", a->record, id,
                         kova_vm_state_name(why.vm));
-        return e;
+        return -ECANCELED;
     }
+    const struct kova_db_requester q = requester(r);
     if (e == 0)
-        e = record_action(r, seq, a->record, a->event, nowus, NULL);
-    if (e == 0)
-        e = kova_db_commit(r->db);
-    if (e < 0)
-        reply_db_error(r, e);
+        e = kova_db_action_start(conn, id, a->record, a->event, &q);
     return e;
+}
+
+/* Ends a handler whose txn function failed: a fault it replied stands, else a database
+ * error. */
+static void txn_failed(struct kova_req *r, int e)
+{
+    if (!r->replied)
+        reply_db_error(r, e);
+}
+
+/* A request that changes the server of its URL in a txn function (which kova_db_txn_conn may run
+ * again after a busy commit: the outputs are set afresh each time). */
+struct change {
+    struct kova_req *r;
+    json_t *arg;                    /* what the handler hands in (an action's argument, metadata) */
+    const char *action;             /* server_action: the action's name */
+    bool replace;                   /* metadata_write: PUT (replace), not POST (merge) */
+    char id[37];                    /* out: the server's id as stored */
+    const struct kova_action *task; /* out: the task to submit after the commit */
+    char admin_pass[256];           /* out: a rebuild's */
+    json_t *out;                    /* out: the handler's reply */
+};
+
+/* A delete that finds the server being deleted already: nothing to do (rolled back). */
+#define ALREADY_DELETING (-EALREADY)
+
+static int delete_txn(sqlite3 *conn, void *arg)
+{
+    struct change *c = arg;
+    struct kova_db_server_view v;
+    if (!load_server(c->r, conn, c->r->arg[0], &v))
+        return -ECANCELED;
+    bool again = v.task_state && !strcmp(v.task_state, "deleting");
+    snprintf(c->id, sizeof(c->id), "%s", v.id);
+    kova_db_server_view_free(&v);
+    if (again)
+        return ALREADY_DELETING;
+    /* The task stops the VMM, removes the instance dir, then the row (metadata and the action
+     * log go with it); until then the server shows task_state deleting. */
+    return begin_task(c->r, conn, c->id, kova_action_find("delete"));
 }
 
 static void server_delete(struct kova_req *r)
 {
-    int e = kova_db_begin(r->db);
-    if (e < 0) {
-        reply_db_error(r, e);
+    struct change c = {.r = r};
+    int e = kova_db_txn_conn(r->db, delete_txn, &c);
+    if (e < 0 && e != ALREADY_DELETING) {
+        txn_failed(r, e);
         return;
     }
-    sqlite3_stmt *st = load_server(r, r->arg[0]);
-    if (!st)
-        return;
-    sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
-    const char *task = col(st, C_TASK_STATE);
-    bool again = task && !strcmp(task, "deleting");
-    char id[37];
-    snprintf(id, sizeof(id), "%s", col(st, C_ID));
-    kova_db_done(st);
-    if (again) { /* already being deleted */
-        kova_db_rollback(r->db);
-        reply_empty(r, 204);
-        return;
-    }
-    /* The task stops the VMM, removes the instance dir, then the row (metadata and the action
-     * log go with it); until then the server shows task_state deleting. */
-    if (begin_task(r, seq, id, kova_action_find("delete")) < 0)
-        return;
-    kova_compute_submit(r->api->manager, id, KOVA_OP_DELETE);
+    if (e == 0)
+        kova_compute_submit(r->api->manager, c.id, KOVA_OP_DELETE);
     reply_empty(r, 204);
 }
 
 /* ------------------------------------------------------------------ metadata */
 
 /* For metadata writes Nova wants vm_state active|paused|suspended|stopped and no task. */
-static bool metadata_writable(struct kova_req *r, sqlite3_stmt *st, const char *what)
+static bool metadata_writable(struct kova_req *r, const struct kova_db_server_view *v,
+                              const char *what)
 {
-    const char *vm = col(st, C_VM_STATE);
-    if (col(st, C_TASK_STATE) || (strcmp(vm, "active") && strcmp(vm, "paused") &&
-                                  strcmp(vm, "suspended") && strcmp(vm, "stopped"))) {
-        reply_fault(r, 409, "Cannot '%s' instance %s while it is in vm_state %s", what,
-                    col(st, C_ID), vm);
+    const char *vm = v->vm_state;
+    if (v->task_state || (strcmp(vm, "active") && strcmp(vm, "paused") && strcmp(vm, "suspended") &&
+                          strcmp(vm, "stopped"))) {
+        reply_fault(r, 409, "Cannot '%s' instance %s while it is in vm_state %s", what, v->id, vm);
         return false;
     }
     return true;
 }
 
+/* Loads the server of the URL for a metadata write (404, 409 replied: false); its id in c->id. */
+static bool metadata_server(struct change *c, sqlite3 *conn, const char *what)
+{
+    struct kova_db_server_view v;
+    if (!load_server(c->r, conn, c->r->arg[0], &v))
+        return false;
+    bool ok = metadata_writable(c->r, &v, what);
+    snprintf(c->id, sizeof(c->id), "%s", v.id);
+    kova_db_server_view_free(&v);
+    return ok;
+}
+
+/* Sets the items of the object c->arg (replace: instead of all others), in the transaction of a
+ * txn function; 403 replied when they are more than the quota allows (then -ECANCELED). */
+static int metadata_set(struct change *c, sqlite3 *conn, bool replace)
+{
+    struct kova_db_meta *v;
+    size_t n;
+    int e = meta_from_json(c->arg, &v, &n);
+    if (e < 0)
+        return e;
+    e = kova_db_server_meta_set(conn, c->id, v, n, replace, c->r->api->cfg.quota_metadata_items);
+    free(v);
+    if (e == -EDQUOT) {
+        reply_fault(c->r, 403, "Quota exceeded for metadata_items: the limit is %d",
+                    c->r->api->cfg.quota_metadata_items);
+        return -ECANCELED;
+    }
+    return e;
+}
+
 static void metadata_show_all(struct kova_req *r)
 {
-    sqlite3_stmt *st = load_server(r, r->arg[0]);
-    if (!st)
+    struct kova_db_server_view v;
+    if (!load_server(r, r->db, r->arg[0], &v))
         return;
-    sqlite3_stmt *mc = NULL;
-    json_t *md = metadata_of(r->db, &mc, sqlite3_column_int64(st, C_SEQ));
-    kova_db_done(mc);
-    kova_db_done(st);
+    json_t *md;
+    int e = meta_json(r->db, v.id, &md);
+    kova_db_server_view_free(&v);
+    if (e < 0) {
+        reply_db_error(r, e);
+        return;
+    }
     reply_json(r, 200, json_pack("{s:o}", "metadata", md));
+}
+
+static int metadata_write_txn(sqlite3 *conn, void *arg)
+{
+    struct change *c = arg;
+    json_decref(c->out);
+    c->out = NULL;
+    if (!metadata_server(c, conn, c->replace ? "update_all_metadata" : "update metadata"))
+        return -ECANCELED;
+    int e = metadata_set(c, conn, c->replace);
+    if (e == 0)
+        e = meta_json(conn, c->id, &c->out);
+    return e;
 }
 
 /* POST (merge) and PUT (replace) of the whole metadata. */
@@ -1417,57 +1322,21 @@ static void metadata_write(struct kova_req *r, bool replace)
     json_t *body = req_json(r);
     if (!body)
         return;
-    sqlite3_stmt *st = NULL;
     json_t *md = json_object_get(body, "metadata");
     if (!check_keys(r, body, allowed, "body") || !md || !check_metadata(r, md, "metadata")) {
         if (!md)
             reply_fault(r, 400, "Invalid input: 'metadata' is a required object.");
         goto out;
     }
-    int e = kova_db_begin(r->db);
+    struct change c = {.r = r, .arg = md, .replace = replace};
+    int e = kova_db_txn_conn(r->db, metadata_write_txn, &c);
     if (e < 0) {
-        reply_db_error(r, e);
+        json_decref(c.out);
+        txn_failed(r, e);
         goto out;
     }
-    st = load_server(r, r->arg[0]);
-    if (!st || !metadata_writable(r, st, replace ? "update_all_metadata" : "update metadata"))
-        goto out;
-    sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
-    kova_db_done(st);
-    st = NULL;
-    if (replace) {
-        st = kova_db_prepare(r->db, "DELETE FROM server_metadata WHERE server_seq = ?");
-        if (!st) {
-            reply_db_error(r, -EIO);
-            goto out;
-        }
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_step(st);
-        kova_db_done(st);
-        st = NULL;
-    }
-    if ((e = insert_metadata(r->db, seq, md)) < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
-    sqlite3_stmt *mc = NULL;
-    json_t *all = metadata_of(r->db, &mc, seq);
-    kova_db_done(mc);
-    if (r->api->cfg.quota_metadata_items >= 0 &&
-        (long long)json_object_size(all) > r->api->cfg.quota_metadata_items) {
-        json_decref(all);
-        reply_fault(r, 403, "Quota exceeded for metadata_items: the limit is %d",
-                    r->api->cfg.quota_metadata_items);
-        goto out;
-    }
-    if ((e = kova_db_commit(r->db)) < 0) {
-        json_decref(all);
-        reply_db_error(r, e);
-        goto out;
-    }
-    reply_json(r, 200, json_pack("{s:o}", "metadata", all));
+    reply_json(r, 200, json_pack("{s:o}", "metadata", c.out));
 out:
-    kova_db_done(st);
     json_decref(body);
 }
 
@@ -1483,19 +1352,30 @@ static void metadata_replace(struct kova_req *r)
 
 static void metadata_show(struct kova_req *r)
 {
-    sqlite3_stmt *st = load_server(r, r->arg[0]);
-    if (!st)
+    struct kova_db_server_view v;
+    if (!load_server(r, r->db, r->arg[0], &v))
         return;
-    sqlite3_stmt *mc = NULL;
-    json_t *md = metadata_of(r->db, &mc, sqlite3_column_int64(st, C_SEQ));
-    kova_db_done(mc);
-    kova_db_done(st);
-    json_t *v = json_object_get(md, r->arg[1]);
-    if (v)
-        reply_json(r, 200, json_pack("{s:{s:O}}", "meta", r->arg[1], v));
+    json_t *md;
+    int e = meta_json(r->db, v.id, &md);
+    kova_db_server_view_free(&v);
+    if (e < 0) {
+        reply_db_error(r, e);
+        return;
+    }
+    json_t *val = json_object_get(md, r->arg[1]);
+    if (val)
+        reply_json(r, 200, json_pack("{s:{s:O}}", "meta", r->arg[1], val));
     else
         reply_fault(r, 404, "Metadata item was not found");
     json_decref(md);
+}
+
+static int metadata_put_item_txn(sqlite3 *conn, void *arg)
+{
+    struct change *c = arg;
+    if (!metadata_server(c, conn, "update metadata"))
+        return -ECANCELED;
+    return metadata_set(c, conn, false);
 }
 
 static void metadata_put_item(struct kova_req *r)
@@ -1504,7 +1384,6 @@ static void metadata_put_item(struct kova_req *r)
     json_t *body = req_json(r);
     if (!body)
         return;
-    sqlite3_stmt *st = NULL;
     json_t *meta = json_object_get(body, "meta");
     if (!check_keys(r, body, allowed, "body"))
         goto out;
@@ -1518,73 +1397,36 @@ static void metadata_put_item(struct kova_req *r)
     }
     if (!check_metadata(r, meta, "meta"))
         goto out;
-    int e = kova_db_begin(r->db);
+    struct change c = {.r = r, .arg = meta};
+    int e = kova_db_txn_conn(r->db, metadata_put_item_txn, &c);
     if (e < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
-    st = load_server(r, r->arg[0]);
-    if (!st || !metadata_writable(r, st, "update metadata"))
-        goto out;
-    sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
-    kova_db_done(st);
-    st = NULL;
-    sqlite3_stmt *mc = NULL;
-    json_t *all = metadata_of(r->db, &mc, seq);
-    kova_db_done(mc);
-    size_t n = json_object_size(all) + (json_object_get(all, r->arg[1]) ? 0 : 1);
-    json_decref(all);
-    if (r->api->cfg.quota_metadata_items >= 0 && (long long)n > r->api->cfg.quota_metadata_items) {
-        reply_fault(r, 403, "Quota exceeded for metadata_items: the limit is %d",
-                    r->api->cfg.quota_metadata_items);
-        goto out;
-    }
-    if ((e = insert_metadata(r->db, seq, meta)) < 0 || (e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, e);
+        txn_failed(r, e);
         goto out;
     }
     reply_json(r, 200, json_pack("{s:O}", "meta", meta));
 out:
-    kova_db_done(st);
     json_decref(body);
+}
+
+static int metadata_delete_item_txn(sqlite3 *conn, void *arg)
+{
+    struct change *c = arg;
+    if (!metadata_server(c, conn, "delete metadata"))
+        return -ECANCELED;
+    int e = kova_db_server_meta_delete(conn, c->id, c->r->arg[1]);
+    if (e == -ENOENT) {
+        reply_fault(c->r, 404, "Metadata item was not found");
+        return -ECANCELED;
+    }
+    return e;
 }
 
 static void metadata_delete_item(struct kova_req *r)
 {
-    int e = kova_db_begin(r->db);
+    struct change c = {.r = r};
+    int e = kova_db_txn_conn(r->db, metadata_delete_item_txn, &c);
     if (e < 0) {
-        reply_db_error(r, e);
-        return;
-    }
-    sqlite3_stmt *st = load_server(r, r->arg[0]);
-    if (!st)
-        return;
-    if (!metadata_writable(r, st, "delete metadata")) {
-        kova_db_done(st);
-        return;
-    }
-    sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
-    kova_db_done(st);
-    st = kova_db_prepare(r->db, "DELETE FROM server_metadata WHERE server_seq = ? AND key = ?");
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_text(st, 2, r->arg[1], -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int n = sqlite3_changes(r->db);
-    kova_db_done(st);
-    if (rc != SQLITE_DONE) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    if (n == 0) {
-        reply_fault(r, 404, "Metadata item was not found");
-        return;
-    }
-    if ((e = kova_db_commit(r->db)) < 0) {
-        reply_db_error(r, e);
+        txn_failed(r, e);
         return;
     }
     reply_empty(r, 204);
@@ -1592,9 +1434,11 @@ static void metadata_delete_item(struct kova_req *r)
 
 /* ------------------------------------------------------------------ actions */
 
+/* ------------------------------------------------------------------ actions */
+
 /* Console output: the last `length` lines of <instances>/<id>/console.log (at most the last
  * 100 KiB read), control characters other than \t and \n removed. */
-static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
+static void console_output(struct kova_req *r, const struct kova_db_server_view *v, json_t *arg)
 {
     long long length = -1;
     if (!json_is_object(arg)) {
@@ -1616,18 +1460,18 @@ static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
             return;
         }
     }
-    if (!strcmp(col(st, C_VM_STATE), "building")) {
-        reply_fault(r, 409, "Instance %s is not ready", col(st, C_ID));
+    if (!strcmp(v->vm_state, "building")) {
+        reply_fault(r, 409, "Instance %s is not ready", v->id);
         return;
     }
     char err[256];
     char *text = NULL;
     size_t tlen = 0;
-    int e = kova_compute_console_output(r->api->manager, col(st, C_ID),
+    int e = kova_compute_console_output(r->api->manager, v->id,
                                         given ? (int64_t)length : KOVA_COMPUTE_CONSOLE_ALL, &text,
                                         &tlen, err, sizeof(err));
     if (e < 0) {
-        kova_log(0, "server %s: console log: %s", col(st, C_ID), err);
+        kova_log(0, "server %s: console log: %s", v->id, err);
         reply_fault(r, 500, "Unable to get console output");
         return;
     }
@@ -1637,26 +1481,30 @@ static void console_output(struct kova_req *r, sqlite3_stmt *st, json_t *arg)
 }
 
 /* The server's state as the one state table (kova/states.h) sees it. */
-static bool action_allowed(sqlite3_stmt *st, const struct kova_action *a)
+static bool action_allowed(const struct kova_db_server_view *v, const struct kova_action *a)
 {
     enum kova_vm_state vm;
     enum kova_task_state task;
-    kova_state_read(col(st, C_VM_STATE), col(st, C_TASK_STATE), &vm, &task);
+    kova_state_read(v->vm_state, v->task_state, &vm, &task);
     return kova_action_allowed(a, vm, task);
 }
 
-static void state_conflict(struct kova_req *r, sqlite3_stmt *st, const char *action)
+static void state_conflict(struct kova_req *r, const struct kova_db_server_view *v,
+                           const char *action)
 {
-    const char *task = col(st, C_TASK_STATE);
+    const char *task = v->task_state;
     if (task)
-        reply_fault(r, 409, "Cannot '%s' instance %s while it is in task_state %s", action,
-                    col(st, C_ID), task);
+        reply_fault(r, 409, "Cannot '%s' instance %s while it is in task_state %s", action, v->id,
+                    task);
     else
-        reply_fault(r, 409, "Cannot '%s' instance %s while it is in vm_state %s", action,
-                    col(st, C_ID), col(st, C_VM_STATE));
+        reply_fault(r, 409, "Cannot '%s' instance %s while it is in vm_state %s", action, v->id,
+                    v->vm_state);
 }
 
-static void server_action(struct kova_req *r)
+/* A server action's checks and its state change, in the transaction kova_db_txn_conn runs it
+ * in: c->task is the task to submit after the commit. Replies a fault itself (then
+ * -ECANCELED); a database error is returned unreplied. */
+static int action_txn(sqlite3 *conn, void *arg)
 {
     static const char *const rebuild_keys[] = {"imageRef",
                                                "name",
@@ -1671,37 +1519,22 @@ static void server_action(struct kova_req *r)
                                                "user_data",
                                                "description",
                                                NULL};
-    json_t *body = req_json(r);
-    if (!body)
-        return;
-    sqlite3_stmt *st = NULL;
-    if (json_object_size(body) != 1) {
-        reply_fault(r, 400, "Exactly one action is expected in the request body.");
-        goto out;
-    }
-    const char *action = json_object_iter_key(json_object_iter(body));
-    json_t *arg = json_object_get(body, action);
-    if (!strcmp(action, "os-getConsoleOutput")) {
-        st = load_server(r, r->arg[0]);
-        if (st)
-            console_output(r, st, arg);
-        goto out;
-    }
-    int e = kova_db_begin(r->db);
-    if (e < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
-    st = load_server(r, r->arg[0]);
-    if (!st)
-        goto out;
-    sqlite3_int64 seq = sqlite3_column_int64(st, C_SEQ);
-    char id[37];
-    snprintf(id, sizeof(id), "%s", col(st, C_ID));
+    struct change *c = arg;
+    struct kova_req *r = c->r;
+    const char *action = c->action;
+    json_t *act_arg = c->arg;
+    c->task = NULL;
+    struct kova_db_server_view v;
+    if (!load_server(r, conn, r->arg[0], &v))
+        return -ECANCELED;
+    const char *id = c->id;
+    snprintf(c->id, sizeof(c->id), "%s", v.id);
+    int e = 0;
     if (!strcmp(action, "reboot")) {
         static const char *const allowed[] = {"type", NULL};
-        json_t *t = json_is_object(arg) ? json_object_get(arg, "type") : NULL;
-        if (!json_is_object(arg) || !check_keys(r, arg, allowed, "reboot") || !json_is_string(t) ||
+        json_t *t = json_is_object(act_arg) ? json_object_get(act_arg, "type") : NULL;
+        if (!json_is_object(act_arg) || !check_keys(r, act_arg, allowed, "reboot") ||
+            !json_is_string(t) ||
             (strcasecmp(json_string_value(t), "SOFT") &&
              strcasecmp(json_string_value(t), "HARD"))) {
             reply_fault(r, 400,
@@ -1711,198 +1544,190 @@ static void server_action(struct kova_req *r)
         }
         bool hard = !strcasecmp(json_string_value(t), "HARD");
         const struct kova_action *ra = kova_action_find(hard ? "reboot-hard" : "reboot-soft");
-        if (!action_allowed(st, ra)) {
-            state_conflict(r, st, "reboot");
+        if (!action_allowed(&v, ra)) {
+            state_conflict(r, &v, "reboot");
             goto out;
         }
-        kova_db_done(st);
-        st = NULL;
-        if (begin_task(r, seq, id, ra) < 0)
-            goto out;
-        kova_compute_submit(r->api->manager, id, ra->op);
-        reply_empty(r, 202);
+        if ((e = begin_task(r, conn, id, ra)) == 0)
+            c->task = ra;
         goto out;
     }
     const struct kova_action *a = kova_action_find(action);
     /* create, delete and the reboot rows are not action keys */
     if (a && (a->op == KOVA_OP_BUILD || a->op == KOVA_OP_DELETE || !strncmp(action, "reboot-", 7)))
         a = NULL;
-    if (a) {
-        char image[300] = "";
-        char rebuild_pass[256] = "";
-        const char *new_name = NULL;
-        if (!strcmp(action, "rebuild")) {
-            json_t *img = json_is_object(arg) ? json_object_get(arg, "imageRef") : NULL;
-            if (!json_is_string(img) || json_string_length(img) > 255) {
-                reply_fault(r, 400,
-                            "Invalid input for field/attribute rebuild: 'imageRef' is "
-                            "required.");
-                goto out;
-            }
-            if (!check_keys(r, arg, rebuild_keys, "rebuild"))
-                goto out;
-            json_t *nm = json_object_get(arg, "name");
-            if (nm && (!json_is_string(nm) || !valid_name(json_string_value(nm), 255) ||
-                       strlen(json_string_value(nm)) != json_string_length(nm))) {
-                reply_fault(r, 400,
-                            "Invalid input for field/attribute name: a string of 1-255 "
-                            "printable characters is required.");
-                goto out;
-            }
-            new_name = nm ? json_string_value(nm) : NULL;
-            json_t *pw = json_object_get(arg, "adminPass");
-            if (pw && (!json_is_string(pw) || json_string_length(pw) > 255 ||
-                       strlen(json_string_value(pw)) != json_string_length(pw))) {
-                reply_fault(r, 400, "Invalid input for field/attribute adminPass.");
-                goto out;
-            }
-            if (pw)
-                snprintf(rebuild_pass, sizeof(rebuild_pass), "%s", json_string_value(pw));
-            else
-                gen_password(rebuild_pass);
-            snprintf(image, sizeof(image), "%s", ref_id(json_string_value(img)));
-            if (!kova_is_uuid(image)) {
-                reply_fault(r, 400, "Invalid imageRef provided.");
-                goto out;
-            }
-        }
-        if (a->vm_states != KOVA_ANY_STATE && !action_allowed(st, a)) {
-            state_conflict(r, st, action);
-            goto out;
-        }
-        if (a->op == KOVA_OP_NONE) {
-            reply_fault(r, 501, "%s is not implemented by kova yet.", action);
-            goto out;
-        }
-        kova_db_done(st);
-        st = NULL;
-        if (image[0]) {
-            st = kova_db_prepare(r->db, "SELECT status FROM images WHERE id = ? AND (visibility "
-                                        "IN ('public','community','shared') OR owner = ? OR ?3)");
-            if (!st) {
-                reply_db_error(r, -EIO);
-                goto out;
-            }
-            sqlite3_bind_text(st, 1, image, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, r->auth.project_id, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int(st, 3, r->auth.is_admin);
-            if (sqlite3_step(st) != SQLITE_ROW) {
-                reply_fault(r, 400, "Image %.100s could not be found.", image);
-                goto out;
-            }
-            if (strcmp(col(st, 0), "active") != 0) {
-                reply_fault(r, 400, "Image %.100s is not active.", image);
-                goto out;
-            }
-            kova_db_done(st);
-            st = kova_db_prepare(r->db, "UPDATE servers SET image_ref = ?2, name = coalesce(?3, "
-                                        "name) WHERE seq = ?1");
-            if (!st) {
-                reply_db_error(r, -EIO);
-                goto out;
-            }
-            sqlite3_bind_int64(st, 1, seq);
-            sqlite3_bind_text(st, 2, image, -1, SQLITE_TRANSIENT);
-            if (new_name)
-                sqlite3_bind_text(st, 3, new_name, -1, SQLITE_TRANSIENT);
-            int rc = sqlite3_step(st);
-            kova_db_done(st);
-            st = NULL;
-            if (rc != SQLITE_DONE) {
-                reply_db_error(r, kova_db_errno(rc));
-                goto out;
-            }
-        }
-        if (begin_task(r, seq, id, a) < 0)
-            goto out;
-        kova_compute_submit(r->api->manager, id, a->op);
-        if (a->op == KOVA_OP_REBUILD && (st = load_server(r, id))) {
-            reply_server_pass(r, st, VIEW_UPDATE, 202, rebuild_pass);
-            goto out;
-        }
-        if (a->op != KOVA_OP_REBUILD)
-            reply_empty(r, 202);
+    if (!a) {
+        reply_fault(r, 400, "There is no such action: %.100s", action);
         goto out;
     }
-    reply_fault(r, 400, "There is no such action: %.100s", action);
+    char image[300] = "";
+    const char *new_name = NULL;
+    if (!strcmp(action, "rebuild")) {
+        json_t *img = json_is_object(act_arg) ? json_object_get(act_arg, "imageRef") : NULL;
+        if (!json_is_string(img) || json_string_length(img) > 255) {
+            reply_fault(r, 400,
+                        "Invalid input for field/attribute rebuild: 'imageRef' is "
+                        "required.");
+            goto out;
+        }
+        if (!check_keys(r, act_arg, rebuild_keys, "rebuild"))
+            goto out;
+        json_t *nm = json_object_get(act_arg, "name");
+        if (nm && (!json_is_string(nm) || !valid_name(json_string_value(nm), 255) ||
+                   strlen(json_string_value(nm)) != json_string_length(nm))) {
+            reply_fault(r, 400,
+                        "Invalid input for field/attribute name: a string of 1-255 "
+                        "printable characters is required.");
+            goto out;
+        }
+        new_name = nm ? json_string_value(nm) : NULL;
+        json_t *pw = json_object_get(act_arg, "adminPass");
+        if (pw && (!json_is_string(pw) || json_string_length(pw) > 255 ||
+                   strlen(json_string_value(pw)) != json_string_length(pw))) {
+            reply_fault(r, 400, "Invalid input for field/attribute adminPass.");
+            goto out;
+        }
+        if (pw)
+            snprintf(c->admin_pass, sizeof(c->admin_pass), "%s", json_string_value(pw));
+        else
+            gen_password(c->admin_pass);
+        snprintf(image, sizeof(image), "%s", ref_id(json_string_value(img)));
+        if (!kova_is_uuid(image)) {
+            reply_fault(r, 400, "Invalid imageRef provided.");
+            goto out;
+        }
+    }
+    if (a->vm_states != KOVA_ANY_STATE && !action_allowed(&v, a)) {
+        state_conflict(r, &v, action);
+        goto out;
+    }
+    if (a->op == KOVA_OP_NONE) {
+        reply_fault(r, 501, "%s is not implemented by kova yet.", action);
+        goto out;
+    }
+    if (image[0]) {
+        struct kova_db_image im;
+        if ((e = boot_image(r, conn, image, &im)) < 0)
+            goto out;
+        kova_db_image_free(&im);
+        if ((e = kova_db_server_set_image(conn, id, image, new_name)) < 0)
+            goto out;
+    }
+    if ((e = begin_task(r, conn, id, a)) == 0)
+        c->task = a;
 out:
-    kova_db_done(st);
+    kova_db_server_view_free(&v);
+    return r->replied ? -ECANCELED : e;
+}
+
+static void server_action(struct kova_req *r)
+{
+    json_t *body = req_json(r);
+    if (!body)
+        return;
+    if (json_object_size(body) != 1) {
+        reply_fault(r, 400, "Exactly one action is expected in the request body.");
+        goto out;
+    }
+    const char *action = json_object_iter_key(json_object_iter(body));
+    json_t *arg = json_object_get(body, action);
+    struct kova_db_server_view v;
+    if (!strcmp(action, "os-getConsoleOutput")) {
+        if (load_server(r, r->db, r->arg[0], &v)) {
+            console_output(r, &v, arg);
+            kova_db_server_view_free(&v);
+        }
+        goto out;
+    }
+    struct change c = {.r = r, .arg = arg, .action = action};
+    int e = kova_db_txn_conn(r->db, action_txn, &c);
+    if (e < 0) {
+        txn_failed(r, e);
+        goto out;
+    }
+    kova_compute_submit(r->api->manager, c.id, c.task->op);
+    if (c.task->op != KOVA_OP_REBUILD) {
+        reply_empty(r, 202);
+    } else if (load_server(r, r->db, c.id, &v)) {
+        reply_server_pass(r, &v, VIEW_UPDATE, 202, c.admin_pass);
+        kova_db_server_view_free(&v);
+    }
+out:
     json_decref(body);
 }
 
 /* ------------------------------------------------------------------ os-instance-actions */
 
-static json_t *action_json(sqlite3_stmt *st, const char *server_id)
+static json_t *action_json(const struct kova_db_action *a, const char *server_id)
 {
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s}", "action", col(st, 1), "instance_uuid",
-                     server_id, "message", json_str_or_null(col(st, 6)), "project_id", col(st, 4),
-                     "request_id", col(st, 2), "start_time", col(st, 5), "user_id", col(st, 3));
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s}", "action", a->action, "instance_uuid",
+                     server_id, "message", json_str_or_null(a->has_message ? a->message : NULL),
+                     "project_id", a->project_id, "request_id", a->request_id, "start_time",
+                     a->start_time, "user_id", a->user_id);
 }
 
-/* The server's (r->arg[0]) instance actions, newest first, with `more` ("" or "AND ...", ?2
- * free for the caller) added to the WHERE clause. Replies and returns NULL on failure. */
-static sqlite3_stmt *actions_query(struct kova_req *r, const char *more)
+/* Whether the server of the URL is there for the caller (404 or 500 replied when not). */
+static bool actions_server(struct kova_req *r)
 {
-    sqlite3_stmt *s = load_server(r, r->arg[0]);
-    if (!s)
-        return NULL;
-    sqlite3_int64 seq = sqlite3_column_int64(s, C_SEQ);
-    kova_db_done(s);
-    char q[512];
-    snprintf(q, sizeof(q),
-             "SELECT id, action, request_id, user_id, project_id, start_time, message FROM "
-             "instance_actions WHERE server_seq = ?1 %s ORDER BY id DESC",
-             more);
-    sqlite3_stmt *st = kova_db_prepare(r->db, q);
-    if (!st) {
-        reply_db_error(r, -EIO);
-        return NULL;
-    }
-    sqlite3_bind_int64(st, 1, seq);
-    return st;
+    struct kova_db_server_view v;
+    if (!load_server(r, r->db, r->arg[0], &v))
+        return false;
+    kova_db_server_view_free(&v);
+    return true;
 }
 
 static void actions_list(struct kova_req *r)
 {
-    sqlite3_stmt *st = actions_query(r, "");
-    if (!st)
+    if (!actions_server(r))
         return;
+    struct kova_db_action *v;
+    size_t n;
+    int e = kova_db_action_list(r->db, r->arg[0], &v, &n);
+    if (e < 0) {
+        reply_db_error(r, e);
+        return;
+    }
     json_t *arr = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(arr, action_json(st, r->arg[0]));
-    kova_db_done(st);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, action_json(&v[i], r->arg[0]));
+    free(v);
     reply_json(r, 200, json_pack("{s:o}", "instanceActions", arr));
 }
 
 static void action_show(struct kova_req *r)
 {
-    sqlite3_stmt *st = actions_query(r, "AND request_id = ?2");
-    if (!st)
+    if (!actions_server(r))
         return;
-    sqlite3_bind_text(st, 2, r->arg[1], -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        kova_db_done(st);
+    struct kova_db_action act;
+    int e = kova_db_action_get(r->db, r->arg[0], r->arg[1], &act);
+    if (e == -ENOENT) {
         reply_fault(r, 404, "Action for request_id %.100s on instance %s not found", r->arg[1],
                     r->arg[0]);
         return;
     }
-    json_t *a = action_json(st, r->arg[0]);
-    sqlite3_int64 aid = sqlite3_column_int64(st, 0);
-    kova_db_done(st);
+    if (e < 0) {
+        reply_db_error(r, e);
+        return;
+    }
+    json_t *a = action_json(&act, r->arg[0]);
     if (r->auth.is_admin) { /* Nova's policy shows events to admins only */
-        st = kova_db_prepare(r->db, "SELECT event, start_time, finish_time, result, traceback "
-                                    "FROM instance_action_events WHERE action_id = ? ORDER BY id");
-        if (st)
-            sqlite3_bind_int64(st, 1, aid);
-        json_t *ev = json_array();
-        while (st && sqlite3_step(st) == SQLITE_ROW)
-            json_array_append_new(ev, json_pack("{s:s, s:s, s:o, s:o, s:o}", "event", col(st, 0),
-                                                "start_time", col(st, 1), "finish_time",
-                                                json_str_or_null(col(st, 2)), "result",
-                                                json_str_or_null(col(st, 3)), "traceback",
-                                                json_str_or_null(col(st, 4))));
-        kova_db_done(st);
-        json_object_set_new(a, "events", ev);
+        struct kova_db_action_event *ev;
+        size_t n;
+        if ((e = kova_db_action_events(r->db, act.id, &ev, &n)) < 0) {
+            json_decref(a);
+            reply_db_error(r, e);
+            return;
+        }
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s, s:o, s:o, s:o}", "event", ev[i].event, "start_time",
+                               ev[i].start_time, "finish_time",
+                               json_str_or_null(ev[i].has_finish ? ev[i].finish_time : NULL),
+                               "result", json_str_or_null(ev[i].has_result ? ev[i].result : NULL),
+                               "traceback", json_str_or_null(ev[i].traceback)));
+        kova_db_action_events_free(ev, n);
+        json_object_set_new(a, "events", arr);
     }
     reply_json(r, 200, json_pack("{s:o}", "instanceAction", a));
 }
@@ -1914,12 +1739,13 @@ static void limits_show(struct kova_req *r)
     const struct kova_api_config *q = &r->api->cfg;
     const char *tenant = req_query(r, "tenant_id");
     const char *proj = (tenant && r->auth.is_admin) ? tenant : r->auth.project_id;
-    long long inst = 0, cores = 0, ram = 0;
-    int e = servers_usage(r->db, proj, &inst, &cores, &ram);
+    struct kova_db_server_usage u;
+    int e = kova_db_server_usage_project(r->db, proj, &u);
     if (e < 0) {
         reply_db_error(r, e);
         return;
     }
+    long long inst = u.count, cores = u.vcpus, ram = u.ram;
     json_t *abs = json_pack(
         "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, "
         "s:i, s:i}",

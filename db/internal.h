@@ -24,4 +24,12 @@ int db_step_row(sqlite3_stmt *st);
  * 0 or -ENOMEM (the array is left as it was). */
 int db_grow(void **v, size_t *cap, size_t len, size_t sz);
 
+/* Inserts an instance action of the server with this seq (start time now,
+ * "2026-11-26T07:11:32.123456"), with its event when event is not NULL (actions.c). 0 or -errno. */
+int db_action_insert(sqlite3 *conn, long long seq, const char *action, const char *event,
+                     const struct kova_db_requester *q, const char *now);
+/* Closes the server's open instance actions and their events at now: Success, or Error with
+ * fault as the events' traceback when fault is not NULL (actions.c). 0 or -errno. */
+int db_action_finish(sqlite3 *conn, const char *server_id, const char *now, const char *fault);
+
 #endif

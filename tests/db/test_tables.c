@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The typed table access of db/ (flavors, extra specs, keypairs, images) against a real SQLite
- * database: each function's result and its documented errors (-ENOENT, -EEXIST, -ENOTUNIQ,
- * -EDQUOT), paging markers, and kova_db_txn_conn's savepoint inside an open transaction being
- * undone when its function fails. (Its HTTP behaviour is checked by the api.* tests.)
+ * The typed table access of db/ (flavors, extra specs, keypairs, images, servers and their
+ * metadata, instance actions) against a real SQLite database: each function's result and its
+ * documented errors (-ENOENT, -EEXIST, -ENOTUNIQ, -EDQUOT), paging markers, and
+ * kova_db_txn_conn's savepoint inside an open transaction being undone when its function fails.
+ * (Its HTTP behaviour is checked by the api.* tests.)
  */
 #include "kova/db.h"
 #include <errno.h>
@@ -35,6 +36,209 @@ static int ins_fail(sqlite3 *c, void *a)
     struct kova_db_flavor g;
     CHECK(kova_db_flavor_get(c, "n1", &g) == 0);
     return -EINVAL;
+}
+
+/* Counts the views kova_db_server_view_each hands over; stops after stop_after of them. */
+struct seen {
+    int n, stop_after;
+    char first[KOVA_DB_ID_MAX], last[KOVA_DB_ID_MAX];
+};
+
+static int count_view(const struct kova_db_server_view *v, void *arg)
+{
+    struct seen *s = arg;
+    if (s->n == 0)
+        snprintf(s->first, sizeof(s->first), "%s", v->id);
+    snprintf(s->last, sizeof(s->last), "%s", v->id);
+    return ++s->n >= s->stop_after;
+}
+
+static int fail_view(const struct kova_db_server_view *v, void *arg)
+{
+    (void)v;
+    (void)arg;
+    return -EINTR;
+}
+
+/* Two servers more, in a transaction that then fails: none of them may be left. */
+static int create_fail(sqlite3 *c, void *a)
+{
+    const struct kova_db_server_new *s = a;
+    const char *ids[] = {"s-x1", "s-x2"};
+    CHECK(kova_db_server_create(c, s, ids, 2) == 0);
+    return -EINVAL;
+}
+
+static void test_servers(struct kova_db *db, sqlite3 *c)
+{
+    struct kova_db_meta md[2] = {{"b", "2"}, {"a", "1"}};
+    struct kova_db_server_new s = {.name = "web",
+                                   .project_id = "p",
+                                   .user_id = "u",
+                                   .image_ref = "img",
+                                   .flavor_id = "1",
+                                   .vcpus = 2,
+                                   .ram = 512,
+                                   .disk = 1,
+                                   .availability_zone = "nova",
+                                   .config_drive = "",
+                                   .access_ipv4 = "",
+                                   .access_ipv6 = "",
+                                   .disk_config = "MANUAL",
+                                   .host = "h1",
+                                   .metadata = md,
+                                   .nmeta = 2,
+                                   .request_id = "req-1"};
+    const char *ids3[] = {"s-1", "s-2", "s-3"};
+    CHECK(kova_db_server_create(c, &s, ids3, 3) == 0);
+    CHECK(kova_db_server_create(c, &s, ids3 + 2, 1) == -EEXIST);
+    s.name = "solo";
+    s.project_id = "q";
+    s.nmeta = 0;
+    s.key_name = "k";
+    s.key_data = "ssh-ed25519 AAAA";
+    const char *ids1[] = {"s-4"};
+    CHECK(kova_db_server_create(c, &s, ids1, 1) == 0);
+    CHECK(kova_db_txn_conn(c, create_fail, &s) == -EINVAL);
+    CHECK(kova_db_server_exists(c, "s-x1") == 0 && kova_db_server_exists(c, "s-x2") == 0);
+
+    /* the view: one column list with the compute manager's struct */
+    struct kova_db_server_view v;
+    CHECK(kova_db_server_view_get(c, "s-2", NULL, &v) == 0 && !strcmp(v.name, "web-2") &&
+          !strcmp(v.vm_state, "building") && !strcmp(v.task_state, "scheduling") &&
+          v.power_state == 0 && !v.key_name && !v.has_fault && !v.launched_at &&
+          !strcmp(v.metadata, "{\"a\":\"1\",\"b\":\"2\"}") && v.vcpus == 2 &&
+          !strcmp(v.host, "h1") && !strcmp(v.created_at, v.updated_at) && v.mem);
+    long long seq2 = v.seq;
+    kova_db_server_view_free(&v);
+    CHECK(kova_db_server_view_get(c, "s-2", "p", &v) == 0 && v.seq == seq2);
+    kova_db_server_view_free(&v);
+    CHECK(kova_db_server_view_get(c, "s-2", "q", &v) == -ENOENT && !v.mem);
+    CHECK(kova_db_server_view_get(c, "s-4", "q", &v) == 0 && !strcmp(v.name, "solo") &&
+          !strcmp(v.key_name, "k") && !strcmp(v.metadata, "{}"));
+    kova_db_server_view_free(&v);
+    struct kova_db_server w;
+    CHECK(kova_db_server_get(c, "s-1", &w) == 0 && !strcmp(w.vm_state, "building") && w.has_task &&
+          w.ram == 512 && w.vmm_pid == 0);
+    CHECK(kova_db_server_get(c, "zz", &w) == -ENOENT);
+
+    /* lists: newest first, filters, marker, stopping */
+    struct kova_db_server_filter f = {0};
+    struct seen sn = {.stop_after = 100};
+    CHECK(kova_db_server_view_each(c, &f, count_view, &sn) == 0 && sn.n == 4 &&
+          !strcmp(sn.first, "s-4") && !strcmp(sn.last, "s-1"));
+    f.project_id = "p";
+    sn = (struct seen){.stop_after = 100};
+    CHECK(kova_db_server_view_each(c, &f, count_view, &sn) == 0 && sn.n == 3);
+    f.marker = "s-3";
+    sn = (struct seen){.stop_after = 100};
+    CHECK(kova_db_server_view_each(c, &f, count_view, &sn) == 0 && sn.n == 2 &&
+          !strcmp(sn.first, "s-2"));
+    sn = (struct seen){.stop_after = 1};
+    CHECK(kova_db_server_view_each(c, &f, count_view, &sn) == 0 && sn.n == 1);
+    f.marker = "s-4"; /* another project's */
+    sn = (struct seen){.stop_after = 100};
+    CHECK(kova_db_server_view_each(c, &f, count_view, &sn) == -ENOENT && sn.n == 0);
+    f = (struct kova_db_server_filter){.flavor_id = "1", .image_ref = "nope"};
+    sn = (struct seen){.stop_after = 100};
+    CHECK(kova_db_server_view_each(c, &f, count_view, &sn) == 0 && sn.n == 0);
+    f.image_ref = "img";
+    CHECK(kova_db_server_view_each(c, &f, fail_view, NULL) == -EINTR);
+
+    /* update, rebuild's image */
+    struct kova_db_server_edit ed = {.name = "renamed", .access_ipv4 = "10.0.0.1"};
+    CHECK(kova_db_server_update(c, "s-1", "q", &ed) == -ENOENT);
+    CHECK(kova_db_server_update(c, "s-1", "p", &ed) == 0);
+    CHECK(kova_db_server_update(c, "zz", NULL, &ed) == -ENOENT);
+    CHECK(kova_db_server_set_image(c, "s-1", "img2", NULL) == 0);
+    CHECK(kova_db_server_set_image(c, "zz", "img2", NULL) == -ENOENT);
+    CHECK(kova_db_server_view_get(c, "s-1", NULL, &v) == 0 && !strcmp(v.name, "renamed") &&
+          !strcmp(v.access_ipv4, "10.0.0.1") && !strcmp(v.access_ipv6, "") &&
+          !strcmp(v.image_ref, "img2") && !strcmp(v.disk_config, "MANUAL"));
+    kova_db_server_view_free(&v);
+
+    /* metadata */
+    struct kova_db_meta *mv;
+    size_t n;
+    struct kova_db_meta m3[3] = {{"c", "3"}, {"a", "x"}, {"d", "4"}};
+    CHECK(kova_db_server_meta_set(c, "s-1", m3, 2, false, 3) == 0);
+    CHECK(kova_db_server_meta_list(c, "s-1", &mv, &n) == 0 && n == 3 && !strcmp(mv[0].value, "x") &&
+          !strcmp(mv[2].key, "c"));
+    free(mv);
+    CHECK(kova_db_server_meta_set(c, "s-1", m3 + 2, 1, false, 3) == -EDQUOT);
+    CHECK(kova_db_server_meta_list(c, "s-1", &mv, &n) == 0 && n == 3);
+    free(mv);
+    CHECK(kova_db_server_meta_set(c, "s-1", m3 + 2, 1, true, 3) == 0);
+    CHECK(kova_db_server_meta_list(c, "s-1", &mv, &n) == 0 && n == 1 && !strcmp(mv[0].key, "d"));
+    free(mv);
+    CHECK(kova_db_server_meta_set(c, "zz", m3, 1, false, -1) == -ENOENT);
+    CHECK(kova_db_server_meta_list(c, "zz", &mv, &n) == 0 && n == 0);
+    free(mv);
+    CHECK(kova_db_server_meta_delete(c, "s-1", "d") == 0);
+    CHECK(kova_db_server_meta_delete(c, "s-1", "d") == -ENOENT);
+    CHECK(kova_db_server_meta_delete(c, "zz", "d") == -ENOENT);
+
+    /* usage */
+    struct kova_db_server_usage u;
+    CHECK(kova_db_server_usage_project(c, "p", &u) == 0 && u.count == 3 && u.vcpus == 6 &&
+          u.ram == 1536 && u.tasks == 3);
+    CHECK(kova_db_server_usage_project(c, "none", &u) == 0 && u.count == 0 && u.vcpus == 0);
+    CHECK(kova_db_server_usage_running(c, "h1", &u) == 0 && u.count == 0);
+    CHECK(kova_db_server_reconcile(c, "s-3", "active", 1, false, NULL) == 1);
+    CHECK(kova_db_server_usage_running(c, "h1", &u) == 0 && u.count == 1 && u.vcpus == 2 &&
+          u.tasks == 0);
+    CHECK(kova_db_server_set_task(c, "s-3", "rebooting") == 1);
+    CHECK(kova_db_server_usage_running(c, "h1", &u) == 0 && u.count == 1 && u.tasks == 1);
+    CHECK(kova_db_idle(c));
+    CHECK(kova_db_begin(c) == 0 && !kova_db_idle(c));
+    kova_db_rollback(c);
+
+    /* instance actions: the create's, one started, the task's end closing them */
+    struct kova_db_action *av, ag;
+    CHECK(kova_db_action_list(c, "s-1", &av, &n) == 0 && n == 1 &&
+          !strcmp(av[0].action, "create") && !strcmp(av[0].request_id, "req-1") &&
+          !strcmp(av[0].user_id, "u") && !av[0].has_finish && !av[0].has_message &&
+          strlen(av[0].start_time) == 26);
+    long long create_id = n ? av[0].id : 0;
+    free(av);
+    struct kova_db_requester q = {"req-2", "u2", "p"};
+    CHECK(kova_db_action_start(c, "s-1", "stop", "compute_stop_instance", &q) == 0);
+    CHECK(kova_db_action_start(c, "zz", "stop", NULL, &q) == -ENOENT);
+    CHECK(kova_db_action_list(c, "s-1", &av, &n) == 0 && n == 2 && !strcmp(av[0].action, "stop"));
+    free(av);
+    CHECK(kova_db_action_list(c, "zz", &av, &n) == 0 && n == 0);
+    free(av);
+    CHECK(kova_db_action_get(c, "s-1", "req-2", &ag) == 0 && !strcmp(ag.user_id, "u2"));
+    CHECK(kova_db_action_get(c, "s-2", "req-2", &ag) == -ENOENT);
+    CHECK(kova_db_server_set_task(c, "s-1", "powering-off") == 1);
+    struct kova_db_task_end e = {.id = "s-1",
+                                 .task = "powering-off",
+                                 .vm_state = "error",
+                                 .fault_code = 500,
+                                 .fault = "it broke"};
+    CHECK(kova_db_server_finish(db, &e) == 1);
+    CHECK(kova_db_action_get(c, "s-1", "req-2", &ag) == 0 && ag.has_finish && ag.has_message &&
+          !strcmp(ag.message, "Error"));
+    struct kova_db_action_event *ev;
+    CHECK(kova_db_action_events(c, ag.id, &ev, &n) == 0 && n == 1 &&
+          !strcmp(ev[0].event, "compute_stop_instance") && ev[0].has_finish &&
+          !strcmp(ev[0].result, "Error") && ev[0].traceback &&
+          !strcmp(ev[0].traceback, "it broke"));
+    kova_db_action_events_free(ev, n);
+    CHECK(kova_db_action_events(c, create_id, &ev, &n) == 0 && n == 1 &&
+          !strcmp(ev[0].event, "compute__do_build_and_run_instance") &&
+          !strcmp(ev[0].result, "Error"));
+    kova_db_action_events_free(ev, n);
+    CHECK(kova_db_server_view_get(c, "s-1", NULL, &v) == 0 && v.has_fault && v.fault_code == 500 &&
+          !strcmp(v.fault_message, "it broke") && !v.task_state);
+    kova_db_server_view_free(&v);
+
+    /* a delete takes the metadata and the actions with it */
+    CHECK(kova_db_server_meta_set(c, "s-2", m3, 1, false, -1) == 0);
+    CHECK(kova_db_server_delete(c, "s-2") == 1);
+    CHECK(kova_db_server_meta_list(c, "s-2", &mv, &n) == 0 && n == 0);
+    free(mv);
+    CHECK(kova_db_action_get(c, "s-2", "req-1", &ag) == -ENOENT);
 }
 
 int main(void)
@@ -174,6 +378,7 @@ int main(void)
     CHECK(kova_db_image_update(c, &gi) == -ENOENT);
     CHECK(kova_db_image_exists(c, "i1") == 1 && kova_db_image_exists(c, "zz") == 0);
     CHECK(kova_db_image_delete(c, "i1") == 0 && kova_db_image_delete(c, "i1") == -ENOENT);
+    test_servers(db, c);
     kova_db_release(db, c);
     kova_db_close(db);
     char cmd[96];

@@ -90,11 +90,13 @@ int kova_db_txn_conn(sqlite3 *conn, int (*fn)(sqlite3 *conn, void *arg), void *a
  * is taken), -ENOMEM, -EBUSY, -EIO (an SQLite error, logged).
  */
 
-/* ---- typed access: servers.c (the columns the compute manager reads and writes) ---- */
+/* ---- typed access: servers.c (servers and their metadata) ---- */
 
 #define KOVA_DB_ID_MAX      64
+#define KOVA_DB_NAME_MAX    256 /* names, owners, user ids: up to 255 bytes */
 #define KOVA_DB_CMDLINE_MAX 2048
 
+/* The columns the compute manager reads and writes. */
 struct kova_db_server {
     char id[KOVA_DB_ID_MAX];
     char vm_state[32];
@@ -154,9 +156,165 @@ int kova_db_server_delete(sqlite3 *conn, const char *id);
 /* 1 when a server with this id exists, 0 when not. */
 int kova_db_server_exists(sqlite3 *conn, const char *id);
 
-/* ---- typed access: images.c (the image catalogue: Glance's rows, what compute boots) ---- */
+/*
+ * The API's view of a server: every column of the row (the same one column list as struct
+ * kova_db_server) and its metadata. Text members point at the row's text: NULL when the column
+ * is NULL (task_state: no task; key_name, availability_zone, host, launched_at, terminated_at,
+ * fault_*: none).
+ */
+struct kova_db_server_view {
+    long long seq; /* creation order: unique, never reused (the instance name's number) */
+    const char *id, *name, *project_id, *user_id, *image_ref, *flavor_id;
+    const char *vm_state, *task_state;
+    int power_state;
+    const char *key_name, *availability_zone, *config_drive, *access_ipv4, *access_ipv6,
+        *disk_config, *host, *launched_at, *terminated_at;
+    bool has_fault; /* fault_code is not NULL */
+    int fault_code;
+    const char *fault_message, *fault_details, *fault_created;
+    const char *created_at, *updated_at;
+    long long vcpus, ram, disk;
+    const char *metadata; /* the metadata as a JSON object text ("{}": none), keys in order */
+    char *mem;            /* kova_db_server_view_get: the block the text is in; else NULL */
+};
 
-#define KOVA_DB_NAME_MAX 256 /* names, owners, user ids: up to 255 bytes */
+/* The server with this id, when project_id is NULL (an administrator) or it is the server's
+ * project. The text is in one malloc'd block: release it with kova_db_server_view_free().
+ * -ENOENT when there is no such server (or it is another project's). */
+int kova_db_server_view_get(sqlite3 *conn, const char *id, const char *project_id,
+                            struct kova_db_server_view *out);
+/* Frees what kova_db_server_view_get filled in (not v itself); a zeroed struct is fine. */
+void kova_db_server_view_free(struct kova_db_server_view *v);
+
+struct kova_db_server_filter {
+    const char *project_id;            /* NULL: every project's servers */
+    const char *image_ref, *flavor_id; /* NULL: any; else only equal ones */
+    const char *marker; /* NULL, or the id of a server of project_id: only those created before */
+};
+/*
+ * Calls fn for each server that matches f, newest first. The view (and its text) is valid
+ * during the call only. fn returns 0 to go on, > 0 to stop (then 0 is returned) or -errno to
+ * stop with that error. -ENOENT (before any call) when f->marker names no server of
+ * f->project_id.
+ */
+int kova_db_server_view_each(sqlite3 *conn, const struct kova_db_server_filter *f,
+                             int (*fn)(const struct kova_db_server_view *v, void *arg), void *arg);
+
+#define KOVA_DB_META_MAX 256 /* metadata keys and values: up to 255 bytes */
+
+struct kova_db_meta {
+    char key[KOVA_DB_META_MAX];
+    char value[KOVA_DB_META_MAX];
+};
+
+/* What a new server starts with (kova_db_server_create). */
+struct kova_db_server_new {
+    const char *name; /* count > 1: server k (from 1) is named "<name>-<k>", as Nova does */
+    const char *project_id, *user_id, *image_ref, *flavor_id;
+    long long vcpus, ram, disk;                  /* the flavor's, copied */
+    const char *key_name, *key_data, *user_data; /* NULL: none */
+    const char *availability_zone, *config_drive, *access_ipv4, *access_ipv6, *disk_config, *host;
+    const struct kova_db_meta *metadata; /* nmeta of them, every server gets them all */
+    size_t nmeta;
+    /* the request, recorded as the servers' create instance action */
+    const char *request_id;
+};
+/*
+ * Adds count servers with the ids ids[0..count-1], in vm_state building, task_state
+ * scheduling, power_state 0, created_at = updated_at = now, each with the metadata and a
+ * create instance action (start time now, by s->user_id/project_id/request_id) with its event
+ * compute__do_build_and_run_instance started; all in one transaction. -EEXIST when an id is
+ * taken.
+ */
+int kova_db_server_create(sqlite3 *conn, const struct kova_db_server_new *s, const char *const *ids,
+                          size_t count);
+
+/* What a client may change of a server (kova_db_server_update); NULL: kept as it is. */
+struct kova_db_server_edit {
+    const char *name, *access_ipv4, *access_ipv6, *disk_config;
+};
+/* Sets the members of e that are not NULL and updated_at, when project_id is NULL or it is the
+ * server's project (one statement). -ENOENT when there is no such server (or another
+ * project's). */
+int kova_db_server_update(sqlite3 *conn, const char *id, const char *project_id,
+                          const struct kova_db_server_edit *e);
+/* A rebuild's new image (and name, when not NULL); updated_at is left as it is. -ENOENT when
+ * there is no such server. */
+int kova_db_server_set_image(sqlite3 *conn, const char *id, const char *image_ref,
+                             const char *name);
+
+/* The server's metadata, by key (malloc'd array in *out, free() it; none for a server that does
+ * not exist). */
+int kova_db_server_meta_list(sqlite3 *conn, const char *id, struct kova_db_meta **out, size_t *n);
+/*
+ * Sets the n items (added or replaced), after removing every other one first when replace, in
+ * one transaction. -ENOENT when there is no such server; -EDQUOT (and nothing changed) when
+ * quota >= 0 and the server would then have more than quota items.
+ */
+int kova_db_server_meta_set(sqlite3 *conn, const char *id, const struct kova_db_meta *v, size_t n,
+                            bool replace, long long quota);
+/* -ENOENT when the server has no item with this key (or there is no such server). */
+int kova_db_server_meta_delete(sqlite3 *conn, const char *id, const char *key);
+
+/* Sums over a set of servers. */
+struct kova_db_server_usage {
+    long long count, vcpus, ram;
+    long long tasks; /* how many of them have a task_state */
+};
+/* Every server of the project (as the quotas count them). */
+int kova_db_server_usage_project(sqlite3 *conn, const char *project_id,
+                                 struct kova_db_server_usage *out);
+/* The servers of this host that run (power_state 1): the hypervisor's figures. */
+int kova_db_server_usage_running(sqlite3 *conn, const char *host, struct kova_db_server_usage *out);
+
+/* True when conn has no transaction and no statement open, so that its next read sees every
+ * commit made so far (as kova_db_generation wants of a cacheable read). */
+bool kova_db_idle(sqlite3 *conn);
+
+/* ---- typed access: actions.c (instance actions and their events: os-instance-actions) ---- */
+
+/* An instance action: one request that changed a server; newest id = latest. */
+struct kova_db_action {
+    long long id;
+    char action[64];                                              /* "create", "reboot", ... */
+    char request_id[KOVA_DB_ID_MAX];                              /* "req-<uuid>" */
+    char user_id[KOVA_DB_NAME_MAX], project_id[KOVA_DB_NAME_MAX]; /* who asked */
+    char start_time[32], finish_time[32]; /* "2026-11-26T07:11:32.123456"; finish "" while open */
+    bool has_finish, has_message;
+    char message[KOVA_DB_NAME_MAX]; /* "Error" when it failed; has_message false: none */
+};
+
+/* One step of an action (the compute manager's part of it). */
+struct kova_db_action_event {
+    char event[64];                                   /* "compute_stop_instance", ... */
+    char start_time[32], finish_time[32], result[16]; /* result: "Success" or "Error" */
+    bool has_finish, has_result;
+    char *traceback; /* the error when it failed (malloc'd), else NULL */
+};
+
+/* Who starts an action: the request's id and its caller. */
+struct kova_db_requester {
+    const char *request_id, *user_id, *project_id;
+};
+/* Records that the request q started action on the server (start time now), with its event
+ * started when event is not NULL; in one transaction. -ENOENT when there is no such server. The
+ * compute manager closes both when the task ends (kova_db_server_finish). */
+int kova_db_action_start(sqlite3 *conn, const char *server_id, const char *action,
+                         const char *event, const struct kova_db_requester *q);
+/* The server's actions, newest first (malloc'd array, free() it; none for a server that does
+ * not exist). */
+int kova_db_action_list(sqlite3 *conn, const char *server_id, struct kova_db_action **out,
+                        size_t *n);
+/* The server's latest action of this request. -ENOENT when there is none. */
+int kova_db_action_get(sqlite3 *conn, const char *server_id, const char *request_id,
+                       struct kova_db_action *out);
+/* The events of an action (by its id), in the order they started (malloc'd array;
+ * kova_db_action_events_free). */
+int kova_db_action_events(sqlite3 *conn, long long action_id, struct kova_db_action_event **out,
+                          size_t *n);
+void kova_db_action_events_free(struct kova_db_action_event *v, size_t n);
+
+/* ---- typed access: images.c (the image catalogue: Glance's rows, what compute boots) ---- */
 
 struct kova_db_image {
     char id[KOVA_DB_ID_MAX];
