@@ -11,8 +11,9 @@
 /* The one list of the columns struct kova_db_action holds, and its reader. */
 #define ACTION_COLS "id, action, request_id, user_id, project_id, start_time, finish_time, message"
 
-static void read_action(sqlite3_stmt *st, struct kova_db_action *a)
+static int read_action(sqlite3_stmt *st, void *dst)
 {
+    struct kova_db_action *a = dst;
     memset(a, 0, sizeof(*a));
     a->id = sqlite3_column_int64(st, 0);
     db_copy_col(a->action, sizeof(a->action), st, 1);
@@ -24,13 +25,17 @@ static void read_action(sqlite3_stmt *st, struct kova_db_action *a)
     db_copy_col(a->finish_time, sizeof(a->finish_time), st, 6);
     a->has_message = sqlite3_column_type(st, 7) != SQLITE_NULL;
     db_copy_col(a->message, sizeof(a->message), st, 7);
+    return 0;
 }
+
+static const struct db_rows action_rows = {sizeof(struct kova_db_action), read_action, NULL};
 
 /* The same for struct kova_db_action_event. */
 #define EVENT_COLS "event, start_time, finish_time, result, traceback"
 
-static int read_event(sqlite3_stmt *st, struct kova_db_action_event *e)
+static int read_event(sqlite3_stmt *st, void *dst)
 {
+    struct kova_db_action_event *e = dst;
     memset(e, 0, sizeof(*e));
     db_copy_col(e->event, sizeof(e->event), st, 0);
     db_copy_col(e->start_time, sizeof(e->start_time), st, 1);
@@ -44,62 +49,48 @@ static int read_event(sqlite3_stmt *st, struct kova_db_action_event *e)
     return 0;
 }
 
+static void drop_event(void *e)
+{
+    free(((struct kova_db_action_event *)e)->traceback);
+}
+
+static const struct db_rows event_rows = {sizeof(struct kova_db_action_event), read_event,
+                                          drop_event};
+
 int db_action_insert(sqlite3 *conn, long long seq, const char *action, const char *event,
                      const struct kova_db_requester *q, const char *now)
 {
-    sqlite3_stmt *st = kova_db_prepare(conn, "INSERT INTO instance_actions (server_seq, action, "
-                                             "request_id, user_id, project_id, start_time) "
-                                             "VALUES (?,?,?,?,?,?)");
-    if (st) {
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_text(st, 2, action, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, q->request_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 4, q->user_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 5, q->project_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 6, now, -1, SQLITE_TRANSIENT);
-    }
-    int r = db_step_write(conn, st);
+    int r = db_exec_bound(conn,
+                          "INSERT INTO instance_actions (server_seq, action, request_id, user_id, "
+                          "project_id, start_time) VALUES (?,?,?,?,?,?)",
+                          DB_ARGS(DB_INT(seq), DB_TEXT(action), DB_TEXT(q->request_id),
+                                  DB_TEXT(q->user_id), DB_TEXT(q->project_id), DB_TEXT(now)));
     if (r < 0 || !event)
         return r < 0 ? r : 0;
-    sqlite3_int64 aid = sqlite3_last_insert_rowid(conn);
-    st = kova_db_prepare(conn, "INSERT INTO instance_action_events (action_id, event, start_time) "
-                               "VALUES (?,?,?)");
-    if (st) {
-        sqlite3_bind_int64(st, 1, aid);
-        sqlite3_bind_text(st, 2, event, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-    }
-    r = db_step_write(conn, st);
+    r = db_exec_bound(
+        conn,
+        "INSERT INTO instance_action_events (action_id, event, start_time) VALUES "
+        "(?,?,?)",
+        DB_ARGS(DB_INT(sqlite3_last_insert_rowid(conn)), DB_TEXT(event), DB_TEXT(now)));
     return r < 0 ? r : 0;
 }
 
 int db_action_finish(sqlite3 *conn, const char *server_id, const char *now, const char *fault)
 {
-    sqlite3_stmt *st =
-        kova_db_prepare(conn, "UPDATE instance_action_events SET finish_time = ?2, result = ?3, "
-                              "traceback = ?4 WHERE finish_time IS NULL AND action_id IN (SELECT "
-                              "a.id FROM instance_actions a JOIN servers s ON s.seq = "
-                              "a.server_seq WHERE s.id = ?1)");
-    if (st) {
-        sqlite3_bind_text(st, 1, server_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, fault ? "Error" : "Success", -1, SQLITE_STATIC);
-        if (fault)
-            sqlite3_bind_text(st, 4, fault, -1, SQLITE_TRANSIENT);
-    }
-    int r = db_step_write(conn, st);
+    int r = db_exec_bound(conn,
+                          "UPDATE instance_action_events SET finish_time = ?2, result = ?3, "
+                          "traceback = ?4 WHERE finish_time IS NULL AND action_id IN (SELECT a.id "
+                          "FROM instance_actions a JOIN servers s ON s.seq = a.server_seq WHERE "
+                          "s.id = ?1)",
+                          DB_ARGS(DB_TEXT(server_id), DB_TEXT(now),
+                                  DB_TEXT(fault ? "Error" : "Success"), DB_TEXT(fault)));
     if (r < 0)
         return r;
-    st = kova_db_prepare(conn, "UPDATE instance_actions SET finish_time = ?2, message = ?3 WHERE "
-                               "finish_time IS NULL AND server_seq = (SELECT seq FROM servers "
-                               "WHERE id = ?1)");
-    if (st) {
-        sqlite3_bind_text(st, 1, server_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
-        if (fault)
-            sqlite3_bind_text(st, 3, "Error", -1, SQLITE_STATIC);
-    }
-    r = db_step_write(conn, st);
+    r = db_exec_bound(conn,
+                      "UPDATE instance_actions SET finish_time = ?2, message = ?3 WHERE "
+                      "finish_time IS NULL AND server_seq = (SELECT seq FROM servers WHERE id = "
+                      "?1)",
+                      DB_ARGS(DB_TEXT(server_id), DB_TEXT(now), DB_TEXT(fault ? "Error" : NULL)));
     return r < 0 ? r : 0;
 }
 
@@ -111,14 +102,11 @@ struct start_args {
 static int start_txn(sqlite3 *conn, void *arg)
 {
     const struct start_args *a = arg;
-    sqlite3_stmt *st = kova_db_prepare(conn, "SELECT seq FROM servers WHERE id = ?");
-    if (st)
-        sqlite3_bind_text(st, 1, a->server_id, -1, SQLITE_TRANSIENT);
-    int r = db_step_row(st);
+    long long seq;
+    int r = db_get(conn, "SELECT seq FROM servers WHERE id = ?", DB_ARGS(DB_TEXT(a->server_id)),
+                   db_read_int64, &seq);
     if (r < 0)
         return r;
-    sqlite3_int64 seq = sqlite3_column_int64(st, 0);
-    kova_db_done(st);
     char now[32];
     db_now_iso(now, false);
     return db_action_insert(conn, seq, a->action, a->event, a->q, now);
@@ -134,87 +122,33 @@ int kova_db_action_start(sqlite3 *conn, const char *server_id, const char *actio
 int kova_db_action_list(sqlite3 *conn, const char *server_id, struct kova_db_action **out,
                         size_t *n)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *st = kova_db_prepare(conn, "SELECT " ACTION_COLS " FROM instance_actions WHERE "
-                                             "server_seq = (SELECT seq FROM servers WHERE id = ?) "
-                                             "ORDER BY id DESC");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, server_id, -1, SQLITE_TRANSIENT);
-    struct kova_db_action *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc, r = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((r = db_grow((void **)&v, &cap, len, sizeof(*v))) < 0)
-            break;
-        read_action(st, &v[len++]);
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = kova_db_errno(rc) ? kova_db_errno(rc) : -EIO;
-    kova_db_done(st);
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *out = v;
-    *n = len;
-    return 0;
+    return db_collect(conn,
+                      "SELECT " ACTION_COLS " FROM instance_actions WHERE server_seq = (SELECT seq "
+                      "FROM servers WHERE id = ?) ORDER BY id DESC",
+                      DB_ARGS(DB_TEXT(server_id)), &action_rows, (void **)out, n);
 }
 
 int kova_db_action_get(sqlite3 *conn, const char *server_id, const char *request_id,
                        struct kova_db_action *out)
 {
-    sqlite3_stmt *st = kova_db_prepare(conn, "SELECT " ACTION_COLS " FROM instance_actions WHERE "
-                                             "server_seq = (SELECT seq FROM servers WHERE id = ?1) "
-                                             "AND request_id = ?2 ORDER BY id DESC LIMIT 1");
-    if (st) {
-        sqlite3_bind_text(st, 1, server_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, request_id, -1, SQLITE_TRANSIENT);
-    }
-    int r = db_step_row(st);
-    if (r == 0) {
-        read_action(st, out);
-        kova_db_done(st);
-    }
-    return r;
+    return db_get(conn,
+                  "SELECT " ACTION_COLS " FROM instance_actions WHERE server_seq = (SELECT seq "
+                  "FROM servers WHERE id = ?1) AND request_id = ?2 ORDER BY id DESC LIMIT 1",
+                  DB_ARGS(DB_TEXT(server_id), DB_TEXT(request_id)), read_action, out);
 }
 
 void kova_db_action_events_free(struct kova_db_action_event *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        free(v[i].traceback);
+        drop_event(&v[i]);
     free(v);
 }
 
 int kova_db_action_events(sqlite3 *conn, long long action_id, struct kova_db_action_event **out,
                           size_t *n)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *st = kova_db_prepare(conn, "SELECT " EVENT_COLS " FROM instance_action_events "
-                                             "WHERE action_id = ? ORDER BY id");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, action_id);
-    struct kova_db_action_event *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc, r = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((r = db_grow((void **)&v, &cap, len, sizeof(*v))) < 0)
-            break;
-        if ((r = read_event(st, &v[len])) < 0)
-            break;
-        len++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = kova_db_errno(rc) ? kova_db_errno(rc) : -EIO;
-    kova_db_done(st);
-    if (r < 0) {
-        kova_db_action_events_free(v, len);
-        return r;
-    }
-    *out = v;
-    *n = len;
-    return 0;
+    return db_collect(conn,
+                      "SELECT " EVENT_COLS " FROM instance_action_events WHERE action_id = ? "
+                      "ORDER BY id",
+                      DB_ARGS(DB_INT(action_id)), &event_rows, (void **)out, n);
 }

@@ -435,6 +435,16 @@ int kova_db_generation(struct kova_db *db, sqlite3 *conn, uint64_t *out)
     return 0;
 }
 
+bool kova_db_idle(sqlite3 *conn)
+{
+    if (!sqlite3_get_autocommit(conn))
+        return false;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(conn, NULL); st; st = sqlite3_next_stmt(conn, st))
+        if (sqlite3_stmt_busy(st))
+            return false;
+    return true;
+}
+
 /* ---- transactions ---- */
 
 /* One try of fn in a transaction on conn: a savepoint inside a transaction the caller holds, else
@@ -505,35 +515,158 @@ void db_copy_col(char *dst, size_t len, sqlite3_stmt *st, int c)
     snprintf(dst, len, "%s", v ? (const char *)v : "");
 }
 
-int db_step_write(sqlite3 *conn, sqlite3_stmt *st)
+/* An error code of sqlite3_step as -errno (-EIO for one kova_db_errno does not map). */
+static int step_error(int rc)
 {
-    if (!st)
-        return -EIO;
-    int rc = sqlite3_step(st);
-    kova_db_done(st);
-    return rc == SQLITE_DONE ? sqlite3_changes(conn) : kova_db_errno(rc);
+    int r = kova_db_errno(rc);
+    return r ? r : -EIO;
 }
 
-int db_step_row(sqlite3_stmt *st)
+/* Binds v[0..n-1] to ?1..?n: 0 or -errno (logged). */
+static int bind_vals(sqlite3_stmt *st, const struct db_val *v, size_t n)
 {
-    if (!st)
-        return -EIO;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 0;
-    kova_db_done(st);
-    return rc == SQLITE_DONE ? -ENOENT : kova_db_errno(rc) ? kova_db_errno(rc) : -EIO;
-}
-
-int db_grow(void **v, size_t *cap, size_t len, size_t sz)
-{
-    if (len < *cap)
-        return 0;
-    size_t nc = *cap ? *cap * 2 : 16;
-    void *nv = realloc(*v, nc * sz);
-    if (!nv)
-        return -ENOMEM;
-    *v = nv;
-    *cap = nc;
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)i + 1, rc = SQLITE_OK;
+        switch (v[i].type) {
+        case DB_V_TEXT:
+            if (v[i].s)
+                rc = sqlite3_bind_text(st, k, v[i].s, -1, SQLITE_TRANSIENT);
+            break;
+        case DB_V_INT:
+            rc = sqlite3_bind_int64(st, k, v[i].i);
+            break;
+        case DB_V_REAL:
+            rc = sqlite3_bind_double(st, k, v[i].d);
+            break;
+        case DB_V_NULL:
+            break;
+        }
+        if (rc != SQLITE_OK) {
+            fprintf(stderr, "kova-db: cannot bind ?%d: %s: %s\n", k, sqlite3_errstr(rc),
+                    sqlite3_sql(st));
+            return step_error(rc);
+        }
+    }
     return 0;
+}
+
+int db_run(sqlite3 *conn, sqlite3_stmt *st, const struct db_val *v, size_t n)
+{
+    if (!st)
+        return -EIO;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    int r = bind_vals(st, v, n);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(st);
+    r = rc == SQLITE_DONE ? sqlite3_changes(conn) : step_error(rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+int db_exec_bound(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n)
+{
+    sqlite3_stmt *st = kova_db_prepare(conn, sql);
+    int r = db_run(conn, st, v, n);
+    kova_db_done(st);
+    return r;
+}
+
+int db_exec_found(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n)
+{
+    int r = db_exec_bound(conn, sql, v, n);
+    return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int db_each(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n, db_row_fn fn,
+            void *arg)
+{
+    sqlite3_stmt *st = kova_db_prepare(conn, sql);
+    if (!st)
+        return -EIO;
+    int rc, r = bind_vals(st, v, n);
+    if (r < 0)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((r = fn(st, arg)) != 0)
+            goto out;
+    if (rc != SQLITE_DONE)
+        r = step_error(rc);
+out:
+    kova_db_done(st);
+    return r;
+}
+
+/* db_get's reader, run by db_each on the first row only. */
+struct get_one {
+    db_row_fn read;
+    void *dst;
+};
+
+static int get_first(sqlite3_stmt *st, void *arg)
+{
+    const struct get_one *g = arg;
+    int r = g->read(st, g->dst);
+    return r < 0 ? r : 1;
+}
+
+int db_get(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n, db_row_fn read,
+           void *dst)
+{
+    struct get_one g = {read, dst};
+    int r = db_each(conn, sql, v, n, get_first, &g);
+    return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int db_read_int64(sqlite3_stmt *st, void *dst)
+{
+    long long *v = dst;
+    for (int c = 0; c < sqlite3_column_count(st); c++)
+        v[c] = sqlite3_column_int64(st, c);
+    return 0;
+}
+
+/* What db_collect has gathered so far. */
+struct collect {
+    const struct db_rows *rows;
+    unsigned char *v;
+    size_t len, cap;
+};
+
+static int collect_row(sqlite3_stmt *st, void *arg)
+{
+    struct collect *c = arg;
+    if (c->len == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        void *nv = realloc(c->v, nc * c->rows->size);
+        if (!nv)
+            return -ENOMEM;
+        c->v = nv;
+        c->cap = nc;
+    }
+    int r = c->rows->read(st, c->v + c->len * c->rows->size);
+    if (r < 0)
+        return r;
+    c->len++;
+    return 0;
+}
+
+int db_collect(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n,
+               const struct db_rows *rows, void **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    struct collect c = {rows, NULL, 0, 0};
+    int r = db_each(conn, sql, v, n, collect_row, &c);
+    if (r < 0)
+        goto fail;
+    *out = c.v;
+    *len = c.len;
+    return 0;
+fail:
+    for (size_t i = 0; rows->drop && i < c.len; i++)
+        rows->drop(c.v + i * rows->size);
+    free(c.v);
+    return r;
 }

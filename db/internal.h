@@ -12,17 +12,76 @@ void db_now_iso(char out[32], bool z);
 /* Copies text column c into dst (len bytes, truncated, NUL-terminated; "" for NULL). */
 void db_copy_col(char *dst, size_t len, sqlite3_stmt *st, int c);
 
-/* Steps a prepared write (st NULL: -EIO); the number of rows changed or -errno. The statement
- * is released. */
-int db_step_write(sqlite3 *conn, sqlite3_stmt *st);
+/* ---- running a statement: its parameters ---- */
 
-/* Steps a prepared one-row read (st NULL: -EIO): 0 when it is on a row (read it, then
- * kova_db_done), -ENOENT when there is none, -errno; on anything but 0 st is released. */
-int db_step_row(sqlite3_stmt *st);
+/* One parameter of a statement. A zeroed entry and DB_TEXT(NULL) bind nothing: the parameter is
+ * NULL. Text is copied by SQLite (the caller's may go away after the call). */
+struct db_val {
+    enum { DB_V_NULL, DB_V_TEXT, DB_V_INT, DB_V_REAL } type;
+    union {
+        const char *s;
+        long long i;
+        double d;
+    };
+};
+#define DB_NULL    ((struct db_val){.type = DB_V_NULL})
+#define DB_TEXT(v) ((struct db_val){.type = DB_V_TEXT, .s = (v)})
+#define DB_INT(v)  ((struct db_val){.type = DB_V_INT, .i = (v)})
+#define DB_REAL(v) ((struct db_val){.type = DB_V_REAL, .d = (v)})
+/* The two arguments (array, count) the helpers below take for ?1, ?2, ...: DB_ARGS(DB_TEXT(id),
+ * DB_INT(n)); [k] = ... sets ?k+1 and leaves the ones skipped NULL. At least one entry; none:
+ * pass NULL, 0. */
+#define DB_ARGS(...)                                                                               \
+    (const struct db_val[]){__VA_ARGS__},                                                          \
+        sizeof((const struct db_val[]){__VA_ARGS__}) / sizeof(struct db_val)
 
-/* Grows a malloc'd array of elements of size sz to hold one more (*cap doubles, from 16).
- * 0 or -ENOMEM (the array is left as it was). */
-int db_grow(void **v, size_t *cap, size_t len, size_t sz);
+/* ---- writes ---- */
+
+/* Runs the prepared write st again with v[0..n-1] bound to ?1..?n (the bindings before are
+ * cleared); st is kept for the next run (release it with kova_db_done). st NULL: -EIO. The
+ * number of rows changed or -errno. */
+int db_run(sqlite3 *conn, sqlite3_stmt *st, const struct db_val *v, size_t n);
+/* Prepares sql, runs it once with v bound (db_run) and releases it: the number of rows changed
+ * or -errno. */
+int db_exec_bound(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n);
+/* db_exec_bound for a write that must find its row: 0 when it changed one or more, -ENOENT when
+ * none, -errno. */
+int db_exec_found(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n);
+
+/* ---- reads ---- */
+
+/* Reads the row st is on into dst (or acts on it). 0 or -errno for a reader; for db_each, 0 to
+ * go on, > 0 to stop there. A reader that fails leaves nothing to release in dst. */
+typedef int (*db_row_fn)(sqlite3_stmt *st, void *dst);
+
+/* Prepares sql with v bound and calls fn(st, arg) on each row, in order, until fn returns
+ * non-zero; the statement is released. fn's value when it stopped (> 0 or -errno), 0 after the
+ * last row (none: fn is never called), -errno on an SQLite error. */
+int db_each(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n, db_row_fn fn,
+            void *arg);
+/* The first row of the query, read by read into dst: 0, -ENOENT when there is none (dst
+ * untouched), read's error, or -errno. */
+int db_get(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n, db_row_fn read,
+           void *dst);
+/* A reader for db_get: every column of the row as an integer into dst (long long[], as many as
+ * the row has columns). */
+int db_read_int64(sqlite3_stmt *st, void *dst);
+
+/* How db_collect stores a row: size bytes an element, filled by read; drop (NULL: nothing to do)
+ * releases what read allocated in an element. */
+struct db_rows {
+    size_t size;
+    db_row_fn read;
+    void (*drop)(void *elem);
+};
+/* Every row of the query, each read into the next element of a malloc'd array grown as needed:
+ * 0 with the array in *out (NULL when there are no rows; free() it after dropping its elements)
+ * and *len elements; else -errno or the reader's error, with every element read so far dropped,
+ * the array freed, *out NULL and *len 0. */
+int db_collect(sqlite3 *conn, const char *sql, const struct db_val *v, size_t n,
+               const struct db_rows *rows, void **out, size_t *len);
+
+/* ---- shared with the other tables ---- */
 
 /* Inserts an instance action of the server with this seq (start time now,
  * "2026-11-26T07:11:32.123456"), with its event when event is not NULL (actions.c). 0 or -errno. */

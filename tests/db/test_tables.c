@@ -3,10 +3,12 @@
  * The typed table access of db/ (flavors, extra specs, keypairs, images, servers and their
  * metadata, instance actions) against a real SQLite database: each function's result and its
  * documented errors (-ENOENT, -EEXIST, -ENOTUNIQ, -EDQUOT), paging markers, and
- * kova_db_txn_conn's savepoint inside an open transaction being undone when its function fails.
- * (Its HTTP behaviour is checked by the api.* tests.)
+ * kova_db_txn_conn's savepoint inside an open transaction being undone when its function fails;
+ * and the private helpers they are built on (db/internal.h: db_exec_bound, db_get, db_collect,
+ * ...). (Its HTTP behaviour is checked by the api.* tests.)
  */
 #include "kova/db.h"
+#include "internal.h" /* db/'s own helpers */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +243,131 @@ static void test_servers(struct kova_db *db, sqlite3 *c)
     CHECK(kova_db_action_get(c, "s-2", "req-1", &ag) == -ENOENT);
 }
 
+/* ---- the helpers of db/internal.h ---- */
+
+/* The numbers 1..?1, one a row, with their text ("n<x>"). */
+#define NUMBERS_SQL                                                                                \
+    "WITH RECURSIVE c(x) AS (SELECT 1 WHERE ?1 > 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) "   \
+    "SELECT x, 'n' || x FROM c"
+
+/* A row of NUMBERS_SQL, with a malloc'd copy of its text; reading fails at x == fail_at. */
+struct number {
+    long long x;
+    char *text;
+};
+static long long fail_at;
+static int drops;
+
+static int read_number(sqlite3_stmt *st, void *dst)
+{
+    struct number *nb = dst;
+    nb->x = sqlite3_column_int64(st, 0);
+    if (nb->x == fail_at)
+        return -EINTR;
+    nb->text = strdup((const char *)sqlite3_column_text(st, 1));
+    return nb->text ? 0 : -ENOMEM;
+}
+
+static void drop_number(void *e)
+{
+    drops++;
+    free(((struct number *)e)->text);
+}
+
+static const struct db_rows number_rows = {sizeof(struct number), read_number, drop_number};
+
+static void free_numbers(struct number *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        drop_number(&v[i]);
+    free(v);
+}
+
+/* db_each's function: sums x, stops (returning x) at x == stop. */
+static int sum_until(sqlite3_stmt *st, void *arg)
+{
+    long long *sum_stop = arg, x = sqlite3_column_int64(st, 0);
+    sum_stop[0] += x;
+    return x == sum_stop[1] ? (int)x : 0;
+}
+
+static void test_helpers(sqlite3 *c)
+{
+    struct number *v = (void *)1;
+    size_t n = 99;
+    /* an empty result: no array */
+    fail_at = -1;
+    CHECK(db_collect(c, NUMBERS_SQL, DB_ARGS(DB_INT(0)), &number_rows, (void **)&v, &n) == 0 &&
+          v == NULL && n == 0);
+    /* more rows than the first allocation holds, in order */
+    CHECK(db_collect(c, NUMBERS_SQL, DB_ARGS(DB_INT(40)), &number_rows, (void **)&v, &n) == 0 &&
+          n == 40 && v[0].x == 1 && v[39].x == 40 && !strcmp(v[39].text, "n40"));
+    free_numbers(v, n);
+    /* a reader failing half-way: what was read is dropped and freed (LeakSanitizer checks) */
+    drops = 0;
+    fail_at = 21;
+    CHECK(db_collect(c, NUMBERS_SQL, DB_ARGS(DB_INT(40)), &number_rows, (void **)&v, &n) ==
+              -EINTR &&
+          v == NULL && n == 0 && drops == 20);
+    fail_at = -1;
+    /* an SQL error: -EIO, nothing collected */
+    v = (void *)1;
+    CHECK(db_collect(c, "SELECT nope FROM nowhere", NULL, 0, &number_rows, (void **)&v, &n) ==
+              -EIO &&
+          v == NULL && n == 0);
+
+    /* db_get: the first row; -ENOENT with dst untouched; the reader's error */
+    struct number one = {0};
+    CHECK(db_get(c, NUMBERS_SQL, DB_ARGS(DB_INT(3)), read_number, &one) == 0 && one.x == 1 &&
+          !strcmp(one.text, "n1"));
+    free(one.text);
+    one = (struct number){.x = 7};
+    CHECK(db_get(c, NUMBERS_SQL, DB_ARGS(DB_INT(0)), read_number, &one) == -ENOENT && one.x == 7);
+    fail_at = 1;
+    CHECK(db_get(c, NUMBERS_SQL, DB_ARGS(DB_INT(3)), read_number, &one) == -EINTR);
+    fail_at = -1;
+    long long cols[3] = {0};
+    CHECK(db_get(c, "SELECT ?1, ?2 + 1, ?3", DB_ARGS(DB_INT(5), DB_REAL(1.5), DB_TEXT("9")),
+                 db_read_int64, cols) == 0 &&
+          cols[0] == 5 && cols[1] == 2 && cols[2] == 9);
+
+    /* db_each: to the end, stopped by its function, an SQL error */
+    long long sum_stop[2] = {0, -1};
+    CHECK(db_each(c, NUMBERS_SQL, DB_ARGS(DB_INT(10)), sum_until, sum_stop) == 0 &&
+          sum_stop[0] == 55);
+    sum_stop[0] = 0;
+    sum_stop[1] = 4;
+    CHECK(db_each(c, NUMBERS_SQL, DB_ARGS(DB_INT(10)), sum_until, sum_stop) == 4 &&
+          sum_stop[0] == 10);
+    CHECK(db_each(c, "SELEKT 1", NULL, 0, sum_until, sum_stop) == -EIO);
+
+    /* writes: rows changed, NULL for DB_TEXT(NULL) and skipped entries, -ENOENT, reuse */
+    CHECK(kova_db_exec(c, "CREATE TEMP TABLE h (k INTEGER PRIMARY KEY, a TEXT, b TEXT, "
+                          "c REAL)") == 0);
+    CHECK(db_exec_bound(c, "INSERT INTO h VALUES (?1, ?2, ?3, ?4)",
+                        DB_ARGS(DB_INT(1), DB_TEXT(NULL), [3] = DB_REAL(0.5))) == 1);
+    CHECK(db_get(c, "SELECT a IS NULL, b IS NULL, c * 2 FROM h WHERE k = 1", NULL, 0, db_read_int64,
+                 cols) == 0 &&
+          cols[0] == 1 && cols[1] == 1 && cols[2] == 1);
+    CHECK(db_exec_bound(c, "INSERT INTO h (k) VALUES (?1)", DB_ARGS(DB_INT(1))) == -EEXIST);
+    CHECK(db_exec_bound(c, "INSERT INTO h (k) VALUES (?1)", DB_ARGS(DB_INT(1), DB_INT(2))) ==
+          -EIO); /* no ?2: a bind error */
+    CHECK(db_exec_bound(c, "UPDATE h SET a = 'x' WHERE k > ?1", DB_ARGS(DB_INT(5))) == 0);
+    CHECK(db_exec_found(c, "UPDATE h SET a = 'x' WHERE k > ?1", DB_ARGS(DB_INT(5))) == -ENOENT);
+    CHECK(db_exec_found(c, "UPDATE h SET a = 'x' WHERE k = ?1", DB_ARGS(DB_INT(1))) == 0);
+    CHECK(db_exec_bound(c, "INSERT INTO nowhere VALUES (1)", NULL, 0) == -EIO);
+    sqlite3_stmt *st = kova_db_prepare(c, "INSERT INTO h (k, a) VALUES (?1, ?2)");
+    CHECK(db_run(c, st, DB_ARGS(DB_INT(2), DB_TEXT("two"))) == 1);
+    CHECK(db_run(c, st, DB_ARGS(DB_INT(3))) == 1); /* ?2 of the run before is cleared */
+    CHECK(db_run(c, st, DB_ARGS(DB_INT(3))) == -EEXIST);
+    kova_db_done(st);
+    CHECK(db_run(c, NULL, NULL, 0) == -EIO);
+    CHECK(db_get(c, "SELECT count(*), sum(a IS NULL) FROM h", NULL, 0, db_read_int64, cols) == 0 &&
+          cols[0] == 3 && cols[1] == 1);
+    CHECK(kova_db_idle(c)); /* every statement is done with */
+    CHECK(kova_db_exec(c, "DROP TABLE h") == 0);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/kova-db-test-XXXXXX", path[64];
@@ -274,8 +401,22 @@ int main(void)
     flt.limit = 1;
     CHECK(kova_db_flavor_list(c, &flt, &v, &n) == 0 && n == 1 && !strcmp(v[0].id, "4"));
     free(v);
+    flt.marker = "x1"; /* the last one: an empty page */
+    flt.limit = -1;
+    CHECK(kova_db_flavor_list(c, &flt, &v, &n) == 0 && n == 0);
+    free(v);
+    flt.marker = NULL;
+    flt.limit = 0;
+    CHECK(kova_db_flavor_list(c, &flt, &v, &n) == 0 && n == 0);
+    free(v);
+    flt.marker = "2";
+    flt.limit = 2;
+    flt.desc = true; /* x1 5 4 3 2 1: after 2 only 1 */
+    CHECK(kova_db_flavor_list(c, &flt, &v, &n) == 0 && n == 1 && !strcmp(v[0].id, "1"));
+    free(v);
+    flt.desc = false;
     flt.marker = "nope";
-    CHECK(kova_db_flavor_list(c, &flt, &v, &n) == -ENOENT);
+    CHECK(kova_db_flavor_list(c, &flt, &v, &n) == -ENOENT && v == NULL && n == 0);
     struct kova_db_spec sp[2] = {{"a", "1"}, {"b", "2"}};
     CHECK(kova_db_flavor_specs_set(c, "x1", sp, 2) == 0);
     CHECK(kova_db_flavor_specs_set(c, "zz", sp, 2) == -ENOENT);
@@ -379,6 +520,7 @@ int main(void)
     CHECK(kova_db_image_exists(c, "i1") == 1 && kova_db_image_exists(c, "zz") == 0);
     CHECK(kova_db_image_delete(c, "i1") == 0 && kova_db_image_delete(c, "i1") == -ENOENT);
     test_servers(db, c);
+    test_helpers(c);
     kova_db_release(db, c);
     kova_db_close(db);
     char cmd[96];

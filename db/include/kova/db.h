@@ -49,6 +49,9 @@ int kova_db_latest_version(void);
  * would replace the hook that counts.
  */
 int kova_db_generation(struct kova_db *db, sqlite3 *conn, uint64_t *out);
+/* True when conn has no transaction and no statement open, so that its next read sees every
+ * commit made so far (as kova_db_generation wants of a cacheable read). */
+bool kova_db_idle(sqlite3 *conn);
 
 /* Transactions on a borrowed connection. begin = BEGIN IMMEDIATE (takes the write lock). */
 int kova_db_begin(sqlite3 *conn);
@@ -266,10 +269,6 @@ int kova_db_server_usage_project(sqlite3 *conn, const char *project_id,
                                  struct kova_db_server_usage *out);
 /* The servers of this host that run (power_state 1): the hypervisor's figures. */
 int kova_db_server_usage_running(sqlite3 *conn, const char *host, struct kova_db_server_usage *out);
-
-/* True when conn has no transaction and no statement open, so that its next read sees every
- * commit made so far (as kova_db_generation wants of a cacheable read). */
-bool kova_db_idle(sqlite3 *conn);
 
 /* ---- typed access: actions.c (instance actions and their events: os-instance-actions) ---- */
 
