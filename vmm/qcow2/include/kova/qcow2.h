@@ -4,7 +4,8 @@
  *
  * A disk handle is opened with an explicit format (raw or qcow2; the format is never guessed, and
  * a qcow2 file that fails validation is an error, never a raw disk). I/O is at byte offsets with
- * any alignment and length inside [0, size).
+ * any alignment and length inside [0, size). Inside the library each format is one ops table
+ * (raw.c, qcow2_*.c) behind the format-neutral calls below (disk.c).
  *
  * Errors: 0 on success or a negative errno. Functions taking `err`/`errlen` also write a one-line
  * human-readable message there on failure (may be NULL).
