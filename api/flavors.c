@@ -47,8 +47,9 @@ static int parse_is_public(const char *v, int *out)
     return -EINVAL;
 }
 
-static void list_common(struct kova_req *r, bool detail)
+static void flavor_list(struct kova_req *r)
 {
+    bool detail = route_variant(r) == LIST_DETAIL;
     static const char *const known_sort[] = {"id",           "flavorid", "name",        "memory_mb",
                                              "ram",          "vcpus",    "root_gb",     "disk",
                                              "ephemeral_gb", "swap",     "rxtx_factor", NULL};
@@ -111,29 +112,13 @@ static void list_common(struct kova_req *r, bool detail)
     struct kova_db_flavor *fl;
     size_t n;
     int e = kova_db_flavor_list(r->db, &flt, &fl, &n);
-    if (e == -ENOENT) {
-        reply_fault(r, 400, "marker [%.100s] not found", marker);
+    if (reply_list_failed(r, e, "marker [%.100s] not found", marker))
         return;
-    }
-    if (e < 0) {
-        reply_db_error(r, -EIO);
-        return;
-    }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, flavor_json(r, &fl[i], detail));
     free(fl);
     reply_json(r, 200, json_pack("{s:o}", "flavors", arr));
-}
-
-static void flavor_list(struct kova_req *r)
-{
-    list_common(r, false);
-}
-
-static void flavor_detail(struct kova_req *r)
-{
-    list_common(r, true);
 }
 
 /* Loads a flavor; replies 404 (or 500) and returns false when there is none. */
@@ -370,24 +355,29 @@ static void specs_list(struct kova_req *r)
     reply_json(r, 200, json_pack("{s:o}", "extra_specs", o));
 }
 
-/* Stores the specs (checked by check_specs). */
-static int put_specs(struct kova_req *r, const char *id, json_t *specs)
+/* Stores the specs (checked by check_specs). false after replying 404 (no such flavor) or 500. */
+static bool put_specs(struct kova_req *r, const char *id, json_t *specs)
 {
     size_t n = json_object_size(specs), i = 0;
     struct kova_db_spec *v = calloc(n ? n : 1, sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    const char *k;
-    json_t *val;
-    json_object_foreach(specs, k, val)
-    {
-        snprintf(v[i].key, sizeof(v[i].key), "%s", k);
-        spec_value(val, v[i].value, sizeof(v[i].value));
-        i++;
+    int e = -ENOMEM;
+    if (v) {
+        const char *k;
+        json_t *val;
+        json_object_foreach(specs, k, val)
+        {
+            snprintf(v[i].key, sizeof(v[i].key), "%s", k);
+            spec_value(val, v[i].value, sizeof(v[i].value));
+            i++;
+        }
+        e = kova_db_flavor_specs_set(r->db, id, v, i);
+        free(v);
     }
-    int e = kova_db_flavor_specs_set(r->db, id, v, i);
-    free(v);
-    return e;
+    if (e == -ENOENT)
+        reply_fault(r, 404, "Flavor %.100s could not be found.", id);
+    else if (e < 0)
+        reply_db_error(r, e);
+    return e == 0;
 }
 
 static bool check_specs(struct kova_req *r, json_t *specs)
@@ -426,15 +416,8 @@ static void specs_create(struct kova_req *r)
     json_t *specs = req_json_root(r, body, "extra_specs");
     if (!specs || !check_keys(r, body, allowed, "body") || !check_specs(r, specs))
         goto out;
-    int e = put_specs(r, r->arg[0], specs);
-    if (e == -ENOENT) {
-        reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
+    if (!put_specs(r, r->arg[0], specs))
         goto out;
-    }
-    if (e < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
     json_t *o = specs_of(r, r->arg[0]);
     reply_json(r, 200, json_pack("{s:o}", "extra_specs", o ? o : json_object()));
 out:
@@ -469,15 +452,8 @@ static void spec_update(struct kova_req *r)
     }
     if (!check_specs(r, body))
         goto out;
-    int e = put_specs(r, r->arg[0], body);
-    if (e == -ENOENT) {
-        reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
+    if (!put_specs(r, r->arg[0], body))
         goto out;
-    }
-    if (e < 0) {
-        reply_db_error(r, e);
-        goto out;
-    }
     reply_json(r, 200, json_incref(body));
 out:
     json_decref(body);
@@ -498,8 +474,8 @@ static void spec_delete(struct kova_req *r)
 }
 
 const struct kova_route kova_flavor_routes[] = {
-    {SVC_COMPUTE, "GET", "/flavors", flavor_list, 0},
-    {SVC_COMPUTE, "GET", "/flavors/detail", flavor_detail, 0},
+    {SVC_COMPUTE, "GET", "/flavors", flavor_list, ROUTE_VARIANT(LIST_BRIEF)},
+    {SVC_COMPUTE, "GET", "/flavors/detail", flavor_list, ROUTE_VARIANT(LIST_DETAIL)},
     {SVC_COMPUTE, "POST", "/flavors", flavor_create, 0},
     {SVC_COMPUTE, "GET", "/flavors/*", flavor_show, 0},
     {SVC_COMPUTE, "DELETE", "/flavors/*", flavor_delete, 0},

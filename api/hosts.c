@@ -114,35 +114,23 @@ static bool hypervisor_id_ok(struct kova_req *r)
     return true;
 }
 
-static void hyp_list(struct kova_req *r)
-{
-    if (!require_admin(r))
-        return;
-    reply_json(r, 200, json_pack("{s:[o]}", "hypervisors", hypervisor_brief(r)));
-}
+enum { HYP_SHOW = LIST_DETAIL + 1 }; /* beside LIST_BRIEF and LIST_DETAIL */
 
-static void hyp_detail(struct kova_req *r)
+/* GET /os-hypervisors, /os-hypervisors/detail and /os-hypervisors/{id} */
+static void hyp_get(struct kova_req *r)
 {
-    if (!require_admin(r))
+    int v = route_variant(r);
+    if (!require_admin(r) || (v == HYP_SHOW && !hypervisor_id_ok(r)))
         return;
-    json_t *h = hypervisor_detail(r);
+    json_t *h = v == LIST_BRIEF ? hypervisor_brief(r) : hypervisor_detail(r);
     if (!h) {
         reply_db_error(r, -EIO);
         return;
     }
-    reply_json(r, 200, json_pack("{s:[o]}", "hypervisors", h));
-}
-
-static void hyp_show(struct kova_req *r)
-{
-    if (!require_admin(r) || !hypervisor_id_ok(r))
-        return;
-    json_t *h = hypervisor_detail(r);
-    if (!h) {
-        reply_db_error(r, -EIO);
-        return;
-    }
-    reply_json(r, 200, json_pack("{s:o}", "hypervisor", h));
+    if (v == HYP_SHOW)
+        reply_json(r, 200, json_pack("{s:o}", "hypervisor", h));
+    else
+        reply_json(r, 200, json_pack("{s:[o]}", "hypervisors", h));
 }
 
 static void hyp_uptime(struct kova_req *r)
@@ -248,10 +236,10 @@ static void services_list(struct kova_req *r)
 const struct kova_route kova_host_routes[] = {
     {SVC_COMPUTE, "GET", "/os-availability-zone", az_list, 0},
     {SVC_COMPUTE, "GET", "/os-availability-zone/detail", az_detail, 0},
-    {SVC_COMPUTE, "GET", "/os-hypervisors", hyp_list, 0},
-    {SVC_COMPUTE, "GET", "/os-hypervisors/detail", hyp_detail, 0},
+    {SVC_COMPUTE, "GET", "/os-hypervisors", hyp_get, ROUTE_VARIANT(LIST_BRIEF)},
+    {SVC_COMPUTE, "GET", "/os-hypervisors/detail", hyp_get, ROUTE_VARIANT(LIST_DETAIL)},
     {SVC_COMPUTE, "GET", "/os-hypervisors/statistics", hyp_statistics, 0},
-    {SVC_COMPUTE, "GET", "/os-hypervisors/*", hyp_show, 0},
+    {SVC_COMPUTE, "GET", "/os-hypervisors/*", hyp_get, ROUTE_VARIANT(HYP_SHOW)},
     {SVC_COMPUTE, "GET", "/os-hypervisors/*/uptime", hyp_uptime, 0},
     {SVC_COMPUTE, "GET", "/os-aggregates", aggregates_list, 0},
     {SVC_COMPUTE, "GET", "/os-services", services_list, 0},

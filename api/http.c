@@ -246,6 +246,17 @@ void reply_db_error(struct kova_req *r, int err)
     reply_fault(r, 500, "Internal state error (%s)", strerror(err < 0 ? -err : err));
 }
 
+bool reply_list_failed(struct kova_req *r, int e, const char *marker_fmt, const char *marker)
+{
+    if (e >= 0)
+        return false;
+    if (e == -ENOENT)
+        reply_fault(r, 400, marker_fmt, marker);
+    else
+        reply_db_error(r, -EIO);
+    return true;
+}
+
 void set_location(struct kova_req *r, const char *fmt, ...)
 {
     va_list ap;

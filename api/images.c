@@ -321,14 +321,8 @@ static void glance_list(struct kova_req *r)
     struct kova_db_image *v;
     size_t n;
     int e = kova_db_image_list(r->db, &f, &v, &n);
-    if (e == -ENOENT) {
-        reply_fault(r, 400, "Invalid marker. Image %.100s could not be found.", marker);
+    if (reply_list_failed(r, e, "Invalid marker. Image %.100s could not be found.", marker))
         return;
-    }
-    if (e < 0) {
-        reply_db_error(r, -EIO);
-        return;
-    }
     json_t *arr = json_array();
     char last[37] = "";
     for (size_t i = 0; i < n; i++) {
@@ -948,8 +942,9 @@ static json_t *nova_image_json(struct kova_req *r, const struct kova_db_image *i
     return o;
 }
 
-static void nova_list_common(struct kova_req *r, bool detail)
+static void nova_list(struct kova_req *r)
 {
+    bool detail = route_variant(r) == LIST_DETAIL;
     int limit;
     if (!req_limit(r, &limit))
         return;
@@ -965,14 +960,8 @@ static void nova_list_common(struct kova_req *r, bool detail)
     struct kova_db_image *v;
     size_t n;
     int e = kova_db_image_list(r->db, &f, &v, &n);
-    if (e == -ENOENT) {
-        reply_fault(r, 400, "marker [%.100s] not found", marker);
+    if (reply_list_failed(r, e, "marker [%.100s] not found", marker))
         return;
-    }
-    if (e < 0) {
-        reply_db_error(r, -EIO);
-        return;
-    }
     json_t *arr = json_array();
     for (size_t i = 0; i < n && (int)json_array_size(arr) < limit; i++) {
         if (status && strcasecmp(status, nova_status(v[i].status)))
@@ -981,16 +970,6 @@ static void nova_list_common(struct kova_req *r, bool detail)
     }
     kova_db_image_list_free(v, n);
     reply_json(r, 200, json_pack("{s:o}", "images", arr));
-}
-
-static void nova_list(struct kova_req *r)
-{
-    nova_list_common(r, false);
-}
-
-static void nova_detail(struct kova_req *r)
-{
-    nova_list_common(r, true);
 }
 
 static void nova_show(struct kova_req *r)
@@ -1023,8 +1002,8 @@ const struct kova_route kova_image_routes[] = {
     {SVC_IMAGE, "GET", "/v2/images/*/file", glance_download, 0},
     {SVC_IMAGE, "POST", "/v2/images/*/import", glance_import, 0},
     {SVC_IMAGE, "GET", "/v2/info/import", glance_import_info, 0},
-    {SVC_COMPUTE, "GET", "/images", nova_list, 0},
-    {SVC_COMPUTE, "GET", "/images/detail", nova_detail, 0},
+    {SVC_COMPUTE, "GET", "/images", nova_list, ROUTE_VARIANT(LIST_BRIEF)},
+    {SVC_COMPUTE, "GET", "/images/detail", nova_list, ROUTE_VARIANT(LIST_DETAIL)},
     {SVC_COMPUTE, "GET", "/images/*", nova_show, 0},
     {SVC_COMPUTE, "DELETE", "/images/*", nova_delete, 0},
     {0, NULL, NULL, NULL, 0},

@@ -55,8 +55,12 @@ struct kova_route {
     const char *method;
     const char *pattern; /* "/servers/ * /action" with '*' segments captured into r->arg[] */
     kova_handler handler;
-    int flags;
+    int flags; /* route_flags, plus ROUTE_VARIANT(n) */
 };
+
+/* For a handler serving several routes: which one this is (values the handler defines, < 256). */
+#define ROUTE_VARIANT(n) ((n) << 8)
+#define route_variant(r) ((r)->route->flags >> 8)
 
 #define KOVA_MAX_ARGS 4
 
@@ -128,6 +132,13 @@ bool require_admin(struct kova_req *r);
 void image_base_url(struct kova_req *r, char *out, size_t n);
 /* A DB failure: logs it and replies 500 computeFault. */
 void reply_db_error(struct kova_req *r, int err);
+/* After a list query that returned e: false when e >= 0; otherwise replies (400 with the fault
+ * text marker_fmt, formatted with the marker, for -ENOENT, an unknown marker; 500 for the rest)
+ * and returns true. */
+bool reply_list_failed(struct kova_req *r, int e, const char *marker_fmt, const char *marker)
+    __attribute__((format(printf, 3, 0)));
+/* The variant of the list routes that share a handler: GET /x and GET /x/detail. */
+enum { LIST_BRIEF, LIST_DETAIL };
 struct kova_centry;
 /* Replies with a cached entry's body as JSON (takes the reference); sent gzip-encoded when the
  * client accepts it, with Vary: Accept-Encoding either way. */

@@ -378,8 +378,9 @@ static int list_one(const struct kova_db_server_view *v, void *arg)
  * the first read: any committed write, from any thread, retires them. Only 200s are stored;
  * an input that fails gets the same failure every time, cache or not, since the key holds it.
  */
-static void list_common(struct kova_req *r, bool detail)
+static void server_list(struct kova_req *r)
 {
+    bool detail = route_variant(r) == LIST_DETAIL;
     struct kova_cache *cache = r->api->list_cache;
     struct sbuf key = {0};
     uint64_t gen = 0;
@@ -503,16 +504,6 @@ out:
     if (have_re)
         regfree(&re);
     free(key.p);
-}
-
-static void server_list(struct kova_req *r)
-{
-    list_common(r, false);
-}
-
-static void server_detail(struct kova_req *r)
-{
-    list_common(r, true);
 }
 
 static void server_show(struct kova_req *r)
@@ -764,6 +755,42 @@ out:
     return r->replied ? -ECANCELED : e;
 }
 
+/* OS-DCF:diskConfig of the server object s: *out set to it when present ("AUTO" or "MANUAL"),
+ * else left as it is. false after replying 400. */
+static bool check_disk_config(struct kova_req *r, json_t *s, const char **out)
+{
+    json_t *v = json_object_get(s, "OS-DCF:diskConfig");
+    if (!v)
+        return true;
+    const char *dc = json_string_value(v);
+    if (!dc || (strcmp(dc, "AUTO") && strcmp(dc, "MANUAL"))) {
+        reply_fault(r, 400, "OS-DCF:diskConfig must be either 'MANUAL' or 'AUTO'.");
+        return false;
+    }
+    *out = dc;
+    return true;
+}
+
+/* accessIPv4 (af AF_INET) or accessIPv6 of s: *out set to it when present and an address (or
+ * "", when allow_empty: an update clearing it), else left as it is. false after replying 400. */
+static bool check_access_ip(struct kova_req *r, json_t *s, int af, bool allow_empty,
+                            const char **out)
+{
+    const char *key = af == AF_INET ? "accessIPv4" : "accessIPv6";
+    json_t *v = json_object_get(s, key);
+    if (!v)
+        return true;
+    const char *ip = json_string_value(v);
+    unsigned char addr[16];
+    if (!ip || (!(allow_empty && !ip[0]) && inet_pton(af, ip, addr) != 1)) {
+        reply_fault(r, 400, "Invalid input for field/attribute %s: an IPv%d address is required.",
+                    key, af == AF_INET ? 4 : 6);
+        return false;
+    }
+    *out = ip;
+    return true;
+}
+
 static void server_create(struct kova_req *r)
 {
     static const char *const allowed_top[] = {"server", "os:scheduler_hints",
@@ -964,37 +991,10 @@ static void server_create(struct kova_req *r)
             goto out;
         }
     }
-    /* diskConfig */
-    const char *disk_config = "MANUAL";
-    if ((v = json_object_get(s, "OS-DCF:diskConfig"))) {
-        if (!json_is_string(v) ||
-            (strcmp(json_string_value(v), "AUTO") && strcmp(json_string_value(v), "MANUAL"))) {
-            reply_fault(r, 400, "OS-DCF:diskConfig must be either 'MANUAL' or 'AUTO'.");
-            goto out;
-        }
-        disk_config = json_string_value(v);
-    }
-    /* access IPs */
-    const char *ip4 = "", *ip6 = "";
-    unsigned char addr[16];
-    if ((v = json_object_get(s, "accessIPv4"))) {
-        if (!json_is_string(v) || inet_pton(AF_INET, json_string_value(v), addr) != 1) {
-            reply_fault(r, 400,
-                        "Invalid input for field/attribute accessIPv4: an IPv4 address "
-                        "is required.");
-            goto out;
-        }
-        ip4 = json_string_value(v);
-    }
-    if ((v = json_object_get(s, "accessIPv6"))) {
-        if (!json_is_string(v) || inet_pton(AF_INET6, json_string_value(v), addr) != 1) {
-            reply_fault(r, 400,
-                        "Invalid input for field/attribute accessIPv6: an IPv6 address "
-                        "is required.");
-            goto out;
-        }
-        ip6 = json_string_value(v);
-    }
+    const char *disk_config = "MANUAL", *ip4 = "", *ip6 = "";
+    if (!check_disk_config(r, s, &disk_config) || !check_access_ip(r, s, AF_INET, false, &ip4) ||
+        !check_access_ip(r, s, AF_INET6, false, &ip6))
+        goto out;
     /* security groups: only "default" exists */
     if ((v = json_object_get(s, "security_groups"))) {
         size_t i;
@@ -1117,31 +1117,11 @@ static void server_update(struct kova_req *r)
                     "characters is required.");
         goto out;
     }
-    unsigned char addr[16];
-    json_t *ip4 = json_object_get(s, "accessIPv4");
-    if (ip4 && (!json_is_string(ip4) || (json_string_length(ip4) &&
-                                         inet_pton(AF_INET, json_string_value(ip4), addr) != 1))) {
-        reply_fault(r, 400, "Invalid input for field/attribute accessIPv4.");
+    const char *ip4 = NULL, *ip6 = NULL, *dc = NULL;
+    if (!check_access_ip(r, s, AF_INET, true, &ip4) ||
+        !check_access_ip(r, s, AF_INET6, true, &ip6) || !check_disk_config(r, s, &dc))
         goto out;
-    }
-    json_t *ip6 = json_object_get(s, "accessIPv6");
-    if (ip6 && (!json_is_string(ip6) || (json_string_length(ip6) &&
-                                         inet_pton(AF_INET6, json_string_value(ip6), addr) != 1))) {
-        reply_fault(r, 400, "Invalid input for field/attribute accessIPv6.");
-        goto out;
-    }
-    json_t *dc = json_object_get(s, "OS-DCF:diskConfig");
-    if (dc && (!json_is_string(dc) || (strcmp(json_string_value(dc), "AUTO") &&
-                                       strcmp(json_string_value(dc), "MANUAL")))) {
-        reply_fault(r, 400, "OS-DCF:diskConfig must be either 'MANUAL' or 'AUTO'.");
-        goto out;
-    }
-    struct kova_db_server_edit ed = {
-        name ? json_string_value(name) : NULL,
-        ip4 ? json_string_value(ip4) : NULL,
-        ip6 ? json_string_value(ip6) : NULL,
-        dc ? json_string_value(dc) : NULL,
-    };
+    struct kova_db_server_edit ed = {name ? json_string_value(name) : NULL, ip4, ip6, dc};
     struct kova_db_server_view v;
     if (!kova_is_uuid(r->arg[0])) {
         reply_fault(r, 404, "Instance %.100s could not be found.", r->arg[0]);
@@ -1287,19 +1267,28 @@ static int metadata_set(struct change *c, sqlite3 *conn, bool replace)
     return e;
 }
 
-static void metadata_show_all(struct kova_req *r)
+/* The metadata of the server r->arg[0] as an object (a new reference), or NULL after replying
+ * 404 (no such server) or 500. */
+static json_t *server_metadata(struct kova_req *r)
 {
     struct kova_db_server_view v;
     if (!load_server(r, r->db, r->arg[0], &v))
-        return;
+        return NULL;
     json_t *md;
     int e = meta_json(r->db, v.id, &md);
     kova_db_server_view_free(&v);
     if (e < 0) {
         reply_db_error(r, e);
-        return;
+        return NULL;
     }
-    reply_json(r, 200, json_pack("{s:o}", "metadata", md));
+    return md;
+}
+
+static void metadata_show_all(struct kova_req *r)
+{
+    json_t *md = server_metadata(r);
+    if (md)
+        reply_json(r, 200, json_pack("{s:o}", "metadata", md));
 }
 
 static int metadata_write_txn(sqlite3 *conn, void *arg)
@@ -1315,9 +1304,12 @@ static int metadata_write_txn(sqlite3 *conn, void *arg)
     return e;
 }
 
+enum { META_MERGE, META_REPLACE }; /* the routes' variant */
+
 /* POST (merge) and PUT (replace) of the whole metadata. */
-static void metadata_write(struct kova_req *r, bool replace)
+static void metadata_write(struct kova_req *r)
 {
+    bool replace = route_variant(r) == META_REPLACE;
     static const char *const allowed[] = {"metadata", NULL};
     json_t *body = req_json(r);
     if (!body)
@@ -1340,28 +1332,11 @@ out:
     json_decref(body);
 }
 
-static void metadata_update(struct kova_req *r)
-{
-    metadata_write(r, false);
-}
-
-static void metadata_replace(struct kova_req *r)
-{
-    metadata_write(r, true);
-}
-
 static void metadata_show(struct kova_req *r)
 {
-    struct kova_db_server_view v;
-    if (!load_server(r, r->db, r->arg[0], &v))
+    json_t *md = server_metadata(r);
+    if (!md)
         return;
-    json_t *md;
-    int e = meta_json(r->db, v.id, &md);
-    kova_db_server_view_free(&v);
-    if (e < 0) {
-        reply_db_error(r, e);
-        return;
-    }
     json_t *val = json_object_get(md, r->arg[1]);
     if (val)
         reply_json(r, 200, json_pack("{s:{s:O}}", "meta", r->arg[1], val));
@@ -1760,16 +1735,16 @@ static void limits_show(struct kova_req *r)
 }
 
 const struct kova_route kova_server_routes[] = {
-    {SVC_COMPUTE, "GET", "/servers", server_list, 0},
+    {SVC_COMPUTE, "GET", "/servers", server_list, ROUTE_VARIANT(LIST_BRIEF)},
     {SVC_COMPUTE, "POST", "/servers", server_create, 0},
-    {SVC_COMPUTE, "GET", "/servers/detail", server_detail, 0},
+    {SVC_COMPUTE, "GET", "/servers/detail", server_list, ROUTE_VARIANT(LIST_DETAIL)},
     {SVC_COMPUTE, "GET", "/servers/*", server_show, 0},
     {SVC_COMPUTE, "PUT", "/servers/*", server_update, 0},
     {SVC_COMPUTE, "DELETE", "/servers/*", server_delete, 0},
     {SVC_COMPUTE, "POST", "/servers/*/action", server_action, 0},
     {SVC_COMPUTE, "GET", "/servers/*/metadata", metadata_show_all, 0},
-    {SVC_COMPUTE, "POST", "/servers/*/metadata", metadata_update, 0},
-    {SVC_COMPUTE, "PUT", "/servers/*/metadata", metadata_replace, 0},
+    {SVC_COMPUTE, "POST", "/servers/*/metadata", metadata_write, ROUTE_VARIANT(META_MERGE)},
+    {SVC_COMPUTE, "PUT", "/servers/*/metadata", metadata_write, ROUTE_VARIANT(META_REPLACE)},
     {SVC_COMPUTE, "GET", "/servers/*/metadata/*", metadata_show, 0},
     {SVC_COMPUTE, "PUT", "/servers/*/metadata/*", metadata_put_item, 0},
     {SVC_COMPUTE, "DELETE", "/servers/*/metadata/*", metadata_delete_item, 0},
