@@ -5,12 +5,12 @@ build → ERROR with kova-vmm's own reason as the fault and nothing left running
 and _base cache on disk; stop/start/reboot/rebuild/delete state changes; FlavorDiskSmallerThanImage
 found at build time; and the start-up reconciliation after a restart (dead VMM → SHUTOFF,
 interrupted tasks ended, stray and half-built dirs removed, deletes finished).
-With a fake kova-vmm (a script speaking the control socket, FAKE_VMM below): a failed os-start
+With kova-fake-vmm (tests/api/fake_vmm.c, the control protocol without a guest): a failed os-start
 leaves the server SHUTOFF with the action's event Error and nothing running; a pause whose VMM
 vanishes, or that the VMM refuses, is an Error event and leaves a correct state.
 Booting real guests is tests/lifecycle/ (nested KVM).
 
-usage: /usr/bin/python3 test_lifecycle.py --agent PATH/kova-agent
+usage: /usr/bin/python3 test_lifecycle.py --agent PATH/kova-agent --fake-vmm PATH/kova-fake-vmm
 """
 import hashlib
 import os
@@ -48,50 +48,12 @@ def vmm_pids_for(state_dir):
     return out
 
 
-# A stand-in for kova-vmm: creates its control socket and answers status/pause/resume/
-# powerdown/quit like the real one. Its behaviour comes from the kernel command line (the image's
-# os_command_line): fake.fail_from=N refuses the N-th boot of the instance (exit 1; boots are
-# counted in the console log), fake.pause=vanish|refuse and fake.resume=vanish|refuse make that
-# command exit the VMM without a reply, or answer an error.
-FAKE_VMM = r"""#!/usr/bin/python3
-import json, os, socket, sys
-a = sys.argv[1:]
-opt = {a[i]: a[i + 1] for i in range(len(a) - 1) if a[i].startswith("--")}
-cmdline = opt.get("--cmdline", "")
-flags = dict(w.split("=", 1) for w in cmdline.split() if w.startswith("fake.") and "=" in w)
-with open(opt["--console-log"], "a") as f:
-    f.write("fake-vmm boot\n")
-with open(opt["--console-log"]) as f:
-    boots = f.read().count("fake-vmm boot")
-if boots >= int(flags.get("fake.fail_from", "0") or 0) > 0:
-    print("fake-vmm: refusing boot %d" % boots, flush=True)
-    sys.exit(1)
-srv = socket.socket(socket.AF_UNIX)
-srv.bind(opt["--control-socket"])
-srv.listen(8)
-state = "running"
-while True:
-    c, _ = srv.accept()
-    line = c.makefile().readline()
-    cmd = json.loads(line).get("cmd") if line.strip() else None
-    how = flags.get("fake.%s" % cmd)
-    if how == "vanish":
-        os._exit(0)
-    if how == "refuse":
-        reply = {"ok": False, "error": "refused"}
-    elif cmd in ("pause", "resume"):
-        state = "paused" if cmd == "pause" else "running"
-        reply = {"ok": True}
-    elif cmd in ("status", "powerdown", "quit"):
-        reply = {"ok": True, "state": state}
-    else:
-        reply = {"ok": False, "error": "unknown command"}
-    c.sendall((json.dumps(reply) + "\n").encode())
-    c.close()
-    if cmd in ("powerdown", "quit"):
-        os.unlink(opt["--control-socket"])
-        sys.exit(0)
-"""
+# kova-fake-vmm (tests/api/fake_vmm.c): a stand-in for kova-vmm that answers the control protocol
+# through kova-vmm's own server code and runs no guest; its behaviour comes from the kernel
+# command line (the image's os_command_line): fake.fail_from=N refuses the N-th boot of the
+# instance (exit 1; boots are counted in the console log), fake.pause=vanish|refuse and
+# fake.resume=vanish|refuse make that command exit the VMM without a reply, or answer an error.
+FAKE_VMM_BIN = None
 
 
 class AgentCase(unittest.TestCase):
@@ -321,14 +283,13 @@ class Lifecycle(AgentCase):
 
 
 class FakeVmm(AgentCase):
-    """The agent driving a fake kova-vmm (FAKE_VMM): paths a real VMM reaches only with KVM."""
+    """The agent driving kova-fake-vmm: paths a real VMM reaches only with KVM."""
 
     def setUp(self):
         self.fake_dir = tempfile.mkdtemp(prefix="kova-fake-vmm-")
         self.fake = os.path.join(self.fake_dir, "kova-vmm")
-        with open(self.fake, "w") as f:
-            f.write(FAKE_VMM)
-        os.chmod(self.fake, 0o755)
+        self.assertIsNotNone(FAKE_VMM_BIN, "--fake-vmm PATH is required")
+        shutil.copy(FAKE_VMM_BIN, self.fake)  # named kova-vmm, as the agent's process scans expect
         self.a = Agent(AGENT_BIN, extra_args=["--shutdown-timeout", "5",
                                               "--vmm", self.fake]).start()
 
@@ -346,7 +307,7 @@ class FakeVmm(AgentCase):
             try:
                 with open("/proc/%s/cmdline" % p, "rb") as f:
                     argv = f.read().split(b"\0")
-                if self.fake.encode() in argv[:2]:  # the script, not the agent's --vmm
+                if argv[0] == self.fake.encode():  # the fake itself, not the agent's --vmm
                     out.append(int(p))
             except (OSError, ValueError):
                 continue
@@ -437,9 +398,10 @@ class FakeVmm(AgentCase):
 
 
 def configure(opts):
-    global AGENT_BIN
+    global AGENT_BIN, FAKE_VMM_BIN
     AGENT_BIN = opts["--agent"]
+    FAKE_VMM_BIN = opts.get("--fake-vmm")
 
 
 if __name__ == "__main__":
-    sys.exit(unittest_main(__doc__, configure))
+    sys.exit(unittest_main(__doc__, configure, ("--agent", "--fake-vmm")))

@@ -301,14 +301,14 @@ static bool wait_msis(struct irq_rec *r, unsigned n)
 static void bar_wr(struct virtio_pci_dev *d, uint64_t off, uint32_t size, uint64_t v)
 {
     uint8_t b[8];
-    le_put(b, size, v);
+    kova_le_put(b, size, v);
     d->pci.bar_ops[0]->write(d->pci.bar_opaque[0], off, b, size);
 }
 static uint64_t bar_rd(struct virtio_pci_dev *d, uint64_t off, uint32_t size)
 {
     uint8_t b[8];
     d->pci.bar_ops[0]->read(d->pci.bar_opaque[0], off, b, size);
-    return le_get(b, size);
+    return kova_le_get(b, size);
 }
 
 #define RING_DESC  0x10000ULL
@@ -320,10 +320,10 @@ static void put_desc(struct guest_mem *gm, unsigned i, uint64_t addr, uint32_t l
                      uint16_t next)
 {
     uint8_t e[16];
-    le_put(e, 8, addr);
-    le_put(e + 8, 4, len);
-    le_put(e + 12, 2, flags);
-    le_put(e + 14, 2, next);
+    kova_le_put(e, 8, addr);
+    kova_le_put(e + 8, 4, len);
+    kova_le_put(e + 12, 2, flags);
+    kova_le_put(e + 14, 2, next);
     gm_write(gm, RING_DESC + 16ULL * i, e, 16);
 }
 
@@ -360,10 +360,10 @@ static void driver_setup(struct virtio_pci_dev *d, bool ro)
 static void avail_add(struct guest_mem *gm, uint16_t *idx, uint16_t head)
 {
     uint8_t b[2];
-    le_put(b, 2, head);
+    kova_le_put(b, 2, head);
     gm_write(gm, RING_AVAIL + 4 + 2ULL * (*idx % 16), b, 2);
     (*idx)++;
-    le_put(b, 2, *idx);
+    kova_le_put(b, 2, *idx);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     gm_write(gm, RING_AVAIL + 2, b, 2);
 }
@@ -417,14 +417,14 @@ static void test_device(void)
     for (int tries = 0; tries < 3000; tries++) {
         uint8_t u[2];
         gm_read(&gm, RING_USED + 2, u, 2);
-        if (le_get(u, 2) == 5)
+        if (kova_le_get(u, 2) == 5)
             break;
         if (!wait_msis(&rec, rec.msis + 1))
             break;
     }
     uint8_t u[2];
     gm_read(&gm, RING_USED + 2, u, 2);
-    CHECK(le_get(u, 2) == 5);
+    CHECK(kova_le_get(u, 2) == 5);
     for (unsigned i = 0; i < 5; i++) {
         uint8_t st = 0xff;
         gm_read(&gm, DATA_AT + 0x8000 + i, &st, 1);

@@ -4,7 +4,7 @@
 #include "acpi.h"
 #include "boot.h"
 #include "bus.h"
-#include "control.h"
+#include "kova/vmm_control.h"
 #include "legacy.h"
 #include "mem.h"
 #include "pci.h"
@@ -27,7 +27,7 @@
 
 static uint64_t rd(const uint8_t *p, unsigned n)
 {
-    return le_get(p, n);
+    return kova_le_get(p, n);
 }
 
 /* ---- bus ---- */
@@ -131,14 +131,14 @@ static uint8_t *fake_bzimage(size_t size)
     k[0x200] = 0xeb;
     k[0x201] = 0x6a; /* header ends at 0x26c */
     memcpy(k + 0x202, "HdrS", 4);
-    le_put(k + 0x206, 2, 0x020f);
+    kova_le_put(k + 0x206, 2, 0x020f);
     k[0x211] = 0x01;
-    le_put(k + 0x22c, 4, 0x7fffffff);
+    kova_le_put(k + 0x22c, 4, 0x7fffffff);
     k[0x234] = 1;
-    le_put(k + 0x236, 2, 0x7f);
-    le_put(k + 0x238, 4, 2047);
-    le_put(k + 0x258, 8, 0x1000000);
-    le_put(k + 0x260, 4, 0x800000);
+    kova_le_put(k + 0x236, 2, 0x7f);
+    kova_le_put(k + 0x238, 4, 2047);
+    kova_le_put(k + 0x258, 8, 0x1000000);
+    kova_le_put(k + 0x260, 4, 0x800000);
     for (size_t i = 0x400; i < size; i++)
         k[i] = (uint8_t)i;
     return k;
@@ -157,12 +157,12 @@ static void test_boot(void)
     CHECK(bzimage_parse(img, ksz, &k, &why) == 0);
     CHECK(k.version == 0x020f && k.setup_size == 1024 && k.pref_address == 0x1000000);
     CHECK(k.init_size == 0x800000 && k.cmdline_size == 2047);
-    le_put(img + 0x236, 2, 0);
+    kova_le_put(img + 0x236, 2, 0);
     CHECK(bzimage_parse(img, ksz, &k, &why) == -ENOEXEC); /* no 64-bit entry */
-    le_put(img + 0x236, 2, 0x7f);
-    le_put(img + 0x206, 2, 0x0209);
+    kova_le_put(img + 0x236, 2, 0x7f);
+    kova_le_put(img + 0x206, 2, 0x0209);
     CHECK(bzimage_parse(img, ksz, &k, &why) == -ENOEXEC); /* too old */
-    le_put(img + 0x206, 2, 0x020f);
+    kova_le_put(img + 0x206, 2, 0x020f);
     img[0x1f1] = 200; /* setup larger than the file */
     CHECK(bzimage_parse(img, ksz, &k, &why) == -ENOEXEC);
     img[0x1f1] = 1;
@@ -428,31 +428,31 @@ static void test_legacy(void)
 static uint32_t conf(struct pci_host *h, unsigned slot, unsigned off, unsigned size)
 {
     uint8_t a[4], d[4];
-    le_put(a, 4, 0x80000000U | (slot << 11) | (off & 0xfc));
+    kova_le_put(a, 4, 0x80000000U | (slot << 11) | (off & 0xfc));
     pci_conf1_ops.write(h, 0, a, 4);
     pci_conf1_ops.read(h, 4 + (off & 3), d, size);
-    return (uint32_t)le_get(d, size);
+    return (uint32_t)kova_le_get(d, size);
 }
 static void conf_w(struct pci_host *h, unsigned slot, unsigned off, unsigned size, uint32_t v)
 {
     uint8_t a[4], d[4];
-    le_put(a, 4, 0x80000000U | (slot << 11) | (off & 0xfc));
+    kova_le_put(a, 4, 0x80000000U | (slot << 11) | (off & 0xfc));
     pci_conf1_ops.write(h, 0, a, 4);
-    le_put(d, 4, v);
+    kova_le_put(d, 4, v);
     pci_conf1_ops.write(h, 4 + (off & 3), d, size);
 }
 
 static void mmio_w(struct bus *mmio, uint64_t addr, unsigned size, uint64_t v)
 {
     uint8_t d[8];
-    le_put(d, size, v);
+    kova_le_put(d, size, v);
     bus_write(mmio, addr, d, size);
 }
 static uint64_t mmio_r(struct bus *mmio, uint64_t addr, unsigned size)
 {
     uint8_t d[8];
     bus_read(mmio, addr, d, size);
-    return le_get(d, size);
+    return kova_le_get(d, size);
 }
 
 static void test_pci_virtio(void)
@@ -530,29 +530,29 @@ static void test_pci_virtio(void)
     /* One good request of 32 bytes split over two descriptors. */
     uint8_t *d = gm_ptr(&gm, desc, 16 * 8);
     memset(gm_ptr(&gm, data, 64), 0, 64);
-    le_put(d + 0, 8, data);
-    le_put(d + 8, 4, 16);
-    le_put(d + 12, 2, 1 | 2); /* NEXT | WRITE */
-    le_put(d + 14, 2, 1);
-    le_put(d + 16, 8, data + 16);
-    le_put(d + 24, 4, 16);
-    le_put(d + 28, 2, 2);
+    kova_le_put(d + 0, 8, data);
+    kova_le_put(d + 8, 4, 16);
+    kova_le_put(d + 12, 2, 1 | 2); /* NEXT | WRITE */
+    kova_le_put(d + 14, 2, 1);
+    kova_le_put(d + 16, 8, data + 16);
+    kova_le_put(d + 24, 4, 16);
+    kova_le_put(d + 28, 2, 2);
     uint8_t *av = gm_ptr(&gm, avail, 64), *us = gm_ptr(&gm, used, 128);
-    le_put(av + 4, 2, 0);
-    le_put(av + 2, 2, 1);
+    kova_le_put(av + 4, 2, 0);
+    kova_le_put(av + 2, 2, 1);
     mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
-    CHECK(le_get(us + 2, 2) == 1);
-    CHECK(le_get(us + 4, 4) == 0 && le_get(us + 8, 4) == 32);
+    CHECK(kova_le_get(us + 2, 2) == 1);
+    CHECK(kova_le_get(us + 4, 4) == 0 && kova_le_get(us + 8, 4) == 32);
     uint8_t zero[32] = {0};
     CHECK(memcmp(gm_ptr(&gm, data, 32), zero, 32) != 0);
     CHECK(rec.msis == 1 && rec.msi_addr == 0xfee00000 && rec.msi_data == 0x41);
 
     /* Masked vector: pending, delivered on unmask. */
     mmio_w(&mmio, tbl + 12, 4, 1);
-    le_put(av + 6, 2, 0);
-    le_put(av + 2, 2, 2);
+    kova_le_put(av + 6, 2, 0);
+    kova_le_put(av + 2, 2, 2);
     mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
-    CHECK(le_get(us + 2, 2) == 2 && rec.msis == 1);
+    CHECK(kova_le_get(us + 2, 2) == 2 && rec.msis == 1);
     CHECK(mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 2);
     mmio_w(&mmio, tbl + 12, 4, 0);
     CHECK(rec.msis == 2 && mmio_r(&mmio, bar + VPCI_PBA_OFF, 8) == 0);
@@ -582,15 +582,15 @@ static void test_pci_virtio(void)
         mmio_w(&mmio, cc + 0x30, 8, used);
         mmio_w(&mmio, cc + 0x1c, 2, 1);
         mmio_w(&mmio, cc + 0x14, 1, 1 | 2 | 4 | 8);
-        le_put(d, 8, bad[i].addr);
-        le_put(d + 8, 4, bad[i].len);
-        le_put(d + 12, 2, bad[i].flags);
-        le_put(d + 14, 2, bad[i].next);
+        kova_le_put(d, 8, bad[i].addr);
+        kova_le_put(d + 8, 4, bad[i].len);
+        kova_le_put(d + 12, 2, bad[i].flags);
+        kova_le_put(d + 14, 2, bad[i].next);
         memset(us, 0, 128);
-        le_put(av + 4, 2, 0);
-        le_put(av + 2, 2, 1);
+        kova_le_put(av + 4, 2, 0);
+        kova_le_put(av + 2, 2, 1);
         mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
-        CHECK(le_get(us + 2, 2) == 0);
+        CHECK(kova_le_get(us + 2, 2) == 0);
         CHECK(mmio_r(&mmio, cc + 0x14, 1) & 0x40); /* DEVICE_NEEDS_RESET */
     }
     /* Bad ring placement and queue sizes are refused at enable time. */
@@ -610,7 +610,7 @@ static void test_pci_virtio(void)
     mmio_w(&mmio, cc + 0x30, 8, used);
     mmio_w(&mmio, cc + 0x1c, 2, 1);
     mmio_w(&mmio, cc + 0x14, 1, 15);
-    le_put(av + 2, 2, 100);
+    kova_le_put(av + 2, 2, 100);
     mmio_w(&mmio, bar + VPCI_NOTIFY_OFF, 2, 0);
     CHECK(mmio_r(&mmio, cc + 0x14, 1) & 0x40);
     /* Unaligned / odd accesses to the BAR are ignored. */
@@ -643,40 +643,40 @@ static void test_virtq_features(void)
     CHECK(virtq_enable(&vq, &gm) == 0);
 
     /* Empty ring: avail_event (after the used ring) asks for a notification at index 0. */
-    le_put(us + 4 + 8 * 8, 2, 0xbeef);
+    kova_le_put(us + 4 + 8 * 8, 2, 0xbeef);
     CHECK(virtq_pop(&vq, &gm, &c) == 0);
-    CHECK(le_get(us + 4 + 8 * 8, 2) == 0);
+    CHECK(kova_le_get(us + 4 + 8 * 8, 2) == 0);
 
     /* One indirect table of three descriptors: header, data (writable), status. */
-    le_put(t + 0, 8, data);
-    le_put(t + 8, 4, 16);
-    le_put(t + 12, 2, 1);
-    le_put(t + 14, 2, 1);
-    le_put(t + 32, 8, data + 512);
-    le_put(t + 40, 4, 1);
-    le_put(t + 44, 2, 2);
-    le_put(t + 16, 8, data + 16);
-    le_put(t + 24, 4, 4096);
-    le_put(t + 28, 2, 1 | 2);
-    le_put(t + 30, 2, 2);
-    le_put(d + 0, 8, tbl);
-    le_put(d + 8, 4, 48);
-    le_put(d + 12, 2, 4);
-    le_put(av + 4, 2, 0);
-    le_put(av + 2, 2, 1);
+    kova_le_put(t + 0, 8, data);
+    kova_le_put(t + 8, 4, 16);
+    kova_le_put(t + 12, 2, 1);
+    kova_le_put(t + 14, 2, 1);
+    kova_le_put(t + 32, 8, data + 512);
+    kova_le_put(t + 40, 4, 1);
+    kova_le_put(t + 44, 2, 2);
+    kova_le_put(t + 16, 8, data + 16);
+    kova_le_put(t + 24, 4, 4096);
+    kova_le_put(t + 28, 2, 1 | 2);
+    kova_le_put(t + 30, 2, 2);
+    kova_le_put(d + 0, 8, tbl);
+    kova_le_put(d + 8, 4, 48);
+    kova_le_put(d + 12, 2, 4);
+    kova_le_put(av + 4, 2, 0);
+    kova_le_put(av + 2, 2, 1);
     CHECK(virtq_pop(&vq, &gm, &c) == 1);
     CHECK(c.head == 0 && c.n == 3 && c.readable == 16 && c.writable == 4097);
     CHECK(c.buf[1].ptr == gm_ptr(&gm, data + 16, 1) && c.buf[1].writable);
     /* Busy: popping an empty ring again re-arms avail_event at the next index. */
-    CHECK(virtq_pop(&vq, &gm, &c) == 0 && le_get(us + 4 + 8 * 8, 2) == 1);
+    CHECK(virtq_pop(&vq, &gm, &c) == 0 && kova_le_get(us + 4 + 8 * 8, 2) == 1);
 
     /* used_event: an interrupt only when the used index passes it. */
-    le_put(av + 4 + 2 * 8, 2, 0); /* used_event = 0: interrupt for used entry 0 */
+    kova_le_put(av + 4 + 2 * 8, 2, 0); /* used_event = 0: interrupt for used entry 0 */
     virtq_push(&vq, 0, 17);
-    CHECK(virtq_should_notify(&vq));  /* first decision: always */
-    CHECK(!virtq_should_notify(&vq)); /* nothing new used */
-    le_put(av + 4 + 2 * 8, 2, 5);     /* driver wants one once entry 5 is used */
-    virtq_push(&vq, 0, 1);            /* used idx 2 */
+    CHECK(virtq_should_notify(&vq));   /* first decision: always */
+    CHECK(!virtq_should_notify(&vq));  /* nothing new used */
+    kova_le_put(av + 4 + 2 * 8, 2, 5); /* driver wants one once entry 5 is used */
+    virtq_push(&vq, 0, 1);             /* used idx 2 */
     CHECK(!virtq_should_notify(&vq));
     virtq_push(&vq, 0, 1);
     virtq_push(&vq, 0, 1);
@@ -712,14 +712,14 @@ static void test_virtq_features(void)
         vq.used_gpa = used;
         vq.indirect = bad[i].negotiated;
         CHECK(virtq_enable(&vq, &gm) == 0);
-        le_put(d + 0, 8, bad[i].addr);
-        le_put(d + 8, 4, bad[i].len);
-        le_put(d + 12, 2, bad[i].flags);
-        le_put(t + 0, 8, data);
-        le_put(t + 8, 4, 16);
-        le_put(t + 12, 2, bad[i].t0flags);
-        le_put(t + 14, 2, bad[i].t0next);
-        le_put(av + 2, 2, 1);
+        kova_le_put(d + 0, 8, bad[i].addr);
+        kova_le_put(d + 8, 4, bad[i].len);
+        kova_le_put(d + 12, 2, bad[i].flags);
+        kova_le_put(t + 0, 8, data);
+        kova_le_put(t + 8, 4, 16);
+        kova_le_put(t + 12, 2, bad[i].t0flags);
+        kova_le_put(t + 14, 2, bad[i].t0next);
+        kova_le_put(av + 2, 2, 1);
         int r = virtq_pop(&vq, &gm, &c);
         if (i == sizeof(bad) / sizeof(bad[0]) - 1)
             CHECK(r == 1 && c.n == 1 && c.writable == 16);
@@ -995,35 +995,35 @@ static void test_control(void)
                          "\x01\x02\xff",
                          "null"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        CHECK(!reply_ok(ctl_handle_line(bad[i], strlen(bad[i]), echo_handler, &calls)));
+        CHECK(!reply_ok(kova_ctl_handle_line(bad[i], strlen(bad[i]), echo_handler, &calls)));
     CHECK(calls == 0);
-    CHECK(reply_ok(ctl_handle_line("{\"cmd\":\"status\"}", 16, echo_handler, &calls)));
-    CHECK(!reply_ok(ctl_handle_line("{\"cmd\":\"frobnicate\"}", 20, echo_handler, &calls)));
+    CHECK(reply_ok(kova_ctl_handle_line("{\"cmd\":\"status\"}", 16, echo_handler, &calls)));
+    CHECK(!reply_ok(kova_ctl_handle_line("{\"cmd\":\"frobnicate\"}", 20, echo_handler, &calls)));
     CHECK(calls == 2);
     const char *with_id = "{\"cmd\":\"status\",\"id\":7}";
-    json_t *r = ctl_handle_line(with_id, strlen(with_id), echo_handler, &calls);
+    json_t *r = kova_ctl_handle_line(with_id, strlen(with_id), echo_handler, &calls);
     CHECK(json_integer_value(json_object_get(r, "id")) == 7);
     json_decref(r);
 
     /* Through a socket: a malformed line, an overlong line, then a good one. */
-    struct ctl_server s;
-    ctl_init(&s);
+    struct kova_ctl_server s;
+    kova_ctl_init(&s);
     int sv[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-    CHECK(ctl_add_client(&s, sv[0]) == 0);
-    char *big = malloc(CTL_LINE_MAX + 100);
-    memset(big, 'a', CTL_LINE_MAX + 99);
-    big[CTL_LINE_MAX + 99] = '\n';
+    CHECK(kova_ctl_add_client(&s, sv[0]) == 0);
+    char *big = malloc(KOVA_CTL_LINE_MAX + 100);
+    memset(big, 'a', KOVA_CTL_LINE_MAX + 99);
+    big[KOVA_CTL_LINE_MAX + 99] = '\n';
     CHECK(write(sv[1], "garbage\n", 8) == 8);
-    CHECK(write(sv[1], big, CTL_LINE_MAX + 100) == CTL_LINE_MAX + 100);
+    CHECK(write(sv[1], big, KOVA_CTL_LINE_MAX + 100) == KOVA_CTL_LINE_MAX + 100);
     CHECK(write(sv[1], "{\"cmd\":\"status\"}\n", 17) == 17);
     free(big);
     for (int i = 0; i < 20; i++) {
-        struct pollfd pfd[CTL_MAX_CLIENTS + 1];
-        size_t n = ctl_pollfds(&s, pfd, CTL_MAX_CLIENTS + 1);
+        struct pollfd pfd[KOVA_CTL_MAX_CLIENTS + 1];
+        size_t n = kova_ctl_pollfds(&s, pfd, KOVA_CTL_MAX_CLIENTS + 1);
         if (poll(pfd, n, 0) <= 0)
             break;
-        ctl_process(&s, pfd, n, echo_handler, &calls);
+        kova_ctl_process(&s, pfd, n, echo_handler, &calls);
     }
     char out[1024] = {0};
     ssize_t got = read(sv[1], out, sizeof(out) - 1);
@@ -1033,7 +1033,7 @@ static void test_control(void)
     CHECK(l1 && strstr(l1, "malformed"));
     CHECK(l2 && strstr(l2, "too long"));
     CHECK(l3 && strstr(l3, "\"ok\":true"));
-    ctl_close(&s);
+    kova_ctl_close(&s);
     close(sv[1]);
 }
 

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kova/common.h" /* kova_le_get/kova_le_put for device register files */
+
 struct bus_ops {
     /* off is relative to the range base; data holds size bytes (little endian). */
     void (*read)(void *opaque, uint64_t off, uint8_t *data, uint32_t size);
@@ -42,19 +44,5 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_
  * all-ones), -EINVAL for a size outside 1..8. Never fatal. */
 int bus_read(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t size);
 int bus_write(struct bus *bus, uint64_t addr, const uint8_t *data, uint32_t size);
-
-/* Little-endian helpers for device register files. */
-static inline uint64_t le_get(const uint8_t *p, uint32_t size)
-{
-    uint64_t v = 0;
-    for (uint32_t i = 0; i < size && i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-static inline void le_put(uint8_t *p, uint32_t size, uint64_t v)
-{
-    for (uint32_t i = 0; i < size && i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 
 #endif

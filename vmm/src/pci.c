@@ -5,38 +5,21 @@
 #include <errno.h>
 #include <string.h>
 
-#define PCI_COMMAND    0x04
-#define PCI_CMD_MEMORY 0x02
-#define PCI_BAR0       0x10
-
-static void put(uint8_t *p, uint32_t size, uint32_t v)
-{
-    for (uint32_t i = 0; i < size; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get(const uint8_t *p, uint32_t size)
-{
-    uint32_t v = 0;
-    for (uint32_t i = 0; i < size; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
 void pci_dev_init(struct pci_dev *dev, uint16_t vendor, uint16_t device, uint32_t class_code,
                   uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id)
 {
     memset(dev->cfg, 0, sizeof(dev->cfg));
     memset(dev->wmask, 0, sizeof(dev->wmask));
-    put(dev->cfg + 0x00, 2, vendor);
-    put(dev->cfg + 0x02, 2, device);
+    kova_le_put(dev->cfg + 0x00, 2, vendor);
+    kova_le_put(dev->cfg + 0x02, 2, device);
     dev->cfg[0x08] = revision;
-    put(dev->cfg + 0x09, 3, class_code);
-    put(dev->cfg + 0x2c, 2, subsys_vendor);
-    put(dev->cfg + 0x2e, 2, subsys_id);
-    put(dev->wmask + PCI_COMMAND, 2, 0x0406); /* memory, bus master, INTx disable */
-    dev->wmask[0x0c] = 0xff;                  /* cache line size */
-    dev->wmask[0x0d] = 0xff;                  /* latency timer */
-    dev->wmask[0x3c] = 0xff;                  /* interrupt line */
+    kova_le_put(dev->cfg + 0x09, 3, class_code);
+    kova_le_put(dev->cfg + 0x2c, 2, subsys_vendor);
+    kova_le_put(dev->cfg + 0x2e, 2, subsys_id);
+    kova_le_put(dev->wmask + PCI_COMMAND, 2, 0x0406); /* memory, bus master, INTx disable */
+    dev->wmask[0x0c] = 0xff;                          /* cache line size */
+    dev->wmask[0x0d] = 0xff;                          /* latency timer */
+    dev->wmask[0x3c] = 0xff;                          /* interrupt line */
 }
 
 void pci_dev_set_bar(struct pci_dev *dev, unsigned n, uint32_t size, const struct bus_ops *ops,
@@ -45,7 +28,7 @@ void pci_dev_set_bar(struct pci_dev *dev, unsigned n, uint32_t size, const struc
     dev->bar_size[n] = size;
     dev->bar_ops[n] = ops;
     dev->bar_opaque[n] = opaque;
-    put(dev->wmask + PCI_BAR0 + 4 * n, 4, ~(size - 1) & ~0xfU);
+    kova_le_put(dev->wmask + PCI_BAR0 + 4 * n, 4, ~(size - 1) & ~0xfU);
 }
 
 static struct pci_dev *dev_at(struct pci_host *h, unsigned slot)
@@ -61,7 +44,8 @@ uint32_t pci_cfg_read(struct pci_host *h, unsigned slot, uint32_t off, uint32_t 
         return 0xffffffffU;
     pthread_mutex_lock(&h->lock);
     struct pci_dev *d = dev_at(h, slot);
-    uint32_t v = d ? get(d->cfg + off, size) : (size == 4 ? 0xffffffffU : (1U << (8 * size)) - 1);
+    uint32_t v = d ? (uint32_t)kova_le_get(d->cfg + off, size)
+                   : (size == 4 ? 0xffffffffU : (1U << (8 * size)) - 1);
     pthread_mutex_unlock(&h->lock);
     return v;
 }
@@ -99,13 +83,13 @@ static void conf1_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
         if ((a & 0x80000000U) && bus == 0 && fn == 0)
             v = pci_cfg_read(h, slot, (a & 0xfc) + (uint32_t)(off - 4), size);
     }
-    put(data, size, v);
+    kova_le_put(data, size, v);
 }
 
 static void conf1_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
 {
     struct pci_host *h = opaque;
-    uint32_t v = get(data, size);
+    uint32_t v = (uint32_t)kova_le_get(data, size);
     if (off == 0 && size == 4) {
         pthread_mutex_lock(&h->lock);
         h->conf_addr = v & 0x80fffffcU;
@@ -135,7 +119,7 @@ static int bar_lookup(struct pci_host *h, uint64_t addr, uint32_t size, const st
         for (unsigned b = 0; b < PCI_BARS; b++) {
             if (!d->bar_size[b])
                 continue;
-            uint64_t base = get(d->cfg + PCI_BAR0 + 4 * b, 4) & ~0xfU;
+            uint64_t base = kova_le_get(d->cfg + PCI_BAR0 + 4 * b, 4) & ~0xfU;
             if (addr >= base && addr - base < d->bar_size[b] &&
                 size <= d->bar_size[b] - (addr - base)) {
                 *ops = d->bar_ops[b];
@@ -206,7 +190,7 @@ int pci_host_add(struct pci_host *h, struct pci_dev *dev)
         uint64_t base = (h->next_bar + size - 1) & ~((uint64_t)size - 1);
         if (base + size > MMIO_PCI_END)
             return -ENOSPC;
-        put(dev->cfg + PCI_BAR0 + 4 * b, 4, (uint32_t)base);
+        kova_le_put(dev->cfg + PCI_BAR0 + 4 * b, 4, (uint32_t)base);
         h->next_bar = base + size;
     }
     h->slots[slot] = dev;

@@ -12,6 +12,11 @@
 #define PCI_SLOTS 32
 #define PCI_BARS  6
 
+/* Type-0 configuration header fields used by the devices */
+#define PCI_COMMAND    0x04
+#define PCI_CMD_MEMORY 0x02
+#define PCI_BAR0       0x10
+
 struct pci_dev;
 
 struct pci_dev {

@@ -169,3 +169,59 @@ bool virtq_should_notify(struct virtq *vq)
     uint16_t used_event = ld16(vq->avail + 4 + 2 * (size_t)vq->size);
     return !valid || (uint16_t)(now - used_event - 1) < (uint16_t)(now - old);
 }
+
+int vq_chain_iov(const struct vq_chain *c, bool writable, uint64_t skip, uint64_t len,
+                 struct iovec *iov)
+{
+    uint64_t have = writable ? c->writable : c->readable;
+    if (skip > have || len > have - skip)
+        return -EINVAL;
+    int k = 0;
+    for (unsigned i = 0; i < c->n && len; i++) {
+        const struct vq_buf *b = &c->buf[i];
+        if (b->writable != writable)
+            continue;
+        if (skip >= b->len) {
+            skip -= b->len;
+            continue;
+        }
+        uint64_t m = b->len - skip;
+        if (m > len)
+            m = len;
+        iov[k].iov_base = b->ptr + skip;
+        iov[k].iov_len = (size_t)m;
+        k++;
+        len -= m;
+        skip = 0;
+    }
+    return k;
+}
+
+/* Copies between the chain and out (out != NULL: from the chain) or in (into the chain). */
+static int chain_copy(const struct vq_chain *c, bool writable, uint64_t skip, uint8_t *out,
+                      const uint8_t *in, size_t len)
+{
+    struct iovec iov[VQ_MAX_CHAIN];
+    int n = vq_chain_iov(c, writable, skip, len, iov);
+    for (int i = 0; i < n; i++) {
+        if (out) {
+            memcpy(out, iov[i].iov_base, iov[i].iov_len);
+            out += iov[i].iov_len;
+        } else {
+            memcpy(iov[i].iov_base, in, iov[i].iov_len);
+            in += iov[i].iov_len;
+        }
+    }
+    return n < 0 ? n : 0;
+}
+
+int vq_chain_copy_from(const struct vq_chain *c, bool writable, uint64_t skip, void *dst,
+                       size_t len)
+{
+    return chain_copy(c, writable, skip, dst, NULL, len);
+}
+
+int vq_chain_copy_to(const struct vq_chain *c, uint64_t skip, const void *src, size_t len)
+{
+    return chain_copy(c, true, skip, NULL, src, len);
+}

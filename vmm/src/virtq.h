@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "mem.h"
 
@@ -58,6 +59,16 @@ void virtq_reset(struct virtq *vq, uint16_t max_size);
  * With EVENT_IDX, finding the ring empty asks the driver (avail_event) to notify on its next
  * buffer, then looks once more, so a caller that sleeps after 0 misses no notification. */
 int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c);
+/* The chain's readable (writable false) or writable bytes [skip, skip + len) as iovecs (at most
+ * VQ_MAX_CHAIN, empty pieces left out): their count, or -EINVAL when the chain has fewer such
+ * bytes (nothing is filled then). The only place that walks a popped chain's buffers. */
+int vq_chain_iov(const struct vq_chain *c, bool writable, uint64_t skip, uint64_t len,
+                 struct iovec *iov);
+/* Copies those bytes out of the chain into dst, or len bytes of src into the chain's writable
+ * bytes from offset skip: 0 or -EINVAL (as vq_chain_iov; nothing copied then). */
+int vq_chain_copy_from(const struct vq_chain *c, bool writable, uint64_t skip, void *dst,
+                       size_t len);
+int vq_chain_copy_to(const struct vq_chain *c, uint64_t skip, const void *src, size_t len);
 /* Returns chain head with len bytes written to the used ring. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 /* Whether the driver wants an interrupt for the buffers used since the last call

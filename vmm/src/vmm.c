@@ -4,7 +4,6 @@
 #include "kova/vmm_control.h"
 #include "boot.h"
 #include "cli.h"
-#include "control.h"
 #include "log.h"
 #include "virtio_blk.h"
 #include "vm.h"
@@ -165,8 +164,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     uint64_t stop_at = 0;
     struct blk_spec *specs = NULL; /* the --disk options, parsed */
     struct blk_disks disks = {0};
-    struct ctl_server ctl;
-    ctl_init(&ctl);
+    struct kova_ctl_server ctl;
+    kova_ctl_init(&ctl);
     struct vm *vm = calloc(1, sizeof(*vm));
     int level = KOVA_LOG_INFO;
     if (cfg->log_level)
@@ -236,7 +235,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             goto out;
         }
     }
-    if (cfg->control_socket && (r = ctl_listen(&ctl, cfg->control_socket)) < 0) {
+    if (cfg->control_socket && (r = kova_ctl_listen(&ctl, cfg->control_socket)) < 0) {
         log_err("cannot listen on %s: %s", cfg->control_socket, strerror(-r));
         rc = KOVA_VMM_EXIT_USAGE;
         goto out;
@@ -298,10 +297,10 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
                      (unsigned long long)cfg->memory_mib, cfg->kernel);
         vm_start(vm);
         for (;;) {
-            struct pollfd pfds[2 + 1 + CTL_MAX_CLIENTS];
+            struct pollfd pfds[2 + 1 + KOVA_CTL_MAX_CLIENTS];
             pfds[0] = (struct pollfd){.fd = vm->done_fd, .events = POLLIN};
             pfds[1] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
-            size_t n = 2 + ctl_pollfds(&ctl, pfds + 2, 1 + CTL_MAX_CLIENTS);
+            size_t n = 2 + kova_ctl_pollfds(&ctl, pfds + 2, 1 + KOVA_CTL_MAX_CLIENTS);
             if (poll(pfds, n, -1) < 0) {
                 if (errno == EINTR)
                     continue;
@@ -317,7 +316,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             }
             if (pfds[0].revents)
                 break;
-            ctl_process(&ctl, pfds + 2, n - 2, handle, &m);
+            kova_ctl_process(&ctl, pfds + 2, n - 2, handle, &m);
         }
         enum vm_state st = vm->state;
         uint64_t stop_ns = vm->stop_ns;
@@ -352,7 +351,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         break;
     }
 out:
-    ctl_close(&ctl);
+    kova_ctl_close(&ctl);
     if (console_fd >= 0)
         close(console_fd);
     if (sig_fd >= 0)

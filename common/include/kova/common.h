@@ -49,6 +49,21 @@ bool kova_is_uuid(const char *s);
 /* The same in lowercase only: the form kova writes, and the only one that names a path. */
 bool kova_is_uuid_lower(const char *s);
 
+/* ---- little-endian fields (PCI config space, virtio, fw_cfg, ACPI): size 0..8 bytes; bytes past
+ * the 8th are ignored. ---- */
+static inline uint64_t kova_le_get(const uint8_t *p, uint32_t size)
+{
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < size && i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+static inline void kova_le_put(uint8_t *p, uint32_t size, uint64_t v)
+{
+    for (uint32_t i = 0; i < size && i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 /* ---- the console log writer (kova-vmm's serial port writes the guest console through it) ----
  * Rotated at 2 MiB with 3 backups (console.log.0 newest .. .2 oldest), as virtlogd does for
  * Nova. */

@@ -93,58 +93,6 @@ static unsigned first_writable(const struct vq_chain *c)
     return i;
 }
 
-/* Copies len bytes at offset skip of the chain's readable (or writable) bytes into dst. The
- * caller checked that they exist. */
-static void chain_read(const struct vq_chain *c, bool writable, uint64_t skip, void *dst,
-                       size_t len)
-{
-    uint8_t *o = dst;
-    for (unsigned i = 0; i < c->n && len; i++) {
-        const struct vq_buf *b = &c->buf[i];
-        if (b->writable != writable)
-            continue;
-        if (skip >= b->len) {
-            skip -= b->len;
-            continue;
-        }
-        size_t k = b->len - skip;
-        if (k > len)
-            k = len;
-        memcpy(o, b->ptr + skip, k);
-        o += k;
-        len -= k;
-        skip = 0;
-    }
-}
-
-/* Fills iov with the chain's readable (or writable) bytes [skip, skip + len). Returns the number
- * of entries; the caller checked that the bytes exist. */
-static int chain_iov(const struct vq_chain *c, bool writable, uint64_t skip, uint64_t len,
-                     struct iovec *iov)
-{
-    int k = 0;
-    for (unsigned i = 0; i < c->n && len; i++) {
-        const struct vq_buf *b = &c->buf[i];
-        if (b->writable != writable)
-            continue;
-        if (skip >= b->len) {
-            skip -= b->len;
-            continue;
-        }
-        uint64_t m = b->len - skip;
-        if (m > len)
-            m = len;
-        if (m) {
-            iov[k].iov_base = b->ptr + skip;
-            iov[k].iov_len = (size_t)m;
-            k++;
-        }
-        len -= m;
-        skip = 0;
-    }
-    return k;
-}
-
 /* The status byte: the last writable byte of the chain. NULL when there is none. */
 static uint8_t *status_byte(const struct vq_chain *c)
 {
@@ -177,7 +125,9 @@ static uint8_t do_rw(const struct blk_backend *be, const struct vq_chain *c, uin
     if (len == 0)
         return VIRTIO_BLK_S_OK;
     struct iovec iov[VQ_MAX_CHAIN];
-    int n = chain_iov(c, in, in ? 0 : BLK_HDR_LEN, len, iov);
+    int n = vq_chain_iov(c, in, in ? 0 : BLK_HDR_LEN, len, iov);
+    if (n < 0)
+        return VIRTIO_BLK_S_IOERR;
     uint64_t off = sector * BLK_SECTOR;
     int r;
     if (n == 1) /* the plain calls let requests to allocated clusters run in parallel */
@@ -208,11 +158,11 @@ static uint8_t do_discard_zeroes(const struct blk_backend *be, const struct vq_c
         return VIRTIO_BLK_S_IOERR;
     unsigned nseg = (unsigned)(payload / BLK_DZ_SEG_LEN);
     uint8_t segs[BLK_MAX_DZ_SEG][BLK_DZ_SEG_LEN];
-    chain_read(c, false, BLK_HDR_LEN, segs, payload);
+    vq_chain_copy_from(c, false, BLK_HDR_LEN, segs, payload);
     for (unsigned i = 0; i < nseg; i++) {
-        uint64_t sector = le_get(segs[i], 8);
-        uint32_t nsect = (uint32_t)le_get(segs[i] + 8, 4);
-        uint32_t flags = (uint32_t)le_get(segs[i] + 12, 4);
+        uint64_t sector = kova_le_get(segs[i], 8);
+        uint32_t nsect = (uint32_t)kova_le_get(segs[i] + 8, 4);
+        uint32_t flags = (uint32_t)kova_le_get(segs[i] + 12, 4);
         if (flags & ~BLK_DZ_F_UNMAP)
             return VIRTIO_BLK_S_UNSUPP;
         if (type == VIRTIO_BLK_T_DISCARD && flags)
@@ -221,8 +171,8 @@ static uint8_t do_discard_zeroes(const struct blk_backend *be, const struct vq_c
             return VIRTIO_BLK_S_IOERR;
     }
     for (unsigned i = 0; i < nseg; i++) {
-        uint64_t off = le_get(segs[i], 8) * BLK_SECTOR;
-        uint64_t len = le_get(segs[i] + 8, 4) * BLK_SECTOR;
+        uint64_t off = kova_le_get(segs[i], 8) * BLK_SECTOR;
+        uint64_t len = kova_le_get(segs[i] + 8, 4) * BLK_SECTOR;
         if (!len)
             continue;
         int r = type == VIRTIO_BLK_T_DISCARD ? kova_disk_discard(be->disk, off, len)
@@ -247,9 +197,9 @@ uint32_t blk_request(const struct blk_backend *be, const struct vq_chain *c)
     uint8_t hdr[BLK_HDR_LEN];
     if (c->readable < BLK_HDR_LEN)
         goto out;
-    chain_read(c, false, 0, hdr, sizeof(hdr));
-    uint32_t type = (uint32_t)le_get(hdr, 4);
-    uint64_t sector = le_get(hdr + 8, 8);
+    vq_chain_copy_from(c, false, 0, hdr, sizeof(hdr));
+    uint32_t type = (uint32_t)kova_le_get(hdr, 4);
+    uint64_t sector = kova_le_get(hdr + 8, 8);
     switch (type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT:
@@ -276,13 +226,7 @@ uint32_t blk_request(const struct blk_backend *be, const struct vq_chain *c)
         data_len = c->writable - 1;
         if (data_len > VIRTIO_BLK_ID_BYTES)
             data_len = VIRTIO_BLK_ID_BYTES;
-        struct iovec iov[VQ_MAX_CHAIN];
-        int n = chain_iov(c, true, 0, data_len, iov);
-        const uint8_t *src = id;
-        for (int i = 0; i < n; i++) {
-            memcpy(iov[i].iov_base, src, iov[i].iov_len);
-            src += iov[i].iov_len;
-        }
+        vq_chain_copy_to(c, 0, id, data_len);
         st = VIRTIO_BLK_S_OK;
         break;
     }
@@ -418,15 +362,15 @@ static void blk_build_config(struct blk *b)
     if (gran < BLK_SECTOR)
         gran = BLK_SECTOR;
     memset(cfg, 0, BLK_CONFIG_LEN);
-    le_put(cfg + 0x00, 8, cap);
-    le_put(cfg + 0x0c, 4, BLK_SEG_MAX);
-    le_put(cfg + 0x14, 4, BLK_SECTOR); /* blk_size */
-    le_put(cfg + 0x22, 2, 1);          /* num_queues */
-    le_put(cfg + 0x24, 4, BLK_MAX_DZ_SECT);
-    le_put(cfg + 0x28, 4, BLK_MAX_DZ_SEG);
-    le_put(cfg + 0x2c, 4, gran / BLK_SECTOR);
-    le_put(cfg + 0x30, 4, BLK_MAX_DZ_SECT);
-    le_put(cfg + 0x34, 4, BLK_MAX_DZ_SEG);
+    kova_le_put(cfg + 0x00, 8, cap);
+    kova_le_put(cfg + 0x0c, 4, BLK_SEG_MAX);
+    kova_le_put(cfg + 0x14, 4, BLK_SECTOR); /* blk_size */
+    kova_le_put(cfg + 0x22, 2, 1);          /* num_queues */
+    kova_le_put(cfg + 0x24, 4, BLK_MAX_DZ_SECT);
+    kova_le_put(cfg + 0x28, 4, BLK_MAX_DZ_SEG);
+    kova_le_put(cfg + 0x2c, 4, gran / BLK_SECTOR);
+    kova_le_put(cfg + 0x30, 4, BLK_MAX_DZ_SECT);
+    kova_le_put(cfg + 0x34, 4, BLK_MAX_DZ_SEG);
     cfg[0x38] = 0; /* write_zeroes_may_unmap */
 }
 

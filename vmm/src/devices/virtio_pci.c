@@ -21,25 +21,9 @@
 #define STATUS_DRIVER_OK   0x04
 #define STATUS_FEATURES_OK 0x08
 #define STATUS_NEEDS_RESET 0x40
-#define PCI_COMMAND        0x04
-#define PCI_CMD_MEMORY     0x02
-#define PCI_BAR0           0x10
 
 #define MSIX_ENABLE  0x8000
 #define MSIX_MASKALL 0x4000
-
-static void put(uint8_t *p, uint32_t size, uint64_t v)
-{
-    for (uint32_t i = 0; i < size; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get(const uint8_t *p, uint32_t size)
-{
-    uint64_t v = 0;
-    for (uint32_t i = 0; i < size; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 static void vndr_cap(uint8_t *cfg, uint8_t at, uint8_t next, uint8_t len, uint8_t type,
                      uint32_t off, uint32_t length)
@@ -49,15 +33,15 @@ static void vndr_cap(uint8_t *cfg, uint8_t at, uint8_t next, uint8_t len, uint8_
     cfg[at + 2] = len;
     cfg[at + 3] = type;
     cfg[at + 4] = 0; /* BAR 0 */
-    put(cfg + at + 8, 4, off);
-    put(cfg + at + 12, 4, length);
+    kova_le_put(cfg + at + 8, 4, off);
+    kova_le_put(cfg + at + 12, 4, length);
 }
 
 /* MSI-X control word lives in PCI config space, guarded by the PCI host lock; the device reads
  * it without that lock (a single 16-bit load), which is all delivery needs. */
 static uint16_t msix_control(const struct virtio_pci_dev *d)
 {
-    return (uint16_t)get((const uint8_t *)d->pci.cfg + CAP_MSIX + 2, 2);
+    return (uint16_t)kova_le_get((const uint8_t *)d->pci.cfg + CAP_MSIX + 2, 2);
 }
 
 /* Raises vector vec through its irqfd, first routing it to (addr, data) when its route holds
@@ -142,7 +126,7 @@ static uint64_t bar0_base(const struct virtio_pci_dev *d)
 {
     if (!(d->pci.cfg[PCI_COMMAND] & PCI_CMD_MEMORY))
         return 0;
-    uint64_t b = get(d->pci.cfg + PCI_BAR0, 4) & ~0xfULL;
+    uint64_t b = kova_le_get(d->pci.cfg + PCI_BAR0, 4) & ~0xfULL;
     if (b < MMIO_PCI_START || b > MMIO_PCI_END - VPCI_BAR_SIZE)
         return 0;
     return b;
@@ -215,23 +199,24 @@ static void common_image(struct virtio_pci_dev *d, uint8_t *img)
 {
     memset(img, 0, CC_LEN);
     struct virtq *vq = d->queue_select < d->ops->num_queues ? &d->vq[d->queue_select] : NULL;
-    put(img + 0x00, 4, d->dfselect);
-    put(img + 0x04, 4, d->dfselect < 2 ? (uint32_t)(offered(d) >> (32 * d->dfselect)) : 0);
-    put(img + 0x08, 4, d->gfselect);
-    put(img + 0x0c, 4, d->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * d->gfselect)) : 0);
-    put(img + 0x10, 2, d->msix_config);
-    put(img + 0x12, 2, d->ops->num_queues);
+    kova_le_put(img + 0x00, 4, d->dfselect);
+    kova_le_put(img + 0x04, 4, d->dfselect < 2 ? (uint32_t)(offered(d) >> (32 * d->dfselect)) : 0);
+    kova_le_put(img + 0x08, 4, d->gfselect);
+    kova_le_put(img + 0x0c, 4,
+                d->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * d->gfselect)) : 0);
+    kova_le_put(img + 0x10, 2, d->msix_config);
+    kova_le_put(img + 0x12, 2, d->ops->num_queues);
     img[0x14] = d->status;
     img[0x15] = d->config_generation;
-    put(img + 0x16, 2, d->queue_select);
+    kova_le_put(img + 0x16, 2, d->queue_select);
     if (vq) {
-        put(img + 0x18, 2, vq->size);
-        put(img + 0x1a, 2, vq->msix_vector);
-        put(img + 0x1c, 2, vq->enabled);
-        put(img + 0x1e, 2, d->queue_select); /* queue_notify_off */
-        put(img + 0x20, 8, vq->desc_gpa);
-        put(img + 0x28, 8, vq->avail_gpa);
-        put(img + 0x30, 8, vq->used_gpa);
+        kova_le_put(img + 0x18, 2, vq->size);
+        kova_le_put(img + 0x1a, 2, vq->msix_vector);
+        kova_le_put(img + 0x1c, 2, vq->enabled);
+        kova_le_put(img + 0x1e, 2, d->queue_select); /* queue_notify_off */
+        kova_le_put(img + 0x20, 8, vq->desc_gpa);
+        kova_le_put(img + 0x28, 8, vq->avail_gpa);
+        kova_le_put(img + 0x30, 8, vq->used_gpa);
     }
 }
 
@@ -334,12 +319,12 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
         uint64_t rel = off - VPCI_MSIX_OFF;
         uint32_t *e = d->msix_table[rel / 16];
         unsigned w = (unsigned)(rel % 16) / 4;
-        put(data, 4, e[w]);
+        kova_le_put(data, 4, e[w]);
         if (size == 8 && w < 3)
-            put(data + 4, 4, e[w + 1]);
+            kova_le_put(data + 4, 4, e[w + 1]);
     } else if (off >= VPCI_PBA_OFF && off + size <= VPCI_PBA_OFF + 8) {
         uint8_t pba[8];
-        put(pba, 8, d->msix_pending);
+        kova_le_put(pba, 8, d->msix_pending);
         memcpy(data, pba + (off - VPCI_PBA_OFF), size);
     }
     pthread_mutex_unlock(&d->lock);
@@ -348,7 +333,7 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
 static void bar_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
 {
     struct virtio_pci_dev *d = opaque;
-    uint64_t v = get(data, size);
+    uint64_t v = kova_le_get(data, size);
     pthread_mutex_lock(&d->lock);
     if (off + size <= VPCI_COMMON_OFF + CC_LEN) {
         common_write(d, (uint32_t)off, size, v);
@@ -478,15 +463,15 @@ int virtio_pci_init(struct virtio_pci_dev *d, const struct virtio_dev_ops *ops, 
     /* MSI-X capability. */
     p->cfg[CAP_MSIX] = PCI_CAP_MSIX;
     p->cfg[CAP_MSIX + 1] = CAP_COMMON;
-    put(p->cfg + CAP_MSIX + 2, 2, d->msix_n - 1);
-    put(p->cfg + CAP_MSIX + 4, 4, VPCI_MSIX_OFF); /* BIR 0 */
-    put(p->cfg + CAP_MSIX + 8, 4, VPCI_PBA_OFF);
+    kova_le_put(p->cfg + CAP_MSIX + 2, 2, d->msix_n - 1);
+    kova_le_put(p->cfg + CAP_MSIX + 4, 4, VPCI_MSIX_OFF); /* BIR 0 */
+    kova_le_put(p->cfg + CAP_MSIX + 8, 4, VPCI_PBA_OFF);
     p->wmask[CAP_MSIX + 3] = (MSIX_ENABLE | MSIX_MASKALL) >> 8;
     /* virtio capabilities. */
     vndr_cap(p->cfg, CAP_COMMON, CAP_NOTIFY, 16, 1, VPCI_COMMON_OFF, CC_LEN);
     vndr_cap(p->cfg, CAP_NOTIFY, CAP_ISR, 20, 2, VPCI_NOTIFY_OFF,
              VPCI_NOTIFY_MUL * ops->num_queues);
-    put(p->cfg + CAP_NOTIFY + 16, 4, VPCI_NOTIFY_MUL);
+    kova_le_put(p->cfg + CAP_NOTIFY + 16, 4, VPCI_NOTIFY_MUL);
     vndr_cap(p->cfg, CAP_ISR, ops->config_len ? CAP_DEVICE : 0, 16, 3, VPCI_ISR_OFF, 1);
     if (ops->config_len)
         vndr_cap(p->cfg, CAP_DEVICE, 0, 16, 4, VPCI_DEVICE_OFF, ops->config_len);

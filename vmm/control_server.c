@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "control.h"
-#include "log.h"
+/* The control protocol's server side (kova/vmm_control.h): line framing, JSON parsing and the
+ * replies; what each command does is the caller's handler. */
+#include "kova/common.h"
+#include "kova/vmm_control.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,15 +13,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-void ctl_init(struct ctl_server *s)
+void kova_ctl_init(struct kova_ctl_server *s)
 {
     memset(s, 0, sizeof(*s));
     s->listen_fd = -1;
-    for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+    for (int i = 0; i < KOVA_CTL_MAX_CLIENTS; i++)
         s->clients[i].fd = -1;
 }
 
-int ctl_listen(struct ctl_server *s, const char *path)
+int kova_ctl_listen(struct kova_ctl_server *s, const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -42,9 +44,9 @@ int ctl_listen(struct ctl_server *s, const char *path)
     return 0;
 }
 
-int ctl_add_client(struct ctl_server *s, int fd)
+int kova_ctl_add_client(struct kova_ctl_server *s, int fd)
 {
-    for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+    for (int i = 0; i < KOVA_CTL_MAX_CLIENTS; i++) {
         if (s->clients[i].fd < 0) {
             s->clients[i].fd = fd;
             s->clients[i].len = 0;
@@ -55,12 +57,12 @@ int ctl_add_client(struct ctl_server *s, int fd)
     return -ENOSPC;
 }
 
-size_t ctl_pollfds(struct ctl_server *s, struct pollfd *pfds, size_t max)
+size_t kova_ctl_pollfds(struct kova_ctl_server *s, struct pollfd *pfds, size_t max)
 {
     size_t n = 0;
     if (s->listen_fd >= 0 && n < max)
         pfds[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
-    for (int i = 0; i < CTL_MAX_CLIENTS && n < max; i++)
+    for (int i = 0; i < KOVA_CTL_MAX_CLIENTS && n < max; i++)
         if (s->clients[i].fd >= 0)
             pfds[n++] = (struct pollfd){.fd = s->clients[i].fd, .events = POLLIN};
     return n;
@@ -71,7 +73,7 @@ static json_t *error_reply(const char *msg)
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-json_t *ctl_handle_line(const char *line, size_t len, ctl_handler h, void *opaque)
+json_t *kova_ctl_handle_line(const char *line, size_t len, kova_ctl_handler h, void *opaque)
 {
     json_error_t err;
     json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
@@ -94,14 +96,14 @@ json_t *ctl_handle_line(const char *line, size_t len, ctl_handler h, void *opaqu
     return reply;
 }
 
-static void drop(struct ctl_client *c)
+static void drop(struct kova_ctl_client *c)
 {
     close(c->fd);
     c->fd = -1;
     c->len = 0;
 }
 
-static void send_reply(struct ctl_client *c, json_t *reply)
+static void send_reply(struct kova_ctl_client *c, json_t *reply)
 {
     char *text = json_dumps(reply, JSON_COMPACT);
     json_decref(reply);
@@ -128,7 +130,7 @@ static void send_reply(struct ctl_client *c, json_t *reply)
     free(text);
 }
 
-static void client_input(struct ctl_client *c, ctl_handler h, void *opaque)
+static void client_input(struct kova_ctl_client *c, kova_ctl_handler h, void *opaque)
 {
     char tmp[1024];
     ssize_t r = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
@@ -148,7 +150,7 @@ static void client_input(struct ctl_client *c, ctl_handler h, void *opaque)
                 while (len > 0 && (c->buf[len - 1] == '\r' || c->buf[len - 1] == ' '))
                     len--;
                 if (len > 0)
-                    send_reply(c, ctl_handle_line(c->buf, len, h, opaque));
+                    send_reply(c, kova_ctl_handle_line(c->buf, len, h, opaque));
             }
             c->len = 0;
             c->overlong = 0;
@@ -161,29 +163,29 @@ static void client_input(struct ctl_client *c, ctl_handler h, void *opaque)
     }
 }
 
-void ctl_process(struct ctl_server *s, const struct pollfd *pfds, size_t n, ctl_handler h,
-                 void *opaque)
+void kova_ctl_process(struct kova_ctl_server *s, const struct pollfd *pfds, size_t n,
+                      kova_ctl_handler h, void *opaque)
 {
     for (size_t i = 0; i < n; i++) {
         if (!pfds[i].revents)
             continue;
         if (pfds[i].fd == s->listen_fd) {
             int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (fd >= 0 && ctl_add_client(s, fd) < 0) {
-                log_warn("control: too many clients");
+            if (fd >= 0 && kova_ctl_add_client(s, fd) < 0) {
+                kova_log(0, "control: too many clients");
                 close(fd);
             }
             continue;
         }
-        for (int k = 0; k < CTL_MAX_CLIENTS; k++)
+        for (int k = 0; k < KOVA_CTL_MAX_CLIENTS; k++)
             if (s->clients[k].fd == pfds[i].fd)
                 client_input(&s->clients[k], h, opaque);
     }
 }
 
-void ctl_close(struct ctl_server *s)
+void kova_ctl_close(struct kova_ctl_server *s)
 {
-    for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+    for (int i = 0; i < KOVA_CTL_MAX_CLIENTS; i++)
         if (s->clients[i].fd >= 0)
             drop(&s->clients[i]);
     if (s->listen_fd >= 0) {
