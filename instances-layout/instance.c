@@ -196,6 +196,17 @@ undo_disk:
     return rc;
 }
 
+/* The next entry of d into *e: 1, 0 at the end, or -errno of readdir (written to err naming
+ * what, the directory). */
+static int next_entry(DIR *d, const char *what, struct dirent **e, char *err, size_t errlen)
+{
+    errno = 0;
+    *e = readdir(d);
+    if (*e)
+        return 1;
+    return errno ? kova_err(err, errlen, -errno, "readdir %s: %s", what, strerror(errno)) : 0;
+}
+
 /* Removes everything in the directory `dfd` (which it closes), never following a symlink and
  * never crossing into another file system. */
 static int remove_tree(int dfd, dev_t dev, int depth, char *err, size_t errlen)
@@ -212,13 +223,9 @@ static int remove_tree(int dfd, dev_t dev, int depth, char *err, size_t errlen)
         return kova_err(err, errlen, rc, "fdopendir: %s", strerror(-rc));
     }
     for (;;) {
-        errno = 0;
-        struct dirent *e = readdir(d);
-        if (!e) {
-            if (errno)
-                rc = kova_err(err, errlen, -errno, "readdir: %s", strerror(errno));
+        struct dirent *e;
+        if ((rc = next_entry(d, "a directory", &e, err, errlen)) <= 0)
             break;
-        }
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         struct stat st;
@@ -334,13 +341,9 @@ int kova_layout_sweep_partial(const struct kova_layout *l, unsigned *removed, ch
         return rc;
     }
     for (;;) {
-        errno = 0;
-        struct dirent *e = readdir(d);
-        if (!e) {
-            if (errno)
-                rc = kova_err(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
+        struct dirent *e;
+        if ((rc = next_entry(d, inst_dir, &e, err, errlen)) <= 0)
             break;
-        }
         if (strncmp(e->d_name, PARTIAL_PREFIX, plen) != 0 || !kova_is_uuid_lower(e->d_name + plen))
             continue;
         struct stat st; /* only real directories (remove_entry would refuse the rest) */
@@ -384,13 +387,9 @@ int kova_layout_list_instances(const struct kova_layout *l, char (**uuids)[KOVA_
         return kova_err(err, errlen, -errno, "open %s: %s", inst_dir, strerror(errno));
     }
     for (;;) {
-        errno = 0;
-        struct dirent *e = readdir(d);
-        if (!e) {
-            if (errno)
-                rc = kova_err(err, errlen, -errno, "readdir %s: %s", inst_dir, strerror(errno));
+        struct dirent *e;
+        if ((rc = next_entry(d, inst_dir, &e, err, errlen)) <= 0)
             break;
-        }
         if (!kova_is_uuid_lower(e->d_name))
             continue;
         struct stat st;

@@ -13,16 +13,9 @@
 # Environment: KOVA_BUILD_DIR (default build/c), KOVA_ASSETS (default build/assets).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
 n=${1:-5}
-export KOVA_BUILD_DIR=${KOVA_BUILD_DIR:-$top/build/c}
-export KOVA_ASSETS=${KOVA_ASSETS:-$top/build/assets}
-# kova-nested-run decides where a stock kernel boots (the host's KVM only if it can; PVM cannot).
-if [ "${KOVA_BENCH_INSIDE:-0}" != 1 ]; then
-    [ -x "$KOVA_BUILD_DIR/agent/kova-agent" ] || { echo "build first ($KOVA_BUILD_DIR)" >&2; exit 1; }
-    export KOVA_BENCH_INSIDE=1
-    exec "$top/tests/nested/kova-nested-run" --timeout $((300 + n * 60)) --mem 3072 -- "$0" "$n"
-fi
+bench_in_test_vm agent/kova-agent $((300 + n * 60)) 3072 "$0" "$n"
 
 # the nested test VM starts with the loopback interface down
 if [ -r /sys/class/net/lo/flags ] && [ $(( $(cat /sys/class/net/lo/flags) & 1 )) = 0 ]; then

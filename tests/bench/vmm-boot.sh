@@ -13,15 +13,9 @@
 #              KOVA_BENCH_MEM (guest MiB, default 256), KOVA_BENCH_CPUS (default 1).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
 n=${1:-5}
-export KOVA_BUILD_DIR=${KOVA_BUILD_DIR:-$top/build/c}
-export KOVA_ASSETS=${KOVA_ASSETS:-$top/build/assets}
-if [ "${KOVA_BENCH_INSIDE:-0}" != 1 ]; then
-    [ -x "$KOVA_BUILD_DIR/vmm/kova-vmm" ] || { echo "build kova-vmm first ($KOVA_BUILD_DIR)" >&2; exit 1; }
-    export KOVA_BENCH_INSIDE=1
-    exec "$top/tests/nested/kova-nested-run" --timeout $((120 + n * 120)) --mem 2048 -- "$0" "$n"
-fi
+bench_in_test_vm vmm/kova-vmm $((120 + n * 120)) 2048 "$0" "$n"
 
 exec python3 - "$n" <<'PY'
 import os, signal, statistics, subprocess, sys, threading, time

@@ -10,17 +10,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
 assets=${KOVA_ASSETS:-$top/build/assets}
-passed=0
-failed=0
-check() {
-    if [ "$2" = 0 ]; then
-        echo "ok - $1"
-        passed=$((passed + 1))
-    else
-        echo "not ok - $1"
-        failed=$((failed + 1))
-    fi
-}
+. "$top/tests/common/check-lib.sh"
 
 "$top/tests/assets/build-assets.sh" || exit 1
 scratch=$(mktemp -d)
@@ -80,5 +70,4 @@ rc=$?
 check "power button: marker, then the guest powers off cleanly" \
     "$([ $rc = 0 ] && grep -q 'KOVA-GUEST-READY' "$scratch/3.log"; echo $?)"
 
-echo "guest: $passed passed, $failed failed"
-[ $failed = 0 ]
+check_finish guest

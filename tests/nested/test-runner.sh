@@ -12,17 +12,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
 run="$here/kova-nested-run"
 assets=${KOVA_ASSETS:-$top/build/assets}
-passed=0
-failed=0
-check() { # check NAME CONDITION-STATUS
-    if [ "$2" = 0 ]; then
-        echo "ok - $1"
-        passed=$((passed + 1))
-    else
-        echo "not ok - $1"
-        failed=$((failed + 1))
-    fi
-}
+. "$top/tests/common/check-lib.sh"
 
 mkdir -p "$assets"
 scratch=$(mktemp -d "$assets/runner-test.XXXXXX")
@@ -117,5 +107,4 @@ check "bad options give status 125" "$([ $? = 125 ]; echo $?)"
 "$run" --forward 80 -- true >/dev/null 2>&1
 check "a bad --forward gives status 125" "$([ $? = 125 ]; echo $?)"
 
-echo "runner: $passed passed, $failed failed"
-[ $failed = 0 ]
+check_finish runner

@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,39 +66,37 @@ static const struct bus_range *bus_find(const struct bus *bus, uint64_t addr, ui
     return NULL;
 }
 
-int bus_read(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t size)
+/* Both directions of an access: the size check, the lookup and the counting of what no device
+ * claims, in one place. data is only written for a read. */
+static int bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t size, bool write)
 {
     if (size == 0 || size > 8) {
         atomic_fetch_add(&bus->bad_size, 1);
         return -EINVAL;
     }
     const struct bus_range *r = bus_find(bus, addr, size);
-    if (!r || !r->ops->read) {
-        memset(data, 0xff, size);
-        unsigned long n = atomic_fetch_add(&bus->unknown_reads, 1);
+    if (!r || (write ? !r->ops->write : !r->ops->read)) {
+        if (!write)
+            memset(data, 0xff, size);
+        unsigned long n = atomic_fetch_add(write ? &bus->unknown_writes : &bus->unknown_reads, 1);
         if (n < 64)
-            log_debug("%s: unhandled read of %u at 0x%llx", bus->name, size,
+            log_debug("%s: unhandled %s of %u at 0x%llx", bus->name, write ? "write" : "read", size,
                       (unsigned long long)addr);
         return -ENOENT;
     }
-    r->ops->read(r->opaque, addr - r->base, data, size);
+    if (write)
+        r->ops->write(r->opaque, addr - r->base, data, size);
+    else
+        r->ops->read(r->opaque, addr - r->base, data, size);
     return 0;
+}
+
+int bus_read(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t size)
+{
+    return bus_access(bus, addr, data, size, false);
 }
 
 int bus_write(struct bus *bus, uint64_t addr, const uint8_t *data, uint32_t size)
 {
-    if (size == 0 || size > 8) {
-        atomic_fetch_add(&bus->bad_size, 1);
-        return -EINVAL;
-    }
-    const struct bus_range *r = bus_find(bus, addr, size);
-    if (!r || !r->ops->write) {
-        unsigned long n = atomic_fetch_add(&bus->unknown_writes, 1);
-        if (n < 64)
-            log_debug("%s: unhandled write of %u at 0x%llx", bus->name, size,
-                      (unsigned long long)addr);
-        return -ENOENT;
-    }
-    r->ops->write(r->opaque, addr - r->base, data, size);
-    return 0;
+    return bus_access(bus, addr, (uint8_t *)(uintptr_t)data, size, true);
 }

@@ -3,6 +3,7 @@
 #include "platform.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 void pci_dev_init(struct pci_dev *dev, uint16_t vendor, uint16_t device, uint32_t class_code,
@@ -67,21 +68,33 @@ void pci_cfg_write(struct pci_host *h, unsigned slot, uint32_t off, uint32_t siz
     pthread_mutex_unlock(&h->lock);
 }
 
+/* A data-port access at off (4..7) of 0xCF8: whether the address register (enable bit set, bus 0,
+ * function 0) selects a slot; *slot and the config-space offset *reg then. */
+static bool conf1_target(struct pci_host *h, uint64_t off, unsigned *slot, uint32_t *reg)
+{
+    if (off < 4)
+        return false;
+    pthread_mutex_lock(&h->lock);
+    uint32_t a = h->conf_addr;
+    pthread_mutex_unlock(&h->lock);
+    unsigned bus = (a >> 16) & 0xff, fn = (a >> 8) & 7;
+    *slot = (a >> 11) & 0x1f;
+    *reg = (a & 0xfc) + (uint32_t)(off - 4);
+    return (a & 0x80000000U) && bus == 0 && fn == 0;
+}
+
 static void conf1_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
 {
     struct pci_host *h = opaque;
+    unsigned slot;
+    uint32_t reg;
     uint32_t v = 0xffffffffU;
     if (off == 0 && size == 4) {
         pthread_mutex_lock(&h->lock);
         v = h->conf_addr;
         pthread_mutex_unlock(&h->lock);
-    } else if (off >= 4) {
-        pthread_mutex_lock(&h->lock);
-        uint32_t a = h->conf_addr;
-        pthread_mutex_unlock(&h->lock);
-        unsigned bus = (a >> 16) & 0xff, slot = (a >> 11) & 0x1f, fn = (a >> 8) & 7;
-        if ((a & 0x80000000U) && bus == 0 && fn == 0)
-            v = pci_cfg_read(h, slot, (a & 0xfc) + (uint32_t)(off - 4), size);
+    } else if (conf1_target(h, off, &slot, &reg)) {
+        v = pci_cfg_read(h, slot, reg, size);
     }
     kova_le_put(data, size, v);
 }
@@ -89,18 +102,15 @@ static void conf1_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
 static void conf1_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
 {
     struct pci_host *h = opaque;
+    unsigned slot;
+    uint32_t reg;
     uint32_t v = (uint32_t)kova_le_get(data, size);
     if (off == 0 && size == 4) {
         pthread_mutex_lock(&h->lock);
         h->conf_addr = v & 0x80fffffcU;
         pthread_mutex_unlock(&h->lock);
-    } else if (off >= 4) {
-        pthread_mutex_lock(&h->lock);
-        uint32_t a = h->conf_addr;
-        pthread_mutex_unlock(&h->lock);
-        unsigned bus = (a >> 16) & 0xff, slot = (a >> 11) & 0x1f, fn = (a >> 8) & 7;
-        if ((a & 0x80000000U) && bus == 0 && fn == 0)
-            pci_cfg_write(h, slot, (a & 0xfc) + (uint32_t)(off - 4), size, v);
+    } else if (conf1_target(h, off, &slot, &reg)) {
+        pci_cfg_write(h, slot, reg, size, v);
     }
 }
 
