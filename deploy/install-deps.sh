@@ -21,9 +21,13 @@ PACKAGES=(
     python3-openstackclient curl
     # talking to kova-vmm's control socket by hand (README examples)
     socat
+    # kova-vmm's firmware boot of disk images (run time: /usr/share/seabios/bios.bin)
+    seabios
     # agent: keypair generation (ssh-keygen), MD5/SHA-2 for Glance checksums and fingerprints
     # (libcrypto), the API benchmark's load generator
     openssh-client libssl-dev wrk
+    # SMBIOS tests: dmidecode parses kova's tables (--from-dump)
+    dmidecode
 )
 
 missing=()

@@ -21,7 +21,14 @@ open(sys.argv[1], "wb").write(b)
 PY
 
 expect 0 'Usage: kova-vmm' -- --help
-expect 1 'kernel is required' --
+expect 1 'nothing to boot' --
+expect 1 'exclude each other' -- --kernel x --firmware y
+expect 1 'need --kernel' -- --initrd x --disk path=/dev/null,format=raw
+expect 1 'need --kernel' -- --cmdline x --disk path=/dev/null,format=raw
+expect 1 'not a UUID' -- --kernel x --uuid 1234
+expect 1 'not a UUID' -- --kernel x --uuid ../../etc/passwd-0000-0000-0000-000000000000
+expect 1 'cannot read firmware .*No such file' -- --firmware "$tmp/missing" --disk path="$tmp/old",format=raw
+expect 1 'firmware .*size' -- --firmware "$tmp/old" --disk path="$tmp/old",format=raw
 expect 1 'unknown or incomplete option' -- --kernel x --bogus
 expect 1 'unknown or incomplete option' -- --kernel
 expect 1 'unexpected argument' -- --kernel x extra

@@ -4,6 +4,7 @@
 #include "acpi.h"
 #include "boot.h"
 #include "bus.h"
+#include "fw_cfg.h"
 #include "kova/vmm_control.h"
 #include "legacy.h"
 #include "mem.h"
@@ -1037,6 +1038,126 @@ static void test_control(void)
     close(sv[1]);
 }
 
+/* Reads n bytes of the selected item through the data port. */
+static void fw_read(struct bus *pio, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bus_read(pio, FW_CFG_PORT_DATA, &out[i], 1);
+}
+
+static void fw_select(struct bus *pio, uint16_t key)
+{
+    uint8_t k[2];
+    kova_le_put(k, 2, key);
+    bus_write(pio, FW_CFG_PORT_SEL, k, 2);
+}
+
+static uint32_t be_get(const uint8_t *p, unsigned n)
+{
+    uint32_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void test_fw_cfg(void)
+{
+    struct fw_cfg *f;
+    CHECK(fw_cfg_new(&f, 0) == -EINVAL && f == NULL);
+    CHECK(fw_cfg_new(&f, 256) == -EINVAL);
+    CHECK(fw_cfg_new(&f, 3) == 0);
+    struct bus pio;
+    bus_init(&pio, "pio");
+    CHECK(bus_register(&pio, FW_CFG_PORT_SEL, 2, &fw_cfg_ops, f, "fw_cfg") == 0);
+
+    /* the fixed items */
+    uint8_t b[64];
+    fw_select(&pio, FW_CFG_SIGNATURE);
+    fw_read(&pio, b, 4);
+    CHECK(!memcmp(b, "QEMU", 4));
+    fw_select(&pio, FW_CFG_ID);
+    fw_read(&pio, b, 4);
+    CHECK(kova_le_get(b, 4) == 0); /* no DMA */
+    fw_select(&pio, FW_CFG_NB_CPUS);
+    fw_read(&pio, b, 2);
+    CHECK(kova_le_get(b, 2) == 3);
+    fw_select(&pio, FW_CFG_MAX_CPUS);
+    fw_read(&pio, b, 2);
+    CHECK(kova_le_get(b, 2) == 3);
+
+    /* files: the directory sorted by name, each file's bytes at its selector */
+    const char e820[20] = {1, 2, 3};
+    CHECK(fw_cfg_add_file(f, "etc/e820", e820, sizeof(e820)) == 0);
+    CHECK(fw_cfg_add_file(f, "bootorder", "/pci@i0cf8/*@2\n", 15) == 0);
+    CHECK(fw_cfg_add_file(f, "etc/e820", e820, 1) == -EEXIST);
+    CHECK(fw_cfg_add_file(f, "", e820, 1) == -EINVAL);
+    char longname[FW_CFG_NAME_MAX + 2];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = 0;
+    CHECK(fw_cfg_add_file(f, longname, e820, 1) == -EINVAL);
+    longname[FW_CFG_NAME_MAX] = 0; /* exactly the longest name */
+    CHECK(fw_cfg_add_file(f, longname, "", 0) == 0);
+    CHECK(fw_cfg_add_file(f, "big", e820, FW_CFG_MAX_FILE_LEN + 1) == -EINVAL);
+    fw_select(&pio, FW_CFG_FILE_DIR);
+    uint8_t dir[4 + 3 * 64];
+    fw_read(&pio, dir, sizeof(dir));
+    CHECK(be_get(dir, 4) == 3);
+    const char *want[] = {longname, "bootorder", "etc/e820"};
+    const uint32_t sizes[] = {0, 15, 20};
+    for (unsigned i = 0; i < 3; i++) {
+        const uint8_t *e = dir + 4 + 64 * i;
+        CHECK(be_get(e, 4) == sizes[i]);
+        CHECK(be_get(e + 4, 2) == FW_CFG_FILE_FIRST + i);
+        CHECK(be_get(e + 6, 2) == 0);
+        CHECK(!strncmp((const char *)e + 8, want[i], 56) && e[8 + 55] == 0);
+    }
+    fw_select(&pio, FW_CFG_FILE_FIRST + 2);
+    fw_read(&pio, b, 20);
+    CHECK(!memcmp(b, e820, 20));
+    fw_select(&pio, FW_CFG_FILE_FIRST + 1);
+    fw_read(&pio, b, 15);
+    CHECK(!memcmp(b, "/pci@i0cf8/*@2\n", 15));
+    /* selecting again rewinds */
+    fw_select(&pio, FW_CFG_FILE_FIRST + 1);
+    fw_read(&pio, b, 1);
+    CHECK(b[0] == '/');
+
+    /* hostile: past the end, unknown selectors, other sizes, writes to data; reads give 0 */
+    struct fw_cfg_stats st0 = fw_cfg_get_stats(f);
+    fw_select(&pio, FW_CFG_SIGNATURE);
+    fw_read(&pio, b, 8);
+    CHECK(!memcmp(b, "QEMU\0\0\0\0", 8));
+    const uint16_t bad[] = {0x0002, 0x0018, FW_CFG_FILE_FIRST + 3, 0x3fff, 0x4000, 0x8000, 0xffff};
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        fw_select(&pio, bad[i]);
+        memset(b, 0xaa, 4);
+        fw_read(&pio, b, 4);
+        CHECK(kova_le_get(b, 4) == 0);
+    }
+    uint8_t one = 0x19, four[4] = {0x19, 0, 0, 0};
+    bus_write(&pio, FW_CFG_PORT_SEL, &one, 1);  /* byte write of the selector: ignored */
+    bus_write(&pio, FW_CFG_PORT_DATA, &one, 1); /* data writes: ignored */
+    bus_write(&pio, FW_CFG_PORT_SEL, four, 4);  /* beyond the ports: not fw_cfg's */
+    bus_read(&pio, FW_CFG_PORT_SEL, b, 2);      /* the selector is write-only */
+    CHECK(kova_le_get(b, 2) == 0);
+    struct fw_cfg_stats st = fw_cfg_get_stats(f);
+    CHECK(st.bad_selects == st0.bad_selects + 7);
+    CHECK(st.past_end == st0.past_end + 4 + 7 * 4);
+    CHECK(st.bad_access >= st0.bad_access + 3);
+    bus_destroy(&pio);
+    fw_cfg_free(f);
+
+    /* the directory's limit */
+    CHECK(fw_cfg_new(&f, 1) == 0);
+    char name[16];
+    for (unsigned i = 0; i < FW_CFG_MAX_FILES; i++) {
+        snprintf(name, sizeof(name), "f%02u", i);
+        CHECK(fw_cfg_add_file(f, name, name, 3) == 0);
+    }
+    CHECK(fw_cfg_add_file(f, "one-more", "x", 1) == -ENOSPC);
+    fw_cfg_free(f);
+}
+
 int main(void)
 {
     test_bus();
@@ -1049,5 +1170,6 @@ int main(void)
     test_virtq_features();
     test_eventfds();
     test_control();
+    test_fw_cfg();
     return kt_finish("vmm unit tests");
 }

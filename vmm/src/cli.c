@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kova-vmm's command line: the options into struct kova_vmm_config, --disk into struct blk_spec. */
 #include "cli.h"
+#include "kova/common.h"
 #include "kova/qcow2.h"
 #include "kova/vmm.h"
 #include "log.h"
@@ -82,10 +83,15 @@ void kova_vmm_usage(FILE *out)
 {
     fprintf(out,
             "Usage: kova-vmm --kernel BZIMAGE [options]\n"
-            "Boots a Linux bzImage in a KVM virtual machine.\n\n"
-            "  --kernel PATH          Linux bzImage (64-bit boot protocol), required\n"
-            "  --initrd PATH          initramfs / initrd image\n"
-            "  --cmdline TEXT         kernel command line (default \"console=ttyS0\")\n"
+            "       kova-vmm --disk ... [--firmware BIOS] [options]\n"
+            "Boots a Linux bzImage, or the disks through firmware, in a KVM virtual machine.\n\n"
+            "  --kernel PATH          Linux bzImage (64-bit boot protocol), booted directly\n"
+            "  --initrd PATH          initramfs / initrd image (with --kernel)\n"
+            "  --cmdline TEXT         kernel command line (with --kernel; default\n"
+            "                         \"console=ttyS0\")\n"
+            "  --firmware PATH        without --kernel: the BIOS that boots the first disk\n"
+            "                         (default %s)\n"
+            "  --uuid UUID            the machine's UUID, as SMBIOS shows it\n"
             "  --cpus N               vCPUs, 1..%d (default 1)\n"
             "  --memory MIB           guest memory in MiB, at least %d (default 256)\n"
             "  --console-log PATH     append the serial console (COM1) to this file\n"
@@ -100,7 +106,7 @@ void kova_vmm_usage(FILE *out)
             "Exit status: 0 guest powered off or quit, 1 bad arguments or input files,\n"
             "2 KVM or internal error, 3 guest triple fault. A guest reboot restarts the guest\n"
             "in the same process.\n",
-            KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB, KOVA_VMM_MAX_DISKS);
+            KOVA_VMM_FIRMWARE, KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB, KOVA_VMM_MAX_DISKS);
 }
 
 static int parse_uint(const char *s, uint64_t max, uint64_t *out)
@@ -129,10 +135,14 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         O_CTL,
         O_LEVEL,
         O_DISK,
+        O_FIRMWARE,
+        O_UUID,
         O_HELP
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, O_KERNEL},
+        {"firmware", required_argument, NULL, O_FIRMWARE},
+        {"uuid", required_argument, NULL, O_UUID},
         {"initrd", required_argument, NULL, O_INITRD},
         {"cmdline", required_argument, NULL, O_CMDLINE},
         {"cpus", required_argument, NULL, O_CPUS},
@@ -146,7 +156,6 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         {NULL, 0, NULL, 0},
     };
     memset(cfg, 0, sizeof(*cfg));
-    cfg->cmdline = "console=ttyS0";
     cfg->cpus = 1;
     cfg->memory_mib = 256;
     cfg->log_level = "info";
@@ -158,6 +167,16 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         switch (o) {
         case O_KERNEL:
             cfg->kernel = optarg;
+            break;
+        case O_FIRMWARE:
+            cfg->firmware = optarg;
+            break;
+        case O_UUID:
+            if (!kova_is_uuid(optarg)) {
+                fprintf(stderr, "kova-vmm: --uuid: not a UUID: %s\n", optarg);
+                return -EINVAL;
+            }
+            cfg->uuid = optarg;
             break;
         case O_INITRD:
             cfg->initrd = optarg;
@@ -228,9 +247,22 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         fprintf(stderr, "kova-vmm: unexpected argument %s (see --help)\n", argv[optind]);
         return -EINVAL;
     }
-    if (!cfg->kernel) {
-        fprintf(stderr, "kova-vmm: --kernel is required (see --help)\n");
+    if (cfg->kernel && cfg->firmware) {
+        fprintf(stderr, "kova-vmm: --kernel and --firmware exclude each other (see --help)\n");
         return -EINVAL;
     }
+    if (!cfg->kernel && (cfg->initrd || cfg->cmdline)) {
+        fprintf(stderr, "kova-vmm: --initrd and --cmdline need --kernel (see --help)\n");
+        return -EINVAL;
+    }
+    if (!cfg->kernel && cfg->ndisks == 0) {
+        fprintf(stderr, "kova-vmm: nothing to boot: --kernel, or a --disk for the firmware "
+                        "(see --help)\n");
+        return -EINVAL;
+    }
+    if (cfg->kernel && !cfg->cmdline)
+        cfg->cmdline = "console=ttyS0";
+    if (!cfg->kernel && !cfg->firmware)
+        cfg->firmware = KOVA_VMM_FIRMWARE;
     return 0;
 }

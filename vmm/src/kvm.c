@@ -90,3 +90,23 @@ int kvm_set_memory(int vm_fd, const struct guest_mem *mem, const char **why)
     }
     return 0;
 }
+
+int kvm_map_rom(int kvm_fd, int vm_fd, uint64_t gpa, void *host, size_t size, const char **why)
+{
+    if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+        *why = "KVM cannot map read-only memory (KVM_CAP_READONLY_MEM) for the firmware";
+        return -ENOTSUP;
+    }
+    struct kvm_userspace_memory_region rom = {
+        .slot = 2,
+        .flags = KVM_MEM_READONLY,
+        .guest_phys_addr = gpa,
+        .memory_size = size,
+        .userspace_addr = (uintptr_t)host,
+    };
+    if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &rom) < 0) {
+        *why = "KVM_SET_USER_MEMORY_REGION (firmware) failed";
+        return -errno;
+    }
+    return 0;
+}

@@ -23,5 +23,9 @@ int kvm_open(int *kvm_fd, unsigned cpus, size_t *run_size, const char **why);
 int kvm_create_vm(int kvm_fd, int *vm_fd, const char **why);
 /* Hands mem to KVM: slot 0 the RAM below the gap, slot 1 the RAM above 4 GiB (if any). */
 int kvm_set_memory(int vm_fd, const struct guest_mem *mem, const char **why);
+/* Maps size bytes at host (page-aligned, size a multiple of 4 KiB) read-only at guest address
+ * gpa as slot 2: guest reads see the bytes, guest writes exit as MMIO (and reach nothing). Needs
+ * KVM_CAP_READONLY_MEM (-ENOTSUP without). */
+int kvm_map_rom(int kvm_fd, int vm_fd, uint64_t gpa, void *host, size_t size, const char **why);
 
 #endif

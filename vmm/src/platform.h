@@ -19,6 +19,8 @@
 #define ACPI_TABLES       0xe0000ULL /* RSDP first, then the other tables */
 #define ACPI_TABLES_MAX   0x10000ULL
 #define HIMEM_START       0x100000ULL
+#define BIOS_SHADOW_END   0x100000ULL /* firmware boot: the ROM's last 128 KiB end here */
+#define BIOS_SHADOW_SIZE  0x20000ULL
 #define BOOT_RESET_VECTOR 0xffff0ULL /* real-mode f000:fff0: the reset stub (boot.c) */
 
 /* GDT selectors of the 64-bit boot protocol. */

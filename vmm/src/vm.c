@@ -240,7 +240,7 @@ static int vcpu_create(struct vm *vm, unsigned id, const char **why)
         *why = "cannot set up the local APIC";
         return r;
     }
-    if (id == 0) {
+    if (id == 0 && !vm->rom) { /* firmware boot: KVM's reset state is the firmware's */
         r = cpu_set_boot_regs(c->fd, vm->boot.entry, vm->boot.zero_page);
         if (r < 0) {
             *why = "cannot set the boot CPU's registers";
@@ -253,7 +253,7 @@ static int vcpu_create(struct vm *vm, unsigned id, const char **why)
 /* ---- the VM ---- */
 
 /* Walks the device table: every kind's instances for this configuration, in order. */
-static int add_devices(struct vm *vm, const struct vm_params *p, const char **why)
+static int add_devices(struct vm *vm, const struct dev_config *cfg, const char **why)
 {
     const struct dev_env env = {
         .mem = &vm->mem,
@@ -269,7 +269,7 @@ static int add_devices(struct vm *vm, const struct vm_params *p, const char **wh
         return r;
     }
     for (const struct device_kind *const *k = vm_device_kinds; *k; k++) {
-        unsigned n = (*k)->count ? (*k)->count(*k, &p->devices) : 1;
+        unsigned n = (*k)->count ? (*k)->count(*k, cfg) : 1;
         for (unsigned i = 0; i < n; i++) {
             if (vm->ndevices == VM_MAX_DEVICES) {
                 *why = "too many devices";
@@ -277,13 +277,98 @@ static int add_devices(struct vm *vm, const struct vm_params *p, const char **wh
             }
             struct vm_device *d = &vm->devices[vm->ndevices];
             *why = (*k)->why;
-            r = (*k)->create(*k, &env, &p->devices, i, &d->dev, why);
+            r = (*k)->create(*k, &env, cfg, i, &d->dev, why);
             if (r < 0)
                 return r;
             d->kind = *k;
             vm->ndevices++;
         }
     }
+    return 0;
+}
+
+/* Direct boot: ACPI tables, then kernel, initrd, command line, zero page. */
+static int load_kernel(struct vm *vm, const struct vm_params *p, const char **why)
+{
+    uint8_t *acpi = gm_ptr(&vm->mem, ACPI_TABLES, ACPI_TABLES_MAX);
+    struct acpi_tables tables;
+    int r = -ENOMEM;
+    if (!acpi || (r = acpi_build(acpi, ACPI_TABLES_MAX, ACPI_TABLES, p->cpus, &tables)) < 0) {
+        *why = "cannot build the ACPI tables";
+        return r;
+    }
+    struct bzimage k;
+    r = bzimage_parse(p->kernel, p->kernel_size, &k, why);
+    if (r < 0)
+        return r;
+    return boot_load(&vm->mem, &k, p->initrd, p->initrd_size, p->cmdline,
+                     ACPI_TABLES + tables.rsdp_off, &vm->boot, why);
+}
+
+/* One etc/e820 record: {le64 address, le64 length, le32 type}. */
+static void e820_put(uint8_t *rec, uint64_t addr, uint64_t len, uint32_t type)
+{
+    kova_le_put(rec, 8, addr);
+    kova_le_put(rec + 8, 8, len);
+    kova_le_put(rec + 16, 4, type);
+}
+
+/*
+ * Firmware boot: the BIOS image read-only just below 4 GiB (where the reset vector finds it),
+ * its last 128 KiB copied into RAM at 0xE0000 (the legacy BIOS area that SeaBIOS shadows; a
+ * reset rebuilds the VM, so the copy is fresh on every boot), and what SeaBIOS reads through
+ * fw_cfg: the RAM map (etc/e820; SeaBIOS adds its own reservations), COM1 as its console
+ * (etc/sercon-port: there is no VGA, so its messages and the boot menu go to console.log) and
+ * the SMBIOS tables (smbios.h: "OpenStack Nova", the instance's UUID). The
+ * vCPUs stay in KVM's reset state: CS:IP F000:FFF0 at the top of the ROM.
+ */
+static int load_firmware(struct vm *vm, const struct vm_params *p, struct dev_config *devices,
+                         const char **why)
+{
+    size_t n = p->firmware_size;
+    if (!firmware_size_ok(n)) {
+        *why = "the firmware image has an unusable size";
+        return -EINVAL;
+    }
+    void *rom = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (rom == MAP_FAILED) {
+        *why = "cannot allocate the firmware ROM";
+        return -errno;
+    }
+    memcpy(rom, p->firmware, n);
+    vm->rom = rom;
+    vm->rom_size = n;
+    int r = kvm_map_rom(vm->kvm_fd, vm->vm_fd, (1ULL << 32) - n, rom, n, why);
+    if (r < 0)
+        return r;
+    size_t shadow = n < BIOS_SHADOW_SIZE ? n : BIOS_SHADOW_SIZE;
+    if (gm_write(&vm->mem, BIOS_SHADOW_END - shadow, p->firmware + n - shadow, shadow) < 0) {
+        *why = "guest memory too small for the firmware";
+        return -EINVAL;
+    }
+    unsigned ne = 0;
+    e820_put(vm->fw_e820, 0, vm->mem.low_size, 1);
+    ne++;
+    if (vm->mem.high_size)
+        e820_put(vm->fw_e820 + 20 * ne++, GM_HIGH_START, vm->mem.high_size, 1);
+    kova_le_put(vm->fw_sercon, 2, PIO_COM1);
+    const struct smbios_params sp = {.uuid = p->uuid, .ncpus = p->cpus, .mem_bytes = p->mem_bytes};
+    r = smbios_build(&sp, vm->fw_smbios_anchor, &vm->fw_smbios_tables, &vm->fw_smbios_len);
+    if (r < 0) {
+        *why = "cannot build the SMBIOS tables";
+        return r;
+    }
+    vm->fw_files[0] = (struct fw_file){"etc/e820", vm->fw_e820, 20 * (size_t)ne};
+    vm->fw_files[1] = (struct fw_file){"etc/sercon-port", vm->fw_sercon, sizeof(vm->fw_sercon)};
+    vm->fw_files[2] = (struct fw_file){"etc/smbios/smbios-anchor", vm->fw_smbios_anchor,
+                                       sizeof(vm->fw_smbios_anchor)};
+    vm->fw_files[3] =
+        (struct fw_file){"etc/smbios/smbios-tables", vm->fw_smbios_tables, vm->fw_smbios_len};
+    vm->nfw_files = 4;
+    devices->firmware = true;
+    devices->ncpus = p->cpus;
+    devices->fw_files = vm->fw_files;
+    devices->nfw_files = vm->nfw_files;
     return 0;
 }
 
@@ -330,22 +415,11 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
     if (r < 0)
         return r;
 
-    /* ACPI tables, then kernel, initrd, command line, zero page. */
-    uint8_t *acpi = gm_ptr(&vm->mem, ACPI_TABLES, ACPI_TABLES_MAX);
-    struct acpi_tables tables;
-    if (!acpi || (r = acpi_build(acpi, ACPI_TABLES_MAX, ACPI_TABLES, p->cpus, &tables)) < 0) {
-        *why = "cannot build the ACPI tables";
-        return r < 0 ? r : -ENOMEM;
-    }
-    struct bzimage k;
-    r = bzimage_parse(p->kernel, p->kernel_size, &k, why);
+    struct dev_config devices = p->devices;
+    r = p->kernel ? load_kernel(vm, p, why) : load_firmware(vm, p, &devices, why);
     if (r < 0)
         return r;
-    r = boot_load(&vm->mem, &k, p->initrd, p->initrd_size, p->cmdline,
-                  ACPI_TABLES + tables.rsdp_off, &vm->boot, why);
-    if (r < 0)
-        return r;
-    r = add_devices(vm, p, why);
+    r = add_devices(vm, &devices, why);
     if (r < 0)
         return r;
 
@@ -361,10 +435,15 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
         if (r < 0)
             return r;
     }
-    log_debug("kernel at 0x%llx..0x%llx, initrd at 0x%llx (%llu bytes), %u vCPUs, %llu MiB",
-              (unsigned long long)vm->boot.kernel_addr, (unsigned long long)vm->boot.kernel_end,
-              (unsigned long long)vm->boot.initrd_addr, (unsigned long long)vm->boot.initrd_size,
-              p->cpus, (unsigned long long)(p->mem_bytes >> 20));
+    if (vm->rom)
+        log_debug("firmware: %zu KiB below 4 GiB, %u vCPUs, %llu MiB", vm->rom_size >> 10, p->cpus,
+                  (unsigned long long)(p->mem_bytes >> 20));
+    else
+        log_debug("kernel at 0x%llx..0x%llx, initrd at 0x%llx (%llu bytes), %u vCPUs, %llu MiB",
+                  (unsigned long long)vm->boot.kernel_addr, (unsigned long long)vm->boot.kernel_end,
+                  (unsigned long long)vm->boot.initrd_addr,
+                  (unsigned long long)vm->boot.initrd_size, p->cpus,
+                  (unsigned long long)(p->mem_bytes >> 20));
     return 0;
 }
 
@@ -427,6 +506,11 @@ void vm_destroy(struct vm *vm)
      * after the VM's fds are closed, so that the old VM's memory slots never cover a mapping
      * that a rebooted guest's new memory may reuse at the same host address. */
     gm_free(&vm->mem);
+    if (vm->rom)
+        munmap(vm->rom, vm->rom_size);
+    vm->rom = NULL;
+    free(vm->fw_smbios_tables);
+    vm->fw_smbios_tables = NULL;
     pci_host_destroy(&vm->pci);
     pthread_cond_destroy(&vm->cond);
     pthread_cond_destroy(&vm->parked_cond);

@@ -29,6 +29,7 @@
 #include "irqchip.h"
 #include "mem.h"
 #include "pci.h"
+#include "smbios.h"
 
 #define VM_MAX_DEVICES 64 /* device instances (device.h) in one VM */
 
@@ -49,6 +50,10 @@ struct vm_params {
     const uint8_t *initrd;
     size_t initrd_size;
     const char *cmdline;
+    /* Firmware boot (kernel NULL): the BIOS image (firmware_size_ok), mapped below 4 GiB. */
+    const uint8_t *firmware;
+    size_t firmware_size;
+    const char *uuid;          /* SMBIOS type 1; NULL: none */
     uint64_t t0_ns;            /* CLOCK_MONOTONIC origin for the boot timer */
     struct dev_config devices; /* console, disks */
 };
@@ -81,6 +86,15 @@ struct vm {
     } devices[VM_MAX_DEVICES];
     unsigned ndevices;
     struct boot_result boot;
+    uint8_t *rom; /* firmware boot: the BIOS image's read-only copy (rom_size bytes), or NULL */
+    size_t rom_size;
+    struct fw_file fw_files[4];
+    unsigned nfw_files;
+    uint8_t fw_e820[2 * 20];
+    uint8_t fw_sercon[2];
+    uint8_t fw_smbios_anchor[SMBIOS_ANCHOR_LEN];
+    uint8_t *fw_smbios_tables; /* malloc'd */
+    size_t fw_smbios_len;
 
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* vCPUs wait here while paused */
@@ -96,6 +110,13 @@ struct vm {
     uint64_t stop_ns;                   /* when the state left VM_RUNNING */
     atomic_uint_fast64_t boot_timer_ns; /* 0 until the guest writes the boot timer */
 };
+
+#define FIRMWARE_MAX (16u << 20)
+/* Whether size suits a BIOS image: a multiple of 64 KiB, 64 KiB .. FIRMWARE_MAX. */
+static inline bool firmware_size_ok(size_t size)
+{
+    return size >= (64u << 10) && size <= FIRMWARE_MAX && size % (64u << 10) == 0;
+}
 
 uint64_t vm_now_ns(void);
 

@@ -158,8 +158,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
 {
     struct vmm m = {.cfg = cfg, .process_t0 = vm_now_ns()};
     int rc = KOVA_VMM_EXIT_ERROR;
-    uint8_t *kernel = NULL, *initrd = NULL;
-    size_t kernel_size = 0, initrd_size = 0;
+    uint8_t *kernel = NULL, *initrd = NULL, *firmware = NULL;
+    size_t kernel_size = 0, initrd_size = 0, firmware_size = 0;
     int console_fd = -1, sig_fd = -1;
     uint64_t stop_at = 0;
     struct blk_spec *specs = NULL; /* the --disk options, parsed */
@@ -197,19 +197,35 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         goto out;
     }
 
-    /* Inputs, checked before KVM is touched. */
-    int r = map_file(cfg->kernel, &kernel, &kernel_size);
-    if (r < 0) {
-        log_err("cannot read kernel %s: %s", cfg->kernel, strerror(-r));
-        rc = KOVA_VMM_EXIT_USAGE;
-        goto out;
-    }
-    struct bzimage k;
+    /* Inputs, checked before KVM is touched: the kernel, or the firmware. */
     const char *why = NULL;
-    if (bzimage_parse(kernel, kernel_size, &k, &why) < 0) {
-        log_err("kernel %s: %s", cfg->kernel, why);
-        rc = KOVA_VMM_EXIT_USAGE;
-        goto out;
+    int r;
+    if (cfg->kernel) {
+        r = map_file(cfg->kernel, &kernel, &kernel_size);
+        if (r < 0) {
+            log_err("cannot read kernel %s: %s", cfg->kernel, strerror(-r));
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+        struct bzimage k;
+        if (bzimage_parse(kernel, kernel_size, &k, &why) < 0) {
+            log_err("kernel %s: %s", cfg->kernel, why);
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    } else {
+        r = map_file(cfg->firmware, &firmware, &firmware_size);
+        if (r < 0) {
+            log_err("cannot read firmware %s: %s", cfg->firmware, strerror(-r));
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+        if (!firmware_size_ok(firmware_size)) {
+            log_err("firmware %s: size %zu is not a multiple of 64 KiB from 64 KiB to %u MiB",
+                    cfg->firmware, firmware_size, FIRMWARE_MAX >> 20);
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
     }
     if (cfg->initrd && (r = map_file(cfg->initrd, &initrd, &initrd_size)) < 0) {
         log_err("cannot read initrd %s: %s", cfg->initrd, strerror(-r));
@@ -271,6 +287,9 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         .initrd = initrd,
         .initrd_size = initrd_size,
         .cmdline = cfg->cmdline,
+        .firmware = firmware,
+        .firmware_size = firmware_size,
+        .uuid = cfg->uuid,
         .t0_ns = m.process_t0,
         .devices =
             {
@@ -292,9 +311,11 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         m.vm = vm;
         release_file(kernel, kernel_size);
         release_file(initrd, initrd_size);
+        release_file(firmware, firmware_size);
         if (m.boots == 0)
-            log_info("started: %u vCPUs, %llu MiB, kernel %s", cfg->cpus,
-                     (unsigned long long)cfg->memory_mib, cfg->kernel);
+            log_info("started: %u vCPUs, %llu MiB, %s %s", cfg->cpus,
+                     (unsigned long long)cfg->memory_mib, cfg->kernel ? "kernel" : "firmware",
+                     cfg->kernel ? cfg->kernel : cfg->firmware);
         vm_start(vm);
         for (;;) {
             struct pollfd pfds[2 + 1 + KOVA_CTL_MAX_CLIENTS];
@@ -358,6 +379,7 @@ out:
         close(sig_fd);
     unmap_file(kernel, kernel_size);
     unmap_file(initrd, initrd_size);
+    unmap_file(firmware, firmware_size);
     free(vm);
     blk_disks_close(&disks);
     free(specs);

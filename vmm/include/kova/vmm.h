@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kova-vmm: one KVM virtual machine per process, booting a Linux bzImage (64-bit boot protocol)
- * with an initrd. Devices: 8250 UART (console log), i8042, CMOS RTC, ACPI (HW-reduced: power
- * button, poweroff, reset), PCI host bridge with virtio-pci (modern, MSI-X) virtio-rng and
- * virtio-blk disks (raw or qcow2, --disk).
+ * with an initrd, or (no kernel) its first disk through a BIOS image (SeaBIOS: fw_cfg with the
+ * RAM map, SMBIOS and its serial console; the guest's own boot loader does the rest). Devices: 8250
+ * UART (console log), i8042, CMOS RTC, ACPI (HW-reduced: power button, poweroff, reset), PCI host
+ * bridge with virtio-pci (modern, MSI-X) virtio-rng and virtio-blk disks (raw or qcow2, --disk).
  * Controlled through a unix socket speaking JSON lines (see README "kova-vmm").
  * Errors: 0 or -errno; kova_vmm_run returns the process exit status below.
  */
@@ -22,12 +23,15 @@ enum kova_vmm_exit {
     KOVA_VMM_EXIT_TRIPLE_FAULT = 3, /* the guest triple-faulted */
 };
 
-#define KOVA_VMM_MAX_DISKS 16 /* --disk options */
+#define KOVA_VMM_MAX_DISKS 16                            /* --disk options */
+#define KOVA_VMM_FIRMWARE  "/usr/share/seabios/bios.bin" /* Debian's seabios */
 
 struct kova_vmm_config {
-    const char *kernel;         /* bzImage, required */
-    const char *initrd;         /* optional */
-    const char *cmdline;        /* default "console=ttyS0" */
+    const char *kernel;         /* bzImage; NULL: boot the disks through firmware */
+    const char *initrd;         /* optional, with kernel only */
+    const char *cmdline;        /* with kernel only; default "console=ttyS0" */
+    const char *firmware;       /* without kernel: the BIOS image, default KOVA_VMM_FIRMWARE */
+    const char *uuid;           /* the machine's UUID (SMBIOS), optional */
     unsigned cpus;              /* 1..KOVA_VMM_MAX_CPUS, default 1 */
     uint64_t memory_mib;        /* default 256 */
     const char *console_log;    /* appended; optional */

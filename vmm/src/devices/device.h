@@ -19,6 +19,9 @@
 #ifndef KOVA_VMM_DEVICE_H
 #define KOVA_VMM_DEVICE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "bus.h"
 #include "irq.h"
 #include "mem.h"
@@ -44,12 +47,23 @@ struct dev_env {
     struct pci_host *pci;
 };
 
+/* A file the firmware reads through fw_cfg (fw_cfg.h). */
+struct fw_file {
+    const char *name;
+    const void *data;
+    size_t len;
+};
+
 /* What the VM is configured with, owned by vm_create's caller. */
 struct dev_config {
     int console_fd;                  /* COM1 appends to it; -1: none */
     int stdout_fd;                   /* COM1 copies to it too; -1: none */
     const struct blk_backend *disks; /* virtio-blk disks, in PCI slot order (vda, vdb, ...) */
     unsigned ndisks;
+    bool firmware;                  /* the VM boots through firmware: fw_cfg holds fw_files */
+    unsigned ncpus;                 /* vCPUs (fw_cfg's CPU count) */
+    const struct fw_file *fw_files; /* etc/e820, SMBIOS, ACPI, bootorder ... */
+    unsigned nfw_files;
 };
 
 struct device_kind {

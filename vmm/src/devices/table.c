@@ -2,6 +2,7 @@
 /* The device table: the devices of every VM, in the order vm.c creates them (PCI slots follow
  * it: virtio-rng in slot 1, then the disks). */
 #include "device.h"
+#include "fw_cfg.h"
 #include "legacy.h"
 #include "serial.h"
 #include "virtio.h"
@@ -17,6 +18,7 @@ const struct device_kind *const vm_device_kinds[] = {
     &cmos_kind,       /* RTC */
     &acpi_pm_kind,    /* ACPI sleep and reset registers */
     &boot_timer_kind, /* the guest's "init started" port */
+    &fw_cfg_kind,     /* firmware boot only */
     &virtio_rng_pci,  /* one */
     &virtio_blk_pci,  /* one per disk */
     NULL,
