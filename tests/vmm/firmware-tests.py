@@ -4,10 +4,11 @@
 
 Boots a disk through Debian's SeaBIOS (no --kernel): a boot sector (firmware/mbr.S) that reads
 its disk's second sector through the BIOS (INT 13h on SeaBIOS's virtio-blk driver), prints it on
-the console, checks the BIOS's E820 map (INT 15h) and finds the SMBIOS entry point. Checks, with
-1 and 2 vCPUs, a raw and a qcow2 disk: SeaBIOS's banner and boot messages on console.log (etc/sercon-port), the boot sector's
-lines, the control socket's status while the guest sits halted, and quit. The same disk under
-QEMU (-M pc, same bios.bin) is not run here: tests/bench/ compares with QEMU.
+the console, checks the BIOS's E820 map (INT 15h) and finds the SMBIOS entry point and the ACPI
+RSDP. Checks, with 1 and 2 vCPUs, a raw and a qcow2 disk: SeaBIOS's banner and boot messages on
+console.log (etc/sercon-port), the boot sector's lines, the control socket's status while the
+guest sits halted, and quit. QEMU (-M pc, same bios.bin) runs the same boot sector to the same
+lines, except that its SMBIOS entry point is the 2.1 one.
 Usage: firmware-tests.py KOVA_VMM DISK_RAW [QEMU_IMG]
 """
 import json
@@ -82,6 +83,8 @@ def boot(name, disk, fmt, cpus):
           "%s: INT 13h read the disk's second sector" % name)
     check(wait_log(log, "kova-mbr: smbios 3.0 entry point found", p, 30),
           "%s: SeaBIOS installed kova's SMBIOS entry point (fw_cfg)" % name)
+    check(wait_log(log, "kova-mbr: acpi rsdp found", p, 30),
+          "%s: SeaBIOS ran kova's ACPI table loader (the RSDP is in the F segment)" % name)
     if p.poll() is None:
         st = ctl(sock, "status")
         check(st.get("ok") and st.get("vcpus") == cpus, "%s: status answers (%r)" % (name, st))

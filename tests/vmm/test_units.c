@@ -1158,6 +1158,73 @@ static void test_fw_cfg(void)
     fw_cfg_free(f);
 }
 
+/* Runs etc/table-loader as SeaBIOS does, with the tables at tables_addr. */
+static void test_acpi_fw(void)
+{
+    struct acpi_fw fw;
+    CHECK(acpi_build_fw(0, &fw) == -EINVAL);
+    CHECK(acpi_build_fw(2, &fw) == 0);
+    CHECK(fw.loader_len % ACPI_LOADER_ENTRY == 0 && fw.loader_len <= sizeof(fw.loader));
+    const uint64_t tables_addr = 0x0fffe000;
+    uint8_t rsdp[36], *tables = malloc(fw.tables_len);
+    memcpy(rsdp, fw.rsdp, sizeof(rsdp));
+    memcpy(tables, fw.tables, fw.tables_len);
+    unsigned allocs = 0, pointers = 0, sums = 0, bad = 0;
+    for (size_t off = 0; off < fw.loader_len; off += ACPI_LOADER_ENTRY) {
+        const uint8_t *e = fw.loader + off;
+        uint32_t cmd = (uint32_t)kova_le_get(e, 4);
+        const char *f1 = (const char *)e + 4;
+        bool is_rsdp = !strcmp(f1, "etc/acpi/rsdp");
+        uint8_t *data = is_rsdp ? rsdp : tables;
+        size_t len = is_rsdp ? sizeof(rsdp) : fw.tables_len;
+        if (!is_rsdp && strcmp(f1, "etc/acpi/tables")) {
+            bad++;
+            continue;
+        }
+        if (cmd == 1) {
+            allocs++;
+            CHECK(e[4 + 56 + 4] == (is_rsdp ? 2 : 1)); /* FSEG for the RSDP, else HIGH */
+        } else if (cmd == 2) {
+            const char *src = (const char *)e + 4 + 56;
+            uint32_t at = (uint32_t)kova_le_get(e + 4 + 112, 4);
+            uint8_t size = e[4 + 116];
+            CHECK(!strcmp(src, "etc/acpi/tables"));
+            CHECK((size == 4 || size == 8) && at + size <= len);
+            kova_le_put(data + at, size, kova_le_get(data + at, size) + tables_addr);
+            pointers++;
+        } else if (cmd == 3) {
+            uint32_t at = (uint32_t)kova_le_get(e + 4 + 56, 4);
+            uint32_t start = (uint32_t)kova_le_get(e + 4 + 60, 4);
+            uint32_t n = (uint32_t)kova_le_get(e + 4 + 64, 4);
+            CHECK(at < len && start + n <= len);
+            data[at] = (uint8_t)(data[at] - acpi_checksum(data + start, n));
+            sums++;
+        } else {
+            bad++;
+        }
+    }
+    CHECK(allocs == 2 && pointers == 5 && sums == 4 && bad == 0);
+    CHECK(!memcmp(rsdp, "RSD PTR ", 8) && acpi_checksum(rsdp, 20) == 0 &&
+          acpi_checksum(rsdp, 36) == 0);
+    uint64_t xsdt = kova_le_get(rsdp + 24, 8) - tables_addr;
+    CHECK(xsdt < fw.tables_len && !memcmp(tables + xsdt, "XSDT", 4));
+    CHECK(acpi_checksum(tables + xsdt, (uint32_t)kova_le_get(tables + xsdt + 4, 4)) == 0);
+    const char *want[] = {"FACP", "APIC"};
+    for (unsigned i = 0; i < 2; i++) {
+        uint64_t t = kova_le_get(tables + xsdt + 36 + 8 * i, 8) - tables_addr;
+        CHECK(t < fw.tables_len && !memcmp(tables + t, want[i], 4));
+        CHECK(acpi_checksum(tables + t, (uint32_t)kova_le_get(tables + t + 4, 4)) == 0);
+        if (i == 0) {
+            uint64_t d32 = kova_le_get(tables + t + 40, 4) - tables_addr;
+            uint64_t d64 = kova_le_get(tables + t + 140, 8) - tables_addr;
+            CHECK(d32 == d64 && d64 < fw.tables_len && !memcmp(tables + d64, "DSDT", 4));
+            CHECK(acpi_checksum(tables + d64, (uint32_t)kova_le_get(tables + d64 + 4, 4)) == 0);
+        }
+    }
+    free(tables);
+    acpi_fw_free(&fw);
+}
+
 int main(void)
 {
     test_bus();
@@ -1171,5 +1238,6 @@ int main(void)
     test_eventfds();
     test_control();
     test_fw_cfg();
+    test_acpi_fw();
     return kt_finish("vmm unit tests");
 }

@@ -3,6 +3,7 @@
 #include "platform.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OEM_ID       "KOVA  "
@@ -153,4 +154,88 @@ int acpi_build(uint8_t *buf, size_t len, uint64_t base, unsigned ncpus, struct a
     r[8] = (uint8_t)(0 - acpi_checksum(r, 20));
     r[32] = (uint8_t)(0 - acpi_checksum(r, 36));
     return 0;
+}
+
+/* ---- firmware boot: the tables through SeaBIOS's linker/loader ---- */
+
+enum { LOADER_ALLOCATE = 1, LOADER_ADD_POINTER = 2, LOADER_ADD_CHECKSUM = 3 };
+enum { ZONE_HIGH = 1, ZONE_FSEG = 2 };
+#define LOADER_NAME 56
+#define FW_TABLES   "etc/acpi/tables"
+#define FW_RSDP     "etc/acpi/rsdp"
+
+static uint8_t *loader_entry(struct acpi_fw *fw, uint32_t command)
+{
+    uint8_t *e = fw->loader + fw->loader_len;
+    fw->loader_len += ACPI_LOADER_ENTRY;
+    put32(e, command);
+    return e + 4;
+}
+
+static void loader_allocate(struct acpi_fw *fw, const char *file, uint32_t align, uint8_t zone)
+{
+    uint8_t *a = loader_entry(fw, LOADER_ALLOCATE);
+    memcpy(a, file, strlen(file));
+    put32(a + LOADER_NAME, align);
+    a[LOADER_NAME + 4] = zone;
+}
+
+/* dest's size-byte field at offset gets src's address added. */
+static void loader_pointer(struct acpi_fw *fw, const char *dest, const char *src, size_t offset,
+                           uint8_t size)
+{
+    uint8_t *a = loader_entry(fw, LOADER_ADD_POINTER);
+    memcpy(a, dest, strlen(dest));
+    memcpy(a + LOADER_NAME, src, strlen(src));
+    put32(a + 2 * LOADER_NAME, (uint32_t)offset);
+    a[2 * LOADER_NAME + 4] = size;
+}
+
+/* The byte at offset makes [start, start + len) of file sum to 0. */
+static void loader_checksum(struct acpi_fw *fw, const char *file, size_t offset, size_t start,
+                            size_t len)
+{
+    uint8_t *a = loader_entry(fw, LOADER_ADD_CHECKSUM);
+    memcpy(a, file, strlen(file));
+    put32(a + LOADER_NAME, (uint32_t)offset);
+    put32(a + LOADER_NAME + 4, (uint32_t)start);
+    put32(a + LOADER_NAME + 8, (uint32_t)len);
+}
+
+int acpi_build_fw(unsigned ncpus, struct acpi_fw *fw)
+{
+    memset(fw, 0, sizeof(*fw));
+    if (ncpus == 0 || ncpus > 255)
+        return -EINVAL;
+    struct acpi_tables t;
+    size_t cap = 64 * 1024;
+    fw->tables = malloc(cap);
+    if (!fw->tables)
+        return -ENOMEM;
+    int r = acpi_build(fw->tables, cap, 0, ncpus, &t);
+    if (r < 0) {
+        acpi_fw_free(fw);
+        return r;
+    }
+    fw->tables_len = t.total;
+    memcpy(fw->rsdp, fw->tables + t.rsdp_off, sizeof(fw->rsdp));
+
+    loader_allocate(fw, FW_RSDP, 16, ZONE_FSEG);
+    loader_allocate(fw, FW_TABLES, 64, ZONE_HIGH);
+    loader_pointer(fw, FW_TABLES, FW_TABLES, t.fadt_off + 40, 4);  /* FADT.DSDT */
+    loader_pointer(fw, FW_TABLES, FW_TABLES, t.fadt_off + 140, 8); /* FADT.X_DSDT */
+    loader_checksum(fw, FW_TABLES, t.fadt_off + 9, t.fadt_off, t.fadt_len);
+    loader_pointer(fw, FW_TABLES, FW_TABLES, t.xsdt_off + 36, 8); /* XSDT -> FADT */
+    loader_pointer(fw, FW_TABLES, FW_TABLES, t.xsdt_off + 44, 8); /* XSDT -> MADT */
+    loader_checksum(fw, FW_TABLES, t.xsdt_off + 9, t.xsdt_off, t.xsdt_len);
+    loader_pointer(fw, FW_RSDP, FW_TABLES, 24, 8); /* RSDP -> XSDT */
+    loader_checksum(fw, FW_RSDP, 8, 0, 20);        /* the ACPI 1.0 checksum */
+    loader_checksum(fw, FW_RSDP, 32, 0, 36);       /* the extended one */
+    return 0;
+}
+
+void acpi_fw_free(struct acpi_fw *fw)
+{
+    free(fw->tables);
+    fw->tables = NULL;
 }

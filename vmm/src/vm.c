@@ -319,7 +319,8 @@ static void e820_put(uint8_t *rec, uint64_t addr, uint64_t len, uint32_t type)
  * reset rebuilds the VM, so the copy is fresh on every boot), and what SeaBIOS reads through
  * fw_cfg: the RAM map (etc/e820; SeaBIOS adds its own reservations), COM1 as its console
  * (etc/sercon-port: there is no VGA, so its messages and the boot menu go to console.log) and
- * the SMBIOS tables (smbios.h: "OpenStack Nova", the instance's UUID). The
+ * the SMBIOS tables (smbios.h: "OpenStack Nova", the instance's UUID), and the same ACPI tables
+ * as a direct boot through SeaBIOS's loader (acpi_build_fw). The
  * vCPUs stay in KVM's reset state: CS:IP F000:FFF0 at the top of the ROM.
  */
 static int load_firmware(struct vm *vm, const struct vm_params *p, struct dev_config *devices,
@@ -364,7 +365,17 @@ static int load_firmware(struct vm *vm, const struct vm_params *p, struct dev_co
                                        sizeof(vm->fw_smbios_anchor)};
     vm->fw_files[3] =
         (struct fw_file){"etc/smbios/smbios-tables", vm->fw_smbios_tables, vm->fw_smbios_len};
-    vm->nfw_files = 4;
+    r = acpi_build_fw(p->cpus, &vm->fw_acpi);
+    if (r < 0) {
+        *why = "cannot build the ACPI tables";
+        return r;
+    }
+    vm->fw_files[4] =
+        (struct fw_file){"etc/table-loader", vm->fw_acpi.loader, vm->fw_acpi.loader_len};
+    vm->fw_files[5] = (struct fw_file){"etc/acpi/rsdp", vm->fw_acpi.rsdp, sizeof(vm->fw_acpi.rsdp)};
+    vm->fw_files[6] =
+        (struct fw_file){"etc/acpi/tables", vm->fw_acpi.tables, vm->fw_acpi.tables_len};
+    vm->nfw_files = 7;
     devices->firmware = true;
     devices->ncpus = p->cpus;
     devices->fw_files = vm->fw_files;
@@ -511,6 +522,7 @@ void vm_destroy(struct vm *vm)
     vm->rom = NULL;
     free(vm->fw_smbios_tables);
     vm->fw_smbios_tables = NULL;
+    acpi_fw_free(&vm->fw_acpi);
     pci_host_destroy(&vm->pci);
     pthread_cond_destroy(&vm->cond);
     pthread_cond_destroy(&vm->parked_cond);

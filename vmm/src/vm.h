@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "acpi.h"
 #include "boot.h"
 #include "bus.h"
 #include "cpu.h"
@@ -88,13 +89,14 @@ struct vm {
     struct boot_result boot;
     uint8_t *rom; /* firmware boot: the BIOS image's read-only copy (rom_size bytes), or NULL */
     size_t rom_size;
-    struct fw_file fw_files[4];
+    struct fw_file fw_files[8];
     unsigned nfw_files;
     uint8_t fw_e820[2 * 20];
     uint8_t fw_sercon[2];
     uint8_t fw_smbios_anchor[SMBIOS_ANCHOR_LEN];
     uint8_t *fw_smbios_tables; /* malloc'd */
     size_t fw_smbios_len;
+    struct acpi_fw fw_acpi;
 
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* vCPUs wait here while paused */

@@ -5,7 +5,7 @@
  * (INT 13h, the firmware's virtio-blk driver) to 0x7e00, prints the NUL-terminated text it holds
  * through the BIOS (INT 10h, which SeaBIOS's serial console sends to COM1), then reads the
  * BIOS's E820 map (INT 15h), prints "e820 ok" if RAM above 1 MiB is there, looks for the SMBIOS
- * 3.0 entry point in the F segment, and halts. The test compares what appears on console.log.
+ * 3.0 entry point and the ACPI RSDP in the F segment, and halts. The test compares what appears on console.log.
  */
     .code16
     .text
@@ -54,25 +54,15 @@ e820_done:
 e820_found:
     movw $msg_e820_ok, %si
     call print
-    /* the SMBIOS 3.0 entry point ("_SM3_", on a 16-byte boundary in the F segment) that
-     * SeaBIOS built from etc/smbios/smbios-anchor */
-    movw $0xf000, %ax
-    movw %ax, %es
-    xorw %di, %di
-smbios_next:
-    movw $msg_anchor, %si
-    movw $5, %cx
-    pushw %di
-    repe cmpsb
-    popw %di
-    je smbios_found
-    addw $16, %di
-    jnz smbios_next
-    movw $msg_smbios_bad, %si
+    /* the SMBIOS 3.0 entry point ("_SM3_") and the ACPI RSDP ("RSD PTR "), each on a 16-byte
+     * boundary in the F segment, where SeaBIOS put what kova gave it through fw_cfg */
+    movw $msg_smbios, %si
+    movw $5, %bp
+    call fseg_find
     call print
-    jmp halt
-smbios_found:
-    movw $msg_smbios_ok, %si
+    movw $msg_rsdp, %si
+    movw $8, %bp
+    call fseg_find
     call print
 halt:
     sti /* interrupts on: SeaBIOS's serial console flushes its screen from the timer interrupt */
@@ -82,6 +72,32 @@ disk_error:
     movw $msg_disk, %si
     call print
     jmp halt
+
+/* fseg_find: whether the BP bytes at DS:SI stand on a 16-byte boundary in 0xF0000-0xFFFFF; SI
+ * then points at the text to print: the pattern's "found" or "missing" line after it. */
+fseg_find:
+    movw $0xf000, %ax
+    movw %ax, %es
+    xorw %di, %di
+fseg_next:
+    pushw %si
+    pushw %di
+    movw %bp, %cx
+    repe cmpsb
+    popw %di
+    popw %si
+    je fseg_found
+    addw $16, %di
+    jnz fseg_next
+    addw %bp, %si /* skip the pattern and the "found" line */
+fseg_skip:
+    lodsb
+    testb %al, %al
+    jnz fseg_skip
+    ret
+fseg_found:
+    addw %bp, %si
+    ret
 
 /* print: the NUL-terminated string at DS:SI through the BIOS (INT 10h teletype): with no VGA,
  * SeaBIOS's serial console (etc/sercon-port) puts it on COM1 in order with its own output */
@@ -100,12 +116,14 @@ msg_e820_ok:
     .asciz "kova-mbr: e820 ok\r\n"
 msg_e820_bad:
     .asciz "kova-mbr: e820 has no RAM above 1 MiB\r\n"
-msg_anchor:
+msg_smbios:
     .ascii "_SM3_"
-msg_smbios_ok:
     .asciz "kova-mbr: smbios 3.0 entry point found\r\n"
-msg_smbios_bad:
     .asciz "kova-mbr: no smbios 3.0 entry point\r\n"
+msg_rsdp:
+    .ascii "RSD PTR "
+    .asciz "kova-mbr: acpi rsdp found\r\n"
+    .asciz "kova-mbr: no acpi rsdp\r\n"
 msg_disk:
     .asciz "kova-mbr: disk read failed\r\n"
 
