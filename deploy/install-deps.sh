@@ -23,6 +23,8 @@ PACKAGES=(
     socat
     # kova-vmm's firmware boot of disk images (run time: /usr/share/seabios/bios.bin)
     seabios
+    # the firmware-boot test's GRUB disk (grub-mkimage, boot.img, the i386-pc modules)
+    grub-pc-bin
     # agent: keypair generation (ssh-keygen), MD5/SHA-2 for Glance checksums and fingerprints
     # (libcrypto), the API benchmark's load generator
     openssh-client libssl-dev wrk

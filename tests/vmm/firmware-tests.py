@@ -2,14 +2,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """kova-vmm firmware-boot tests; they need /dev/kvm (ctest runs them in the nested-KVM test VM).
 
-Boots a disk through Debian's SeaBIOS (no --kernel): a boot sector (firmware/mbr.S) that reads
+Boots a disk through Debian's SeaBIOS (no --kernel; its microvm build, kova-vmm's default, and
+for the boot sector also its PC build): a boot sector (firmware/mbr.S) that reads
 its disk's second sector through the BIOS (INT 13h on SeaBIOS's virtio-blk driver), prints it on
 the console, checks the BIOS's E820 map (INT 15h) and finds the SMBIOS entry point and the ACPI
 RSDP. Checks, with 1 and 2 vCPUs, a raw and a qcow2 disk: SeaBIOS's banner and boot messages on
 console.log (etc/sercon-port), the boot sector's lines, the control socket's status while the
 guest sits halted, and quit. QEMU (-M pc, same bios.bin) runs the same boot sector to the same
 lines, except that its SMBIOS entry point is the 2.1 one.
-Usage: firmware-tests.py KOVA_VMM DISK_RAW [QEMU_IMG]
+Then Linux through GRUB (firmware/make-linux-disk.py): GRUB's menu and the kernel on
+console.log, the test guest's marker, what Linux read from the firmware (SMBIOS product
+"OpenStack Nova", serial and UUID = --uuid; the vCPU count; ACPI FACP/APIC/DSDT), the guest's
+poweroff through ACPI ending kova-vmm with 0, and a reset through the control socket while GRUB
+runs coming back through SeaBIOS and GRUB.
+Usage: firmware-tests.py KOVA_VMM DISK_RAW LINUX_DISK_RAW [QEMU_IMG]
 """
 import json
 import os
@@ -20,9 +26,11 @@ import sys
 import tempfile
 import time
 
-VMM, DISK = sys.argv[1], sys.argv[2]
-QEMU_IMG = sys.argv[3] if len(sys.argv) > 3 else shutil.which("qemu-img")
-BIOS = "/usr/share/seabios/bios.bin"
+VMM, DISK, LINUX_DISK = sys.argv[1], sys.argv[2], sys.argv[3]
+QEMU_IMG = sys.argv[4] if len(sys.argv) > 4 else shutil.which("qemu-img")
+UUID = "4f0c4b2e-53a1-4c55-9f7e-1c1d2b3a4c5d"
+BIOS = "/usr/share/seabios/bios-microvm.bin"  # kova-vmm's default
+PC_BIOS = "/usr/share/seabios/bios.bin"  # the PC build: the boot sector only (see README)
 TMP = tempfile.mkdtemp(prefix="kova-fw-test.")
 failures = []
 
@@ -64,13 +72,13 @@ def wait_log(path, text, proc, timeout):
     return False
 
 
-def boot(name, disk, fmt, cpus):
+def boot(name, disk, fmt, cpus, bios=BIOS):
     log = os.path.join(TMP, name + ".console.log")
     sock = os.path.join(TMP, name + ".sock")
     err = open(os.path.join(TMP, name + ".stderr"), "w")
-    args = [VMM, "--firmware", BIOS, "--disk", "path=%s,format=%s" % (disk, fmt),
+    args = [VMM, "--firmware", bios, "--disk", "path=%s,format=%s" % (disk, fmt),
             "--cpus", str(cpus), "--memory", "256", "--console-log", log,
-            "--control-socket", sock, "--uuid", "4f0c4b2e-53a1-4c55-9f7e-1c1d2b3a4c5d"]
+            "--control-socket", sock, "--uuid", UUID]
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
     ok = wait_log(log, "kova-mbr: e820 ok", p, 120)
@@ -84,7 +92,7 @@ def boot(name, disk, fmt, cpus):
     check(wait_log(log, "kova-mbr: smbios 3.0 entry point found", p, 30),
           "%s: SeaBIOS installed kova's SMBIOS entry point (fw_cfg)" % name)
     check(wait_log(log, "kova-mbr: acpi rsdp found", p, 30),
-          "%s: SeaBIOS ran kova's ACPI table loader (the RSDP is in the F segment)" % name)
+          "%s: SeaBIOS ran kova's ACPI table loader (the RSDP is in the BIOS area)" % name)
     if p.poll() is None:
         st = ctl(sock, "status")
         check(st.get("ok") and st.get("vcpus") == cpus, "%s: status answers (%r)" % (name, st))
@@ -101,17 +109,76 @@ def boot(name, disk, fmt, cpus):
         print(text[-3000:])
 
 
+def log_count(path, text):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().count(text)
+    except FileNotFoundError:
+        return 0
+
+
+def boot_linux(name, disk, cpus, reset=False):
+    """GRUB -> Linux -> the guest's script -> poweroff; reset: once, while GRUB runs."""
+    log = os.path.join(TMP, name + ".console.log")
+    sock = os.path.join(TMP, name + ".sock")
+    err = open(os.path.join(TMP, name + ".stderr"), "w")
+    args = [VMM, "--disk", "path=%s,format=raw" % disk, "--cpus", str(cpus), "--memory", "512",
+            "--console-log", log, "--control-socket", sock, "--uuid", UUID]
+    t0 = time.monotonic()
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+    if reset:
+        got = wait_log(log, "kova-grub: loading the kernel", p, 120)
+        check(got, "%s: GRUB runs its menu entry" % name)
+        r = ctl(sock, "reset") if got else {}
+        check(r.get("ok"), "%s: reset accepted while GRUB runs (%r)" % (name, r))
+        end = time.monotonic() + 120
+        while time.monotonic() < end and log_count(log, "kova-grub: loading the kernel") < 2 \
+                and p.poll() is None:
+            time.sleep(0.2)
+        check(log_count(log, "SeaBIOS (version") == 2 and
+              log_count(log, "kova-grub: loading the kernel") == 2,
+              "%s: after the reset, SeaBIOS and GRUB run again" % name)
+    done = wait_log(log, "KOVA-GUEST-RC=", p, 300)
+    try:
+        rc = p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    took = time.monotonic() - t0
+    err.close()
+    text = open(log, errors="replace").read() if os.path.exists(log) else ""
+    check(done and "KOVA-GUEST-READY" in text,
+          "%s: Linux booted by GRUB ran the test guest (%.1f s)" % (name, took))
+    check("DMI-PRODUCT=OpenStack Nova" in text, "%s: SMBIOS product name OpenStack Nova" % name)
+    check("DMI-SERIAL=%s" % UUID in text, "%s: SMBIOS serial = --uuid" % name)
+    check("DMI-UUID=%s" % UUID in text, "%s: SMBIOS UUID = --uuid (product_uuid)" % name)
+    check("NPROC=%d" % cpus in text, "%s: Linux sees %d vCPUs" % (name, cpus))
+    tables = next((l for l in text.splitlines() if l.startswith("ACPI-TABLES=")), "")
+    tables = tables[len("ACPI-TABLES="):].strip()
+    check(all(t in tables.split() for t in ("APIC", "DSDT", "FACP")),
+          "%s: Linux found kova's ACPI tables (%s)" % (name, tables))
+    check(rc == 0, "%s: the guest's poweroff ends kova-vmm with 0 (got %s)" % (name, rc))
+    if failures:
+        print(open(os.path.join(TMP, name + ".stderr")).read()[-3000:])
+        print(text[-4000:])
+
+
 def main():
     raw = os.path.join(TMP, "disk.raw")
     shutil.copy(DISK, raw)
     boot("raw-1cpu", raw, "raw", 1)
     boot("raw-2cpu", raw, "raw", 2)
+    boot("raw-1cpu-pc-bios", raw, "raw", 1, bios=PC_BIOS)
     if QEMU_IMG:
         qcow = os.path.join(TMP, "disk.qcow2")
         subprocess.run([QEMU_IMG, "convert", "-f", "raw", "-O", "qcow2", raw, qcow], check=True)
         boot("qcow2-1cpu", qcow, "qcow2", 1)
     else:
         check(False, "qemu-img for the qcow2 disk")
+    linux = os.path.join(TMP, "linux.raw")
+    shutil.copy(LINUX_DISK, linux)
+    boot_linux("linux-1cpu", linux, 1)
+    boot_linux("linux-2cpu-reset", linux, 2, reset=True)
     shutil.rmtree(TMP, ignore_errors=True)
     print("firmware boot tests: %d failed" % len(failures))
     return 1 if failures else 0

@@ -5,7 +5,7 @@
  * (INT 13h, the firmware's virtio-blk driver) to 0x7e00, prints the NUL-terminated text it holds
  * through the BIOS (INT 10h, which SeaBIOS's serial console sends to COM1), then reads the
  * BIOS's E820 map (INT 15h), prints "e820 ok" if RAM above 1 MiB is there, looks for the SMBIOS
- * 3.0 entry point and the ACPI RSDP in the F segment, and halts. The test compares what appears on console.log.
+ * 3.0 entry point and the ACPI RSDP in the BIOS area, and waits for a key. The test compares what appears on console.log.
  */
     .code16
     .text
@@ -55,47 +55,56 @@ e820_found:
     movw $msg_e820_ok, %si
     call print
     /* the SMBIOS 3.0 entry point ("_SM3_") and the ACPI RSDP ("RSD PTR "), each on a 16-byte
-     * boundary in the F segment, where SeaBIOS put what kova gave it through fw_cfg */
+     * boundary in the BIOS area, where SeaBIOS put what kova gave it through fw_cfg */
     movw $msg_smbios, %si
     movw $5, %bp
-    call fseg_find
+    call bios_find
     call print
     movw $msg_rsdp, %si
     movw $8, %bp
-    call fseg_find
+    call bios_find
     call print
 halt:
-    sti /* interrupts on: SeaBIOS's serial console flushes its screen from the timer interrupt */
-    hlt
+    /* wait as a boot loader waits for a key: polling INT 16h lets SeaBIOS run its serial console,
+     * which flushes what is left of its screen (from the timer interrupt in the PC build, from
+     * such calls in the microvm build, which has no hardware interrupts) */
+    sti
+    movb $0x01, %ah
+    int $0x16
     jmp halt
 disk_error:
     movw $msg_disk, %si
     call print
     jmp halt
 
-/* fseg_find: whether the BP bytes at DS:SI stand on a 16-byte boundary in 0xF0000-0xFFFFF; SI
- * then points at the text to print: the pattern's "found" or "missing" line after it. */
-fseg_find:
-    movw $0xf000, %ax
+/* bios_find: whether the BP bytes at DS:SI stand on a 16-byte boundary in 0xE0000-0xFFFFF (the
+ * BIOS area where ACPI and SMBIOS entry points live); SI then points at the text to print: the
+ * pattern's "found" or "missing" line after it. */
+bios_find:
+    movw $0xe000, %ax
+bios_segment:
     movw %ax, %es
     xorw %di, %di
-fseg_next:
+bios_next:
     pushw %si
     pushw %di
     movw %bp, %cx
     repe cmpsb
     popw %di
     popw %si
-    je fseg_found
+    je bios_found
     addw $16, %di
-    jnz fseg_next
+    jnz bios_next
+    movw %es, %ax
+    addw $0x1000, %ax
+    jnz bios_segment /* 0xE000, then 0xF000, then done */
     addw %bp, %si /* skip the pattern and the "found" line */
-fseg_skip:
+bios_skip:
     lodsb
     testb %al, %al
-    jnz fseg_skip
+    jnz bios_skip
     ret
-fseg_found:
+bios_found:
     addw %bp, %si
     ret
 

@@ -23,8 +23,8 @@ enum kova_vmm_exit {
     KOVA_VMM_EXIT_TRIPLE_FAULT = 3, /* the guest triple-faulted */
 };
 
-#define KOVA_VMM_MAX_DISKS 16                            /* --disk options */
-#define KOVA_VMM_FIRMWARE  "/usr/share/seabios/bios.bin" /* Debian's seabios */
+#define KOVA_VMM_MAX_DISKS 16                                    /* --disk options */
+#define KOVA_VMM_FIRMWARE  "/usr/share/seabios/bios-microvm.bin" /* Debian's seabios */
 
 struct kova_vmm_config {
     const char *kernel;         /* bzImage; NULL: boot the disks through firmware */
