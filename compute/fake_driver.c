@@ -87,6 +87,7 @@ static int spawn(struct kova_driver *d, const struct kova_boot_spec *spec,
     i->running = true;
     i->paused = false;
     i->watched = true;
+    i->firmware = spec->kernel_id == NULL;
     i->ref.pid = ++st->next_pid;
     i->ref.start = 1000u + (unsigned)i->ref.pid;
     /* "after" a spawn is the worst moment: the instance runs, its ref is not yet recorded */

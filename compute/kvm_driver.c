@@ -381,7 +381,7 @@ static int prepare(struct kova_driver *d, const struct kova_boot_spec *spec, int
 {
     struct kvm_driver *k = KD(d);
     int r;
-    if ((r = cache_image(k, spec->kernel_id, err, errlen)) < 0 ||
+    if ((spec->kernel_id && (r = cache_image(k, spec->kernel_id, err, errlen)) < 0) ||
         (spec->ramdisk_id && (r = cache_image(k, spec->ramdisk_id, err, errlen)) < 0) ||
         (r = cache_image(k, spec->image_id, err, errlen)) < 0)
         return r;
@@ -413,7 +413,8 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     char clog[KOVA_LAYOUT_PATH_MAX], sock[KOVA_LAYOUT_PATH_MAX], dir[KOVA_LAYOUT_PATH_MAX];
     char logp[KOVA_LAYOUT_PATH_MAX + 16], diskarg[KOVA_LAYOUT_PATH_MAX + 32], cpus[24], mem[24];
     int r;
-    if ((r = kova_layout_base_path(&k->layout, s->kernel_id, kernel, sizeof(kernel))) < 0 ||
+    if ((s->kernel_id &&
+         (r = kova_layout_base_path(&k->layout, s->kernel_id, kernel, sizeof(kernel))) < 0) ||
         (s->ramdisk_id &&
          (r = kova_layout_base_path(&k->layout, s->ramdisk_id, initrd, sizeof(initrd))) < 0) ||
         (r = instance_file_path(k, s->uuid, KOVA_INSTANCE_DIR, dir)) < 0 ||
@@ -436,14 +437,18 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     const char *argv[24];
     int a = 0;
     argv[a++] = k->vmm_path;
-    argv[a++] = "--kernel";
-    argv[a++] = kernel;
-    if (s->ramdisk_id) {
-        argv[a++] = "--initrd";
-        argv[a++] = initrd;
+    if (s->kernel_id) { /* direct boot; without it kova-vmm boots the disk through firmware */
+        argv[a++] = "--kernel";
+        argv[a++] = kernel;
+        if (s->ramdisk_id) {
+            argv[a++] = "--initrd";
+            argv[a++] = initrd;
+        }
+        argv[a++] = "--cmdline";
+        argv[a++] = s->cmdline;
     }
-    argv[a++] = "--cmdline";
-    argv[a++] = s->cmdline;
+    argv[a++] = "--uuid"; /* SMBIOS: the guest sees its instance's UUID, as under Nova */
+    argv[a++] = s->uuid;
     argv[a++] = "--cpus";
     argv[a++] = cpus;
     argv[a++] = "--memory";

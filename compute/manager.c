@@ -196,7 +196,8 @@ static void fail(struct task *t, enum kova_vm_state vm, enum kova_power_state po
 /* ------------------------------------------------------------------ what a server boots */
 
 /* Resolves the server's image (and its kernel and ramdisk) into a boot spec, checks that they
- * are active, asks the driver to prepare the disks, and records what it boots. */
+ * are active, asks the driver to prepare the disks, and records what it boots: the kernel of a
+ * kernel_id image directly, else the disk through firmware (as Nova boots a cloud image). */
 static int prepare(struct task *t, struct kova_db_server *w, int *code, char *err, size_t errlen)
 {
     struct kova_db_image im = {0}, km = {0}, rm = {0};
@@ -226,15 +227,22 @@ static int prepare(struct task *t, struct kova_db_server *w, int *code, char *er
     const char *kid = json_string_value(json_object_get(props, "kernel_id"));
     const char *rid = json_string_value(json_object_get(props, "ramdisk_id"));
     const char *cmd = json_string_value(json_object_get(props, "os_command_line"));
-    if (!kid || !kova_is_uuid(kid)) {
-        snprintf(err, errlen,
-                 "Image %s has no kernel_id property: kova boots a kernel image directly "
-                 "(set kernel_id, and ramdisk_id and os_command_line as needed).",
-                 w->image_ref);
+    const char *fwt = json_string_value(json_object_get(props, "hw_firmware_type"));
+    if (kid && !kova_is_uuid(kid)) {
+        snprintf(err, errlen, "Image %s has an invalid kernel_id.", w->image_ref);
         r = -EINVAL;
         goto out;
     }
-    if (rid && !kova_is_uuid(rid)) {
+    if (!kid && fwt && strcmp(fwt, "bios")) {
+        /* no kernel: the disk boots through firmware, and kova's is a BIOS (SeaBIOS) */
+        snprintf(err, errlen,
+                 "Image %s has hw_firmware_type=%.16s: kova boots disks through BIOS firmware "
+                 "only (hw_firmware_type=bios, or unset).",
+                 w->image_ref, fwt);
+        r = -EINVAL;
+        goto out;
+    }
+    if (rid && (!kid || !kova_is_uuid(rid))) {
         snprintf(err, errlen, "Image %s has an invalid ramdisk_id.", w->image_ref);
         r = -EINVAL;
         goto out;
@@ -252,14 +260,15 @@ static int prepare(struct task *t, struct kova_db_server *w, int *code, char *er
         if (r < 0)
             goto out;
     }
-    snprintf(w->kernel_id, sizeof(w->kernel_id), "%s", kid);
+    /* a kernel_id image boots that kernel directly; any other boots its disk through firmware */
+    snprintf(w->kernel_id, sizeof(w->kernel_id), "%s", kid ? kid : "");
     snprintf(w->ramdisk_id, sizeof(w->ramdisk_id), "%s", rid ? rid : "");
-    snprintf(w->cmdline, sizeof(w->cmdline), "%s", cmd ? cmd : "console=ttyS0");
+    snprintf(w->cmdline, sizeof(w->cmdline), "%s", !kid ? "" : cmd ? cmd : "console=ttyS0");
     struct kova_boot_spec spec = {
         .uuid = t->id,
         .image_id = w->image_ref,
         .image_format = fmt,
-        .kernel_id = w->kernel_id,
+        .kernel_id = kid ? w->kernel_id : NULL,
         .ramdisk_id = rid ? w->ramdisk_id : NULL,
         .cmdline = w->cmdline,
         .vcpus = (unsigned)w->vcpus,
@@ -285,16 +294,15 @@ out:
 
 static int spawn(struct task *t, const struct kova_db_server *w, char *err, size_t errlen)
 {
-    if (!w->kernel_id[0]) {
-        snprintf(err, errlen, "the server has no kernel recorded (image without kernel_id)");
-        return -EINVAL;
-    }
+    bool direct = w->kernel_id[0] != 0; /* else firmware boot */
     struct kova_boot_spec spec = {
         .uuid = t->id,
         .image_id = w->image_ref,
-        .kernel_id = w->kernel_id,
-        .ramdisk_id = w->ramdisk_id[0] ? w->ramdisk_id : NULL,
-        .cmdline = w->cmdline[0] ? w->cmdline : "console=ttyS0",
+        .kernel_id = direct ? w->kernel_id : NULL,
+        .ramdisk_id = direct && w->ramdisk_id[0] ? w->ramdisk_id : NULL,
+        .cmdline = !direct         ? NULL
+                   : w->cmdline[0] ? w->cmdline
+                                   : "console=ttyS0",
         .vcpus = (unsigned)w->vcpus,
         .ram_mib = (unsigned long long)w->ram,
         .root_gib = (unsigned long long)w->disk,

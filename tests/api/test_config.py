@@ -96,7 +96,8 @@ class Config(unittest.TestCase):
             st, _, b = a.request("POST", "/v2.1/os-keypairs", {"keypair": {"name": "two"}})
             self.assertEqual(st, 403, b)
             st, _, img = a.request("POST", "/v2/images", {"name": "cap", "disk_format": "raw",
-                                                           "container_format": "bare"},
+                                                           "container_format": "bare",
+                                                           "hw_firmware_type": "uefi"},
                                    image=True)
             self.assertEqual(st, 201)
             st, _, b = a.request("PUT", "/v2/images/%s/file" % img["id"], raw=b"x" * 5000,

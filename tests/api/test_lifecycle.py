@@ -223,11 +223,31 @@ class Lifecycle(AgentCase):
         self.assertIn("Flavor's disk is too small for requested image", s["fault"]["message"])
         self.assertFalse(os.path.exists(self.inst_dir(sid)))
 
-    def test_image_without_kernel(self):
-        img = self.image("plain", b"\0" * 4096)
+    def test_image_without_kernel_boots_through_firmware(self):
+        # as Nova boots a cloud image: the disk through firmware (kova-vmm without --kernel,
+        # SMBIOS UUID = the server's); this disk has no boot loader, so the firmware finds
+        # nothing to boot, and the server is ACTIVE with its VMM running, as under Nova
+        img = self.image("plain", b"\0" * 65536)
+        sid = self.create(img)
+        self.wait(sid, "ACTIVE")
+        pids = vmm_pids_for(self.a.state_dir)
+        self.assertEqual(len(pids), 1)
+        with open("/proc/%d/cmdline" % pids[0], "rb") as f:
+            argv = [x.decode() for x in f.read().split(b"\0") if x]
+        self.assertNotIn("--kernel", argv)
+        self.assertEqual(argv[argv.index("--uuid") + 1], sid)
+        self.req("DELETE", "/v2.1/servers/%s" % sid, status=204)
+        deadline = time.time() + 30
+        while time.time() < deadline and self.a.request("GET", "/v2.1/servers/%s" % sid,
+                                                        token=DEMO)[0] != 404:
+            time.sleep(0.1)
+        self.assertEqual(vmm_pids_for(self.a.state_dir), [])
+
+    def test_image_asking_for_uefi(self):
+        img = self.image("uefi", b"\0" * 4096, hw_firmware_type="uefi")
         sid = self.create(img)
         s = self.wait(sid, "ERROR")
-        self.assertIn("kernel_id", s["fault"]["message"])
+        self.assertIn("hw_firmware_type=uefi", s["fault"]["message"])
         self.assertFalse(os.path.exists(self.inst_dir(sid)))
 
     def test_restart_reconciles(self):

@@ -105,7 +105,8 @@ class OpenstackCLI(unittest.TestCase):
             f.write(os.urandom(65536))
         img = osc("image", "create", "--file", disk, "--disk-format", "raw",
                   "--container-format", "bare", "--property",
-                  "os_command_line=console=ttyS0", "cli-image")
+                  "os_command_line=console=ttyS0", "--property", "hw_firmware_type=uefi",
+                  "cli-image")
         self.assertEqual(img["name"], "cli-image")
         lst = osc("image", "list")
         self.assertIn("cli-image", [i["Name"] for i in lst])

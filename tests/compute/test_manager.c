@@ -308,6 +308,45 @@ static void test_build(void)
     agent_down(&a);
 }
 
+/* An image without kernel_id boots its disk through firmware; one that asks for UEFI is refused
+ * with a fault naming the property, before anything is prepared. */
+static void test_build_firmware(void)
+{
+    char q[512];
+    setup("building", "scheduling", 0);
+    struct agent a;
+    agent_up(&a);
+    snprintf(q, sizeof(q), "UPDATE servers SET image_ref = '%s' WHERE id = '%s';", KERNEL, SID);
+    sql(&a, q);
+    kova_compute_submit(a.c, SID, KOVA_OP_BUILD);
+    struct row w = get_row(&a);
+    CHECK(!strcmp(w.vm, "active") && w.power == 1, "firmware build: %s/%d %s", w.vm, w.power,
+          w.fault);
+    CHECK(inst() && inst()->running && inst()->firmware, "firmware build: spawned without kernel");
+    agent_down(&a);
+
+    setup("building", "scheduling", 0);
+    agent_up(&a);
+    snprintf(q, sizeof(q),
+             "UPDATE servers SET image_ref = '%s' WHERE id = '%s'; UPDATE images SET properties "
+             "= '{\"hw_firmware_type\": \"uefi\"}' WHERE id = '%s';",
+             KERNEL, SID, KERNEL);
+    sql(&a, q);
+    kova_compute_submit(a.c, SID, KOVA_OP_BUILD);
+    w = get_row(&a);
+    CHECK(!strcmp(w.vm, "error") && w.has_fault && strstr(w.fault, "hw_firmware_type=uefi"),
+          "uefi build: %s %s", w.vm, w.fault);
+    CHECK(fake->calls[KOVA_FAKE_PREPARE] == 0 && fake->calls[KOVA_FAKE_SPAWN] == 0,
+          "uefi build: nothing prepared or spawned");
+    agent_down(&a);
+}
+
+static void test_builds(void)
+{
+    test_build();
+    test_build_firmware();
+}
+
 /* ------------------------------------------------------------------ driver failures */
 
 struct failcase {
@@ -525,7 +564,7 @@ int main(int argc, char **argv)
         const char *name;
         void (*fn)(void);
     } groups[] = {
-        {"states", test_states}, {"build", test_build},      {"failures", test_failures},
+        {"states", test_states}, {"build", test_builds},     {"failures", test_failures},
         {"exits", test_exits},   {"restart", test_restarts},
     };
     bool ran = false;

@@ -42,9 +42,9 @@ struct kova_boot_spec {
     const char *uuid;
     const char *image_id; /* the root disk's image */
     enum kova_disk_kind image_format;
-    const char *kernel_id;  /* direct kernel boot */
+    const char *kernel_id;  /* direct kernel boot; NULL: the disk boots through firmware */
     const char *ramdisk_id; /* NULL: none */
-    const char *cmdline;
+    const char *cmdline;    /* with kernel_id */
     unsigned vcpus;
     unsigned long long ram_mib;
     unsigned long long root_gib; /* the flavor's root disk */
@@ -141,6 +141,7 @@ enum kova_fake_step {
 struct kova_fake_instance {
     char uuid[40];
     bool files, running, paused, watched;
+    bool firmware; /* the last spawn had no kernel: the disk boots through firmware */
     struct kova_vmm_ref ref;
 };
 struct kova_fake_state {
