@@ -12,6 +12,10 @@ lifecycle.kvm (--parts power,agentkill; run inside the test VM by kova-nested-ru
   agentkill  the agent SIGKILLed during a burst of creates and deletes, restarted: every server
              ends ACTIVE with its VMM adopted or started (PID + start time checked) or is gone;
              no kova-vmm without a server, no instance dir without one.
+  firmware   a cloud image (qcow2, GRUB inside, no properties; tests/vmm/firmware) → ACTIVE
+             through SeaBIOS and GRUB, SMBIOS product OpenStack Nova and UUID/serial = the
+             server's id in the guest, stop (ACPI power button) → SHUTOFF, start, hard reboot,
+             each through firmware again, qemu-img check of the overlay clean, delete.
 
 lifecycle.kvm_cli (--host-driver; runs HERE, at native speed): starts the test VM with the
   agent in it (--serve) and its two ports forwarded to 127.0.0.1 (kova-nested-run --forward),
@@ -27,6 +31,7 @@ lifecycle.kvm_cli (--host-driver; runs HERE, at native speed): starts the test V
   side checks that no kova-vmm and no instance dir is left and that the agent stopped cleanly.
 
 usage: python3 test_lifecycle_kvm.py --agent A --vmm V --assets DIR [--parts power,agentkill]
+                                     [--cloud-image QCOW2 (with the part firmware)]
        python3 test_lifecycle_kvm.py --host-driver --runner kova-nested-run --agent A --vmm V
                                      --assets DIR --curl-script S [--timeout S] [--mem M]
                                      [--cpus N] [--parts cli,curl]  (without cli: images
@@ -473,6 +478,51 @@ def part_power_failure():
     check(gone(sid), "deleted")
 
 
+def part_firmware():
+    """A cloud image (a qcow2 disk with GRUB inside, no properties) boots through firmware."""
+    log("== a server of a cloud image (firmware boot: SeaBIOS, GRUB)")
+    path = C.cloud_image
+    st, _, img = C.agent.request("POST", "/v2/images", {"name": "kova-cloud", "disk_format":
+                                                        "qcow2", "container_format": "bare"},
+                                 token="admin:admin", image=True)
+    with open(path, "rb") as f:
+        C.agent.request("PUT", "/v2/images/%s/file" % img["id"], token="admin:admin", image=True,
+                        raw=f.read(), headers={"Content-Type": "application/octet-stream"})
+    st, _, b = api("POST", "/v2.1/servers", {"server": {"name": "fw", "imageRef": img["id"],
+                                                        "flavorRef": "kvm1"}})
+    sid = b["server"]["id"]
+    wait_status(sid, "ACTIVE")
+    out = wait_console(sid, READY)
+    check("Booting from Hard Disk" in out and "kova-grub: loading the kernel" in out,
+          "the console shows SeaBIOS and GRUB before the kernel")
+    out = wait_console(sid, "ACPI-TABLES=")
+    check("DMI-PRODUCT=OpenStack Nova" in out, "the guest reads product OpenStack Nova (SMBIOS)")
+    check("DMI-UUID=%s" % sid in out and "DMI-SERIAL=%s" % sid in out,
+          "the guest's SMBIOS UUID and serial are the server's id")
+    api("POST", "/v2.1/servers/%s/action" % sid, {"os-stop": None})
+    wait_status(sid, "SHUTOFF")
+    out = console(sid)
+    check("reboot: Power down" in out.split("ACPI-TABLES=")[-1],
+          "stop: the guest powered itself off on its ACPI power button" +
+          ("" if "Power down" in out else "; console tail:\n" + out[-1500:]))
+    api("POST", "/v2.1/servers/%s/action" % sid, {"os-start": None})
+    wait_status(sid, "ACTIVE")
+    wait_count(sid, READY, 2)
+    check(True, "start: booted again through firmware")
+    api("POST", "/v2.1/servers/%s/action" % sid, {"reboot": {"type": "HARD"}})
+    wait_count(sid, READY, 3)
+    wait_status(sid, "ACTIVE")
+    check(console(sid).count("Booting from Hard Disk") >= 3, "hard reboot: through firmware again")
+    api("POST", "/v2.1/servers/%s/action" % sid, {"os-stop": None})
+    wait_status(sid, "SHUTOFF")
+    overlay = os.path.join(C.agent.state_dir, "instances", sid, "disk")
+    r = subprocess.run(["qemu-img", "check", overlay], capture_output=True, text=True)
+    check(r.returncode == 0, "qemu-img check of the overlay is clean (%s)"
+          % (r.stdout + r.stderr).strip().splitlines()[-1:])
+    api("DELETE", "/v2.1/servers/%s" % sid)
+    check(gone(sid), "deleted")
+
+
 def part_agent_kill():
     log("== agent SIGKILLed during a burst of creates and deletes")
     sd = C.agent.state_dir
@@ -574,7 +624,8 @@ def vm_main(opt):
         register_images_rest()
         for part in (opt.get("--parts") or "power,agentkill").split(","):
             try:
-                {"power": part_power_failure, "agentkill": part_agent_kill}[part]()
+                {"power": part_power_failure, "agentkill": part_agent_kill,
+                 "firmware": part_firmware}[part]()
             except Exception as e:  # one part's failure does not hide the others'
                 check(False, "%s: %s" % (part, e))
     finally:
@@ -752,6 +803,7 @@ def main():
     if "--serve" in opt:
         return serve_main(opt)
     C.assets = opt["--assets"]
+    C.cloud_image = opt.get("--cloud-image")
     return vm_main(opt)
 
 

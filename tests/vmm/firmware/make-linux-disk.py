@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""make-linux-disk.py KERNEL INITRD OUT: a 64 MiB raw disk that boots the test guest through GRUB.
+"""make-linux-disk.py KERNEL INITRD OUT [--stay]: a 64 MiB raw disk that boots the test guest
+through GRUB.
 
 Laid out as a BIOS disk: an MBR partition table with one ext4 partition from 1 MiB (made with
 mkfs.ext4 -E offset -d, no loop device), GRUB's i386-pc boot.img in the MBR and its core.img
@@ -8,7 +9,8 @@ mkfs.ext4 -E offset -d, no loop device), GRUB's i386-pc boot.img in the MBR and 
 modules, and the kernel + initramfs in /boot. grub.cfg talks on the serial port and boots the
 test guest (tests/assets/guest-init) with a kova.script that prints what the firmware told
 Linux: DMI-PRODUCT, DMI-SERIAL, DMI-UUID (SMBIOS), NPROC, and ACPI-TABLES (the tables Linux
-found); the guest then powers off through ACPI."""
+found); the guest then powers off through ACPI, or with --stay (kova.stay=1) keeps running until
+its ACPI power button is pressed, as a server's guest does."""
 import base64
 import os
 import shutil
@@ -31,6 +33,7 @@ echo ACPI-TABLES=$(ls /sys/firmware/acpi/tables | tr '\\n' ' ')
 
 def main():
     kernel, initrd, out = sys.argv[1:4]
+    extra = " kova.stay=1" if sys.argv[4:] == ["--stay"] else ""
     work = tempfile.mkdtemp(prefix="kova-fw-disk.")
     try:
         root = os.path.join(work, "root")
@@ -47,8 +50,8 @@ def main():
                     "terminal_output serial\nset timeout=0\n"
                     "menuentry \"kova test guest\" {\n"
                     "    echo \"kova-grub: loading the kernel\"\n"
-                    "    linux /boot/vmlinuz console=ttyS0 panic=-1 kova.script=%s\n"
-                    "    initrd /boot/initrd.gz\n}\n" % script)
+                    "    linux /boot/vmlinuz console=ttyS0 panic=-1 kova.script=%s%s\n"
+                    "    initrd /boot/initrd.gz\n}\n" % (script, extra))
         tmp = out + ".tmp"
         mbr = bytearray(512)
         count = SIZE // 512 - PART_START
