@@ -22,19 +22,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvmtrace  # noqa: E402
+from vmmcheck import check, failures  # noqa: E402
 
 VMM, ASSETS = sys.argv[1], sys.argv[2]
 KERNEL = os.path.join(ASSETS, "vmlinuz")
 INITRD = os.path.join(ASSETS, "guest-initrd.cpio.gz")
 TMP = tempfile.mkdtemp(prefix="kova-vmm-test.")
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 class Vmm:

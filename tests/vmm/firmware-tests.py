@@ -26,20 +26,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmcheck import check, failures  # noqa: E402
+
 VMM, DISK, LINUX_DISK = sys.argv[1], sys.argv[2], sys.argv[3]
 QEMU_IMG = sys.argv[4] if len(sys.argv) > 4 else shutil.which("qemu-img")
 UUID = "4f0c4b2e-53a1-4c55-9f7e-1c1d2b3a4c5d"
 BIOS = "/usr/share/seabios/bios-microvm.bin"  # kova-vmm's default
 PC_BIOS = "/usr/share/seabios/bios.bin"  # the PC build: the boot sector only (see README)
 TMP = tempfile.mkdtemp(prefix="kova-fw-test.")
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def ctl(sock, cmd):

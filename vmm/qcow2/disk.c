@@ -295,7 +295,7 @@ static int disk_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zeroe
     if (!range_ok(d, off, len))
         return -EINVAL;
     pthread_mutex_lock(&d->lock);
-    rc = zeroes ? d->ops->write_zeroes(d, off, len) : d->ops->discard(d, off, len);
+    rc = d->ops->unmap(d, off, len, zeroes);
     pthread_mutex_unlock(&d->lock);
     return rc;
 }

@@ -83,9 +83,8 @@ struct kova_disk_ops {
     /* Writes dirty metadata in crash-safe order (disk.c syncs the file afterwards). Lock held,
      * or no other call runs (close). */
     int (*flush)(struct kova_disk *d);
-    /* kova_disk_discard() / kova_disk_write_zeroes() semantics. */
-    int (*discard)(struct kova_disk *d, uint64_t off, uint64_t len);
-    int (*write_zeroes)(struct kova_disk *d, uint64_t off, uint64_t len);
+    /* kova_disk_discard() (zeroes 0) / kova_disk_write_zeroes() (zeroes 1) semantics. */
+    int (*unmap)(struct kova_disk *d, uint64_t off, uint64_t len, int zeroes);
     /* kova_disk_granularity(); no lock needed. */
     uint32_t (*granularity)(const struct kova_disk *d);
 };

@@ -66,7 +66,7 @@ int qc_flush_if_pending(struct kova_disk *d);
 
 int qc_preadv(struct kova_disk *d, struct kd_iovc *c, size_t len, uint64_t off);
 int qc_pwritev(struct kova_disk *d, struct kd_iovc *c, size_t len, uint64_t off);
-int qc_discard(struct kova_disk *d, uint64_t off, uint64_t len);
-int qc_write_zeroes(struct kova_disk *d, uint64_t off, uint64_t len);
+/* Whole-cluster discard (zeroes 0) or zeroing (zeroes 1); lock held. 0 or -errno. */
+int qc_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zeroes);
 
 #endif

@@ -518,7 +518,7 @@ static int write_vec(struct kova_disk *d, struct kd_iovc *c, size_t len, uint64_
 
 /* Whole-cluster discard (zeroes=0) or zeroing (zeroes=1); partial clusters: zeroing writes
  * zeros, discard leaves them. */
-static int unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zeroes)
+int qc_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zeroes)
 {
     int v3 = d->h.version >= 3;
     int has_backing = d->h.backing_file[0] != 0;
@@ -576,14 +576,4 @@ int qc_pwritev(struct kova_disk *d, struct kd_iovc *c, size_t len, uint64_t off)
     int rc = write_vec(d, c, len, off);
     pthread_mutex_unlock(&d->lock);
     return rc;
-}
-
-int qc_discard(struct kova_disk *d, uint64_t off, uint64_t len)
-{
-    return unmap(d, off, len, 0);
-}
-
-int qc_write_zeroes(struct kova_disk *d, uint64_t off, uint64_t len)
-{
-    return unmap(d, off, len, 1);
 }

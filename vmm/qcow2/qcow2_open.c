@@ -231,8 +231,7 @@ const struct kova_disk_ops kd_qcow2_ops = {
     .preadv = qc_preadv,
     .pwritev = qc_pwritev,
     .flush = qc_flush_meta,
-    .discard = qc_discard,
-    .write_zeroes = qc_write_zeroes,
+    .unmap = qc_unmap,
     .granularity = qc_granularity,
 };
 

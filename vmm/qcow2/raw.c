@@ -83,14 +83,9 @@ static int raw_zero(struct kova_disk *d, uint64_t off, uint64_t len, int punch)
     return 0;
 }
 
-static int raw_discard(struct kova_disk *d, uint64_t off, uint64_t len)
+static int raw_unmap(struct kova_disk *d, uint64_t off, uint64_t len, int zeroes)
 {
-    return raw_zero(d, off, len, 1);
-}
-
-static int raw_write_zeroes(struct kova_disk *d, uint64_t off, uint64_t len)
-{
-    return raw_zero(d, off, len, 0);
+    return raw_zero(d, off, len, !zeroes);
 }
 
 static uint32_t raw_granularity(const struct kova_disk *d)
@@ -106,7 +101,6 @@ const struct kova_disk_ops kd_raw_ops = {
     .preadv = raw_preadv,
     .pwritev = raw_pwritev,
     .flush = raw_flush,
-    .discard = raw_discard,
-    .write_zeroes = raw_write_zeroes,
+    .unmap = raw_unmap,
     .granularity = raw_granularity,
 };
