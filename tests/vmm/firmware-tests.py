@@ -14,8 +14,10 @@ Then Linux through GRUB (firmware/make-linux-disk.py): GRUB's menu and the kerne
 console.log, the test guest's marker, what Linux read from the firmware (SMBIOS product
 "OpenStack Nova", serial and UUID = --uuid; the vCPU count; ACPI FACP/APIC/DSDT), the guest's
 poweroff through ACPI ending kova-vmm with 0, and a reset through the control socket while GRUB
-runs coming back through SeaBIOS and GRUB.
-Usage: firmware-tests.py KOVA_VMM DISK_RAW LINUX_DISK_RAW [QEMU_IMG]
+runs coming back through SeaBIOS and GRUB; and a guest that reboots itself (reboot -f: Linux
+jumps to the BIOS's reset vector, SeaBIOS resets through the reset control register 0xCF9)
+coming back through SeaBIOS and GRUB, twice, in the same kova-vmm.
+Usage: firmware-tests.py KOVA_VMM DISK_RAW LINUX_DISK_RAW REBOOT_DISK_RAW [QEMU_IMG]
 """
 import json
 import os
@@ -29,8 +31,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vmmcheck import check, failures  # noqa: E402
 
-VMM, DISK, LINUX_DISK = sys.argv[1], sys.argv[2], sys.argv[3]
-QEMU_IMG = sys.argv[4] if len(sys.argv) > 4 else shutil.which("qemu-img")
+VMM, DISK, LINUX_DISK, REBOOT_DISK = sys.argv[1:5]
+QEMU_IMG = sys.argv[5] if len(sys.argv) > 5 else shutil.which("qemu-img")
 UUID = "4f0c4b2e-53a1-4c55-9f7e-1c1d2b3a4c5d"
 BIOS = "/usr/share/seabios/bios-microvm.bin"  # kova-vmm's default
 PC_BIOS = "/usr/share/seabios/bios.bin"  # the PC build: the boot sector only (see README)
@@ -158,6 +160,36 @@ def boot_linux(name, disk, cpus, reset=False):
         print(text[-4000:])
 
 
+def boot_reboot(name, disk, cpus):
+    """A guest that reboots itself on every boot: each comes back through SeaBIOS and GRUB."""
+    log = os.path.join(TMP, name + ".console.log")
+    sock = os.path.join(TMP, name + ".sock")
+    err = open(os.path.join(TMP, name + ".stderr"), "w")
+    args = [VMM, "--disk", "path=%s,format=raw" % disk, "--cpus", str(cpus), "--memory", "256",
+            "--console-log", log, "--control-socket", sock, "--uuid", UUID]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+    end = time.monotonic() + 300
+    while time.monotonic() < end and log_count(log, "KOVA-REBOOTING") < 3 and p.poll() is None:
+        time.sleep(0.2)
+    n = log_count(log, "KOVA-REBOOTING")
+    check(n >= 3, "%s: the guest rebooted itself and came back, twice (%d boots)" % (name, n))
+    check(log_count(log, "SeaBIOS (version") >= 3 and
+          log_count(log, "kova-grub: loading the kernel") >= 3,
+          "%s: each reboot went through SeaBIOS and GRUB" % name)
+    if p.poll() is None:
+        ctl(sock, "quit")
+    try:
+        rc = p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    err.close()
+    check(rc == 0, "%s: still running, quit ends kova-vmm with 0 (got %s)" % (name, rc))
+    if failures:
+        print(open(os.path.join(TMP, name + ".stderr")).read()[-3000:])
+        print(open(log, errors="replace").read()[-3000:] if os.path.exists(log) else "")
+
+
 def main():
     raw = os.path.join(TMP, "disk.raw")
     shutil.copy(DISK, raw)
@@ -174,6 +206,9 @@ def main():
     shutil.copy(LINUX_DISK, linux)
     boot_linux("linux-1cpu", linux, 1)
     boot_linux("linux-2cpu-reset", linux, 2, reset=True)
+    reboot = os.path.join(TMP, "reboot.raw")
+    shutil.copy(REBOOT_DISK, reboot)
+    boot_reboot("linux-guest-reboot", reboot, 1)
     shutil.rmtree(TMP, ignore_errors=True)
     print("firmware boot tests: %d failed" % len(failures))
     return 1 if failures else 0

@@ -456,13 +456,35 @@ static uint64_t mmio_r(struct bus *mmio, uint64_t addr, unsigned size)
     return kova_le_get(d, size);
 }
 
+static void count_reset(void *opaque)
+{
+    (*(unsigned *)opaque)++;
+}
+
 static void test_pci_virtio(void)
 {
     struct bus pio, mmio;
     bus_init(&pio, "pio");
     bus_init(&mmio, "mmio");
     struct pci_host h;
-    CHECK(pci_host_init(&h, &pio, &mmio) == 0);
+    unsigned resets = 0;
+    CHECK(pci_host_init(&h, &pio, &mmio, count_reset, &resets) == 0);
+
+    /* The reset control register at 0xCF9: byte writes only; RST_CPU (bit 2) resets. */
+    uint8_t b[4] = {0x02};
+    bus_write(&pio, 0xcf9, b, 1); /* SYS_RST alone: prepares, no reset */
+    CHECK(resets == 0);
+    b[0] = 0x06;
+    bus_write(&pio, 0xcf9, b, 1);
+    CHECK(resets == 1);
+    kova_le_put(b, 4, 0x80000800U); /* a dword at 0xCF8 is the conf1 address, never a reset */
+    bus_write(&pio, 0xcf8, b, 4);
+    CHECK(resets == 1);
+    bus_read(&pio, 0xcf8, b, 4);
+    CHECK(kova_le_get(b, 4) == 0x80000800U);
+    b[0] = 0;
+    bus_read(&pio, 0xcf9, b, 1); /* reads of the register: the conf1 port's all-ones */
+    CHECK(b[0] == 0xff);
     struct guest_mem gm;
     CHECK(gm_alloc(&gm, 64ULL << 20) == 0);
     struct irq_rec rec = {0};
@@ -805,7 +827,7 @@ static void test_eventfds(void)
     bus_init(&pio, "pio");
     bus_init(&mmio, "mmio");
     struct pci_host h;
-    CHECK(pci_host_init(&h, &pio, &mmio) == 0);
+    CHECK(pci_host_init(&h, &pio, &mmio, NULL, NULL) == 0);
     struct guest_mem gm;
     CHECK(gm_alloc(&gm, 16ULL << 20) == 0);
     struct fake_kvm k = {.ioev_fd = {-1, -1, -1, -1}, .route_fd = -1, .route_gsi = -1};

@@ -109,6 +109,9 @@ static void conf1_write(void *opaque, uint64_t off, const uint8_t *data, uint32_
         pthread_mutex_lock(&h->lock);
         h->conf_addr = v & 0x80fffffcU;
         pthread_mutex_unlock(&h->lock);
+    } else if (off == PIO_RESET_CONTROL - PIO_PCI_CONF && size == 1) {
+        if ((v & RESET_CONTROL_RST_CPU) && h->reset)
+            h->reset(h->reset_opaque);
     } else if (conf1_target(h, off, &slot, &reg)) {
         pci_cfg_write(h, slot, reg, size, v);
     }
@@ -166,9 +169,12 @@ static void mmio_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t
 
 const struct bus_ops pci_mmio_ops = {mmio_read, mmio_write};
 
-int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio)
+int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, void (*reset)(void *),
+                  void *reset_opaque)
 {
     memset(h, 0, sizeof(*h));
+    h->reset = reset;
+    h->reset_opaque = reset_opaque;
     pthread_mutex_init(&h->lock, NULL);
     /* Host bridge at 00:00.0 (class 0x0600); the guest's conf1 probe looks for it. */
     pci_dev_init(&h->bridge, 0x1b36, 0x0008, 0x060000, 0, 0x1af4, 0x1100);

@@ -36,9 +36,15 @@ struct pci_host {
     struct pci_dev bridge;
     struct pci_dev *slots[PCI_SLOTS];
     uint64_t next_bar; /* next free address in the MMIO window */
+    /* The platform's reset line: a byte write with RST_CPU (bit 2) to the reset control register
+     * at 0xCF9 (inside the conf1 ports, decoded for byte accesses only, as on PIIX3 and ICH9)
+     * calls reset(reset_opaque); SeaBIOS reboots through it. NULL: the register is ignored. */
+    void (*reset)(void *opaque);
+    void *reset_opaque;
 };
 
-int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio);
+int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, void (*reset)(void *),
+                  void *reset_opaque);
 void pci_host_destroy(struct pci_host *h);
 /* Sets up the common header of dev (vendor, device, class ...). */
 void pci_dev_init(struct pci_dev *dev, uint16_t vendor, uint16_t device, uint32_t class_code,

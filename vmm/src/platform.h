@@ -29,18 +29,20 @@
 #define BOOT_TSS 0x20
 
 /* Port I/O. */
-#define PIO_I8042_DATA     0x60
-#define PIO_I8042_CMD      0x64
-#define PIO_RTC            0x70 /* index, data */
-#define PIO_COM1           0x3f8
-#define PIO_BOOT_TIMER     0x440 /* the guest writes BOOT_TIMER_MAGIC here once its init runs */
-#define BOOT_TIMER_MAGIC   123
-#define PIO_ACPI_SLEEP_CTL 0x600 /* FADT sleep control register (dsdt.asl: _S5 = 5) */
-#define PIO_ACPI_SLEEP_STS 0x601 /* FADT sleep status register */
-#define PIO_ACPI_RESET     0x602 /* FADT reset register */
-#define ACPI_RESET_VALUE   0x01
-#define ACPI_S5_TYP        5
-#define PIO_PCI_CONF       0xcf8 /* conf1 address (0xcf8) and data (0xcfc..0xcff) */
+#define PIO_I8042_DATA        0x60
+#define PIO_I8042_CMD         0x64
+#define PIO_RTC               0x70 /* index, data */
+#define PIO_COM1              0x3f8
+#define PIO_BOOT_TIMER        0x440 /* the guest writes BOOT_TIMER_MAGIC here once its init runs */
+#define BOOT_TIMER_MAGIC      123
+#define PIO_ACPI_SLEEP_CTL    0x600 /* FADT sleep control register (dsdt.asl: _S5 = 5) */
+#define PIO_ACPI_SLEEP_STS    0x601 /* FADT sleep status register */
+#define PIO_ACPI_RESET        0x602 /* FADT reset register */
+#define ACPI_RESET_VALUE      0x01
+#define ACPI_S5_TYP           5
+#define PIO_PCI_CONF          0xcf8 /* conf1 address (0xcf8) and data (0xcfc..0xcff) */
+#define PIO_RESET_CONTROL     0xcf9 /* reset control register (byte accesses), in the conf1 ports */
+#define RESET_CONTROL_RST_CPU 0x04
 
 /* Interrupts (IOAPIC pins / GSIs). */
 #define GSI_COM1 4

@@ -252,6 +252,11 @@ static int vcpu_create(struct vm *vm, unsigned id, const char **why)
 
 /* ---- the VM ---- */
 
+static void pci_reset(void *opaque)
+{
+    vm_stop(opaque, VM_RESET, NULL);
+}
+
 /* Walks the device table: every kind's instances for this configuration, in order. */
 static int add_devices(struct vm *vm, const struct dev_config *cfg, const char **why)
 {
@@ -263,7 +268,7 @@ static int add_devices(struct vm *vm, const struct dev_config *cfg, const char *
         .mmio = &vm->mmio,
         .pci = &vm->pci,
     };
-    int r = pci_host_init(&vm->pci, &vm->pio, &vm->mmio);
+    int r = pci_host_init(&vm->pci, &vm->pio, &vm->mmio, pci_reset, vm);
     if (r < 0) {
         *why = "cannot register the devices";
         return r;

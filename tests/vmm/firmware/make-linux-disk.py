@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""make-linux-disk.py KERNEL INITRD OUT [--stay]: a 64 MiB raw disk that boots the test guest
+"""make-linux-disk.py KERNEL INITRD OUT [--stay|--reboot]: a 64 MiB raw disk that boots the test guest
 through GRUB.
 
 Laid out as a BIOS disk: an MBR partition table with one ext4 partition from 1 MiB (made with
@@ -10,7 +10,9 @@ modules, and the kernel + initramfs in /boot. grub.cfg talks on the serial port 
 test guest (tests/assets/guest-init) with a kova.script that prints what the firmware told
 Linux: DMI-PRODUCT, DMI-SERIAL, DMI-UUID (SMBIOS), NPROC, and ACPI-TABLES (the tables Linux
 found); the guest then powers off through ACPI, or with --stay (kova.stay=1) keeps running until
-its ACPI power button is pressed, as a server's guest does."""
+its ACPI power button is pressed, as a server's guest does, or with --reboot prints KOVA-REBOOTING
+and reboots itself (reboot -f: Linux jumps to the BIOS's reset vector, SeaBIOS resets the machine
+through the reset control register), on every boot."""
 import base64
 import os
 import shutil
@@ -33,7 +35,9 @@ echo ACPI-TABLES=$(ls /sys/firmware/acpi/tables | tr '\\n' ' ')
 
 def main():
     kernel, initrd, out = sys.argv[1:4]
-    extra = " kova.stay=1" if sys.argv[4:] == ["--stay"] else ""
+    mode = sys.argv[4:]
+    extra = " kova.stay=1" if mode == ["--stay"] else ""
+    script = SCRIPT + ("echo KOVA-REBOOTING; reboot -f\n" if mode == ["--reboot"] else "")
     work = tempfile.mkdtemp(prefix="kova-fw-disk.")
     try:
         root = os.path.join(work, "root")
@@ -44,7 +48,7 @@ def main():
                 shutil.copy(os.path.join(GRUB, f), mods)
         shutil.copy(kernel, os.path.join(root, "boot/vmlinuz"))
         shutil.copy(initrd, os.path.join(root, "boot/initrd.gz"))
-        script = base64.b64encode(SCRIPT.encode()).decode()
+        script = base64.b64encode(script.encode()).decode()
         with open(os.path.join(root, "boot/grub/grub.cfg"), "w") as f:
             f.write("serial --unit=0 --speed=115200\nterminal_input serial\n"
                     "terminal_output serial\nset timeout=0\n"
