@@ -30,6 +30,9 @@ PACKAGES=(
     openssh-client libssl-dev wrk
     # SMBIOS tests: dmidecode parses kova's tables (--from-dump)
     dmidecode
+    # the test cloud image (tests/assets/build-cloud-image.sh): a Debian tree (mmdebstrap), its
+    # GPT (sgdisk), its EFI system partition and the cloud-init seed disks (mkfs.vfat, mcopy)
+    mmdebstrap gdisk dosfstools mtools
 )
 
 missing=()
