@@ -4,6 +4,7 @@
 #include "acpi.h"
 #include "boot.h"
 #include "bus.h"
+#include "firmware.h"
 #include "fw_cfg.h"
 #include "kova/vmm_control.h"
 #include "legacy.h"
@@ -1181,6 +1182,39 @@ static void test_fw_cfg(void)
 }
 
 /* Runs etc/table-loader as SeaBIOS does, with the tables at tables_addr. */
+/* The BIOS image's placement: the ROM ends at 4 GiB above every device window, its last
+ * 128 KiB (or all of a smaller image) ends at 1 MiB in RAM; unusable sizes are refused. */
+static void test_firmware_layout(void)
+{
+    struct firmware_layout fl;
+    CHECK(firmware_layout(256u << 10, &fl) == 0); /* Debian's bios.bin */
+    CHECK(fl.rom_gpa == 0xfffc0000ULL);
+    CHECK(fl.shadow_gpa == 0xe0000ULL && fl.shadow_len == (128u << 10));
+    CHECK(fl.shadow_offset == (128u << 10));      /* the image's last 128 KiB */
+    CHECK(firmware_layout(128u << 10, &fl) == 0); /* bios-microvm.bin */
+    CHECK(fl.rom_gpa == 0xfffe0000ULL && fl.shadow_gpa == 0xe0000ULL && fl.shadow_offset == 0);
+    CHECK(firmware_layout(64u << 10, &fl) == 0); /* smaller than the shadow: all of it */
+    CHECK(fl.rom_gpa == 0xffff0000ULL && fl.shadow_gpa == 0xf0000ULL &&
+          fl.shadow_len == (64u << 10) && fl.shadow_offset == 0);
+    CHECK(firmware_layout(FIRMWARE_MAX, &fl) == 0);
+    CHECK(fl.rom_gpa == 0xff000000ULL);
+    /* every usable size: the reset vector (4 GiB - 16) is in the ROM, which stays clear of the
+     * PCI MMIO window, the IOAPIC and the local APIC; the shadow ends at 1 MiB */
+    for (size_t n = 64u << 10; n <= FIRMWARE_MAX; n += 64u << 10) {
+        CHECK(firmware_layout(n, &fl) == 0);
+        CHECK(fl.rom_gpa + n == (1ULL << 32) && fl.rom_gpa >= LAPIC_ADDR + 0x1000 &&
+              fl.rom_gpa >= MMIO_PCI_END && fl.rom_gpa >= IOAPIC_ADDR + 0x1000);
+        CHECK(fl.shadow_gpa + fl.shadow_len == BIOS_SHADOW_END);
+        CHECK(fl.shadow_offset + fl.shadow_len == n);
+    }
+    const size_t bad[] = {
+        0, 1, 4096, (64u << 10) - 1, (64u << 10) + 4096, FIRMWARE_MAX + (64u << 10), SIZE_MAX};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK(!firmware_size_ok(bad[i]));
+        CHECK(firmware_layout(bad[i], &fl) == -EINVAL);
+    }
+}
+
 static void test_acpi_fw(void)
 {
     struct acpi_fw fw;
@@ -1261,5 +1295,6 @@ int main(void)
     test_control();
     test_fw_cfg();
     test_acpi_fw();
+    test_firmware_layout();
     return kt_finish("vmm unit tests");
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "vm.h"
+#include "firmware.h"
 #include "acpi.h"
 #include "kvm.h"
 #include "log.h"
@@ -332,7 +333,8 @@ static int load_firmware(struct vm *vm, const struct vm_params *p, struct dev_co
                          const char **why)
 {
     size_t n = p->firmware_size;
-    if (!firmware_size_ok(n)) {
+    struct firmware_layout fl;
+    if (firmware_layout(n, &fl) < 0) {
         *why = "the firmware image has an unusable size";
         return -EINVAL;
     }
@@ -344,11 +346,10 @@ static int load_firmware(struct vm *vm, const struct vm_params *p, struct dev_co
     memcpy(rom, p->firmware, n);
     vm->rom = rom;
     vm->rom_size = n;
-    int r = kvm_map_rom(vm->kvm_fd, vm->vm_fd, (1ULL << 32) - n, rom, n, why);
+    int r = kvm_map_rom(vm->kvm_fd, vm->vm_fd, fl.rom_gpa, rom, n, why);
     if (r < 0)
         return r;
-    size_t shadow = n < BIOS_SHADOW_SIZE ? n : BIOS_SHADOW_SIZE;
-    if (gm_write(&vm->mem, BIOS_SHADOW_END - shadow, p->firmware + n - shadow, shadow) < 0) {
+    if (gm_write(&vm->mem, fl.shadow_gpa, p->firmware + fl.shadow_offset, fl.shadow_len) < 0) {
         *why = "guest memory too small for the firmware";
         return -EINVAL;
     }

@@ -51,7 +51,8 @@ struct vm_params {
     const uint8_t *initrd;
     size_t initrd_size;
     const char *cmdline;
-    /* Firmware boot (kernel NULL): the BIOS image (firmware_size_ok), mapped below 4 GiB. */
+    /* Firmware boot (kernel NULL): the BIOS image (firmware.h: its size and placement), mapped
+     * below 4 GiB. */
     const uint8_t *firmware;
     size_t firmware_size;
     const char *uuid;          /* SMBIOS type 1; NULL: none */
@@ -112,13 +113,6 @@ struct vm {
     uint64_t stop_ns;                   /* when the state left VM_RUNNING */
     atomic_uint_fast64_t boot_timer_ns; /* 0 until the guest writes the boot timer */
 };
-
-#define FIRMWARE_MAX (16u << 20)
-/* Whether size suits a BIOS image: a multiple of 64 KiB, 64 KiB .. FIRMWARE_MAX. */
-static inline bool firmware_size_ok(size_t size)
-{
-    return size >= (64u << 10) && size <= FIRMWARE_MAX && size % (64u << 10) == 0;
-}
 
 uint64_t vm_now_ns(void);
 

@@ -4,6 +4,7 @@
 #include "kova/vmm_control.h"
 #include "boot.h"
 #include "cli.h"
+#include "firmware.h"
 #include "log.h"
 #include "virtio_blk.h"
 #include "vm.h"
