@@ -40,7 +40,11 @@ status=0
 # appear to be on the path of (e.g. a guest double fault at the first instruction of the kernel's
 # syscall entry, with interrupts masked); such a test that failed is run once more, and the
 # retry is reported at the end, never hidden. Any other failure, or a second failure, counts.
-guest_tests='^(blk\.guest|guest\.boot|lifecycle\.kvm|lifecycle\.kvm_cli|nested\.kvm_smoke|vmm\.boot)$'
+# The tests that boot firmware guests are on the list too: now and then the whole test VM freezes
+# while one runs (its vCPU halted with interrupts enabled, the local APIC's timer interrupt
+# pending in IRR, not taken, not even an NMI wakes it) — seen with QEMU as the nested VMM as
+# well (tests/bench/cloud-boot.sh), so in the emulation, not in kova-vmm (README, "Tests").
+guest_tests='^(blk\.guest|guest\.boot|lifecycle\.kvm|lifecycle\.kvm_cli|lifecycle\.cloud|nested\.kvm_smoke|vmm\.boot|vmm\.firmware|vmm\.cloud_image)$'
 retried_ok=0
 retried=()
 

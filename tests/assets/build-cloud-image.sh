@@ -6,7 +6,8 @@
 #   debian-12-kova-cloud-amd64.qcow2   compressed qcow2, 2 GiB virtual
 #
 # What is in it, as in Debian's image: Debian 12 from mmdebstrap with linux-image-cloud-amd64,
-# systemd, cloud-init, openssh-server, ifupdown + isc-dhcp-client, sudo; root locked, no host
+# systemd (with dbus: logind, which powers off on the ACPI power button, needs it), cloud-init,
+# openssh-server, ifupdown + isc-dhcp-client, sudo; root locked, no host
 # keys (cloud-init makes them), an empty machine-id (first boot). The disk is laid out as
 # Debian's: GPT with partition 14 the BIOS boot partition (GRUB's core.img), 15 the EFI system
 # partition (vfat, empty: kova boots through SeaBIOS only), 1 the ext4 root. GRUB i386-pc on the
@@ -39,7 +40,7 @@ done
 suite=bookworm
 mirror=${KOVA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${KOVA_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
-packages=systemd-sysv,udev,kmod,linux-image-cloud-amd64,initramfs-tools,cloud-init,openssh-server
+packages=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,cloud-init,openssh-server
 packages+=,ifupdown,isc-dhcp-client,sudo,iproute2,iputils-ping,netbase,dmidecode,e2fsprogs
 packages+=,grub-pc-bin,procps,less,ca-certificates,cloud-guest-utils
 

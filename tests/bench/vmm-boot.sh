@@ -17,8 +17,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 n=${1:-5}
 bench_in_test_vm vmm/kova-vmm $((120 + n * 120)) 2048 "$0" "$n"
 
-exec python3 - "$n" <<'PY'
-import os, signal, statistics, subprocess, sys, threading, time
+KOVA_BENCH_DIR=$here exec python3 - "$n" <<'PY'
+import os, signal, subprocess, sys, threading, time
+sys.path.insert(0, os.environ["KOVA_BENCH_DIR"])
+from bootbench import overhead_kib, print_medians
 
 n = int(sys.argv[1])
 build, assets = os.environ["KOVA_BUILD_DIR"], os.environ["KOVA_ASSETS"]
@@ -26,23 +28,6 @@ mem = int(os.environ.get("KOVA_BENCH_MEM", "256"))
 cpus = int(os.environ.get("KOVA_BENCH_CPUS", "1"))
 kernel, initrd = f"{assets}/vmlinuz", f"{assets}/guest-initrd.cpio.gz"
 cmdline = "console=ttyS0 quiet panic=-1 kova.stay=1"
-
-
-def overhead_kib(pid):
-    """RSS of all mappings except the largest one (the guest RAM), in KiB."""
-    sizes, total, cur_size = [], 0, 0
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            parts = line.split()
-            if "-" in parts[0] and len(parts) >= 5 and ":" not in parts[0]:
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                cur_size = hi - lo
-            elif parts[0] == "Rss:":
-                rss = int(parts[1])
-                sizes.append((cur_size, rss))
-                total += rss
-    guest = max(sizes)[1] if sizes else 0
-    return total - guest, guest
 
 
 def run(kind):
@@ -96,16 +81,5 @@ for i in range(n):
               flush=True)
 
 print(f"\n{cpus} vCPU, {mem} MiB, {n} boots each; medians:")
-med = {}
-for kind in ("kova", "qemu"):
-    if not res[kind]:
-        print(f"  {kind}: no successful boot")
-        continue
-    bt = statistics.median(t for t, _ in res[kind])
-    ov = statistics.median(o for _, o in res[kind])
-    med[kind] = (bt, ov)
-    print(f"  {kind:4}: boot-to-init {bt:.2f} s, VMM overhead {ov / 1024:.1f} MiB")
-if len(med) == 2:
-    print(f"  ratio kova/qemu: boot time {med['kova'][0] / med['qemu'][0]:.2f}x, "
-          f"overhead {med['kova'][1] / med['qemu'][1]:.3f}x")
+print_medians(res, "boot-to-init")
 PY

@@ -26,6 +26,12 @@ lifecycle.kvm_cli (--host-driver; runs HERE, at native speed): starts the test V
              start → ACTIVE (the disk kept the guest's file), reboot --soft --wait, reboot --hard
              --wait, pause/unpause, rebuild --wait (a fresh disk), delete --wait.
   curl       the same lifecycle with curl alone: tests/lifecycle/curl-lifecycle.sh (the README's).
+  cloud      (lifecycle.cloud) the test cloud image (--cloud-image; Debian 12 genericcloud's
+             twin, tests/assets/build-cloud-image.sh) with the CLI: image create --disk-format
+             qcow2 with no properties, server create --wait → ACTIVE, Debian's login: prompt on
+             the console through SeaBIOS and GRUB, console log show, stop (Debian powers off on
+             the ACPI power button), start and reboot --hard each to login: again, qemu-img
+             check of the overlay (from the VM's side), delete.
   What only the VM can see (kova-vmm processes, instance dirs, the VMM PIDs in state.db) comes
   from the --serve side through probe files in the shared control dir; at the end the --serve
   side checks that no kova-vmm and no instance dir is left and that the agent stopped cleanly.
@@ -34,8 +40,8 @@ usage: python3 test_lifecycle_kvm.py --agent A --vmm V --assets DIR [--parts pow
                                      [--cloud-image QCOW2 (with the part firmware)]
        python3 test_lifecycle_kvm.py --host-driver --runner kova-nested-run --agent A --vmm V
                                      --assets DIR --curl-script S [--timeout S] [--mem M]
-                                     [--cpus N] [--parts cli,curl]  (without cli: images
-                                     registered through the REST API)
+                                     [--cpus N] [--parts cli,curl,cloud] [--cloud-image Q]
+                                     (without cli: images registered through the REST API)
        (internal) --serve CTLDIR --agent A --vmm V --port P --image-port P
 """
 import base64
@@ -256,23 +262,61 @@ def local_diag(state_dir):
     return "\n".join(out)
 
 
-def local_probe(state_dir, diag=False):
+def overlay_checks(state_dir, vmms):
+    """{id: [qemu-img check's status, its last line]} for each instance whose VMM is not
+    running (a running one's overlay is in use)."""
+    out = {}
+    running = set(vmms.values())
+    for sid in local_dirs(state_dir):
+        if len(sid) == 36 and sid not in running:
+            r = subprocess.run(["qemu-img", "check", os.path.join(state_dir, "instances", sid,
+                                                                  "disk")],
+                               capture_output=True, text=True)
+            out[sid] = [r.returncode, ((r.stdout + r.stderr).strip().splitlines() or [""])[-1]]
+    return out
+
+
+def console_counts(state_dir):
+    """{id: {"firmware": SeaBIOS boots, "logins": Debian login: prompts, "power_down": the
+    kernel's "reboot: Power down", "cloud_init_done": cloud-init's final lines}} over each instance's whole console log (its rotated files
+    too): os-getConsoleOutput gives only the last 100 KiB, less than three Debian boots."""
+    out = {}
+    for sid in local_dirs(state_dir):
+        d = os.path.join(state_dir, "instances", sid)
+        text = ""
+        for name in sorted(os.listdir(d), reverse=True):
+            if name.startswith("console.log"):
+                with open(os.path.join(d, name), errors="replace") as f:
+                    text += f.read()
+        out[sid] = {"firmware": text.count("Booting from Hard Disk"),
+                    "logins": len(LOGIN.findall(text)),
+                    "power_down": text.count("reboot: Power down"),
+                    "cloud_init_done": len(CLOUD_INIT_DONE.findall(text))}
+    return out
+
+
+def local_probe(state_dir, kind=""):
     p = {"vmms": local_vmm_pids(state_dir), "rows": local_rows(state_dir),
          "dirs": local_dirs(state_dir)}
-    if diag:
+    if kind == "diag":
         p["diag"] = local_diag(state_dir)
+    elif kind == "qcheck":
+        p["qcheck"] = overlay_checks(state_dir, p["vmms"])
+    elif kind == "boots":
+        p["boots"] = console_counts(state_dir)
     return p
 
 
-def probe(diag=False):
+def probe(diag=False, qcheck=False, boots=False):
     """What the VM sees: {"vmms": {pid: id}, "rows": {id: vmm_pid}, "dirs": [...]} (+ "diag":
-    local_diag's text)."""
+    local_diag's text; + "qcheck": overlay_checks'; + "boots": console_counts')."""
+    kind = "diag" if diag else "qcheck" if qcheck else "boots" if boots else ""
     if C.ctl is None:
-        return local_probe(C.agent.state_dir, diag)
+        return local_probe(C.agent.state_dir, kind)
     with C.probe_lock:
         C.probe_n += 1
         n = C.probe_n
-    req = os.path.join(C.ctl, "probe-req-%d%s" % (n, "-diag" if diag else ""))
+    req = os.path.join(C.ctl, "probe-req-%d%s" % (n, "-" + kind if kind else ""))
     ans = os.path.join(C.ctl, "probe-%d.json" % n)
     open(req, "w").close()
     deadline = time.time() + 60
@@ -356,6 +400,22 @@ def wait_count(sid, text, n, timeout=300):
 
 
 READY = "KOVA-GUEST-READY"  # printed once a boot's guest handles the power button
+LOGIN = re.compile(r"\n\S+ login: ")  # Debian's serial getty: the cloud image is up
+CLOUD_INIT_DONE = re.compile(r"Cloud-init v\. \S+ finished at")  # its final stage is over
+
+
+def wait_boots(sid, want, timeout=900):
+    """Until the server's whole console log (console_counts, from the VM's side) has at least
+    the counts in want, e.g. {"logins": 2}; returns the counts."""
+    deadline = time.time() + timeout
+    have = {}
+    while time.time() < deadline:
+        have = probe(boots=True)["boots"].get(sid, {})
+        if all(have.get(k, 0) >= v for k, v in want.items()):
+            return have
+        time.sleep(2)
+    raise RuntimeError("server %s: wanted %r on its console, have %r; tail:\n%s\n%s"
+                       % (sid, want, have, console(sid)[-1500:], diag_text()))
 
 
 def part_cli():
@@ -405,6 +465,50 @@ def part_cli():
     p = probe()
     check(server(sid) is None and sid not in p["dirs"] and vmms_of(sid, p) == [],
           "delete --wait → 404, dir removed, no kova-vmm")
+
+
+def part_cloud():
+    """The test cloud image (Debian 12 genericcloud's twin) as a user uploads and boots it."""
+    log("== openstack CLI: a server of the cloud image")
+    img = osc("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
+              "--file", C.cloud_image, "cloud")
+    st, _, im = C.agent.request("GET", "/v2/images/%s" % img["id"], token="admin:admin",
+                                image=True)
+    check(st == 200 and im.get("status") == "active" and im.get("disk_format") == "qcow2",
+          "image create --disk-format qcow2 --file (no properties): active (%s)"
+          % (im.get("status") if st == 200 else st))
+    t0 = time.time()
+    s = osc("server", "create", "--image", "cloud", "--flavor", "kova.cloud", "--wait", "cloud1")
+    sid = s["id"]
+    check(s["status"] == "ACTIVE", "server create --wait → ACTIVE (%.0f s)" % (time.time() - t0))
+    wait_boots(sid, {"logins": 1})
+    out = console(sid)
+    check("Booting from Hard Disk" in out and "Loading Linux" in out,
+          "the console shows SeaBIOS and GRUB, then Debian's login: (%.0f s after create)"
+          % (time.time() - t0))
+    r = osc("console", "log", "show", "cloud1", fmt=False)
+    check(LOGIN.search(r.stdout) is not None, "console log show shows the login prompt")
+    # as a user would: stop it once its first boot is complete (cloud-init's final stage keeps
+    # running after the getty, generating host keys; a power button then waits for it)
+    wait_boots(sid, {"cloud_init_done": 1})
+    osc("server", "stop", "cloud1", fmt=False)
+    wait_status(sid, "SHUTOFF", timeout=300)
+    b = wait_boots(sid, {"power_down": 1}, timeout=10)
+    check(b["power_down"] == 1, "server stop → SHUTOFF: Debian powered itself off on the ACPI "
+          "power button")
+    q = probe(qcheck=True).get("qcheck", {}).get(sid)
+    check(q is not None and q[0] == 0, "qemu-img check of the overlay after a boot and a clean "
+          "stop is clean (%s)" % (q,))
+    osc("server", "start", "cloud1", fmt=False)
+    wait_status(sid, "ACTIVE")
+    b = wait_boots(sid, {"logins": 2})
+    check(b["firmware"] == 2, "server start: through firmware to login: (%r)" % b)
+    osc("server", "reboot", "--hard", "--wait", "cloud1", fmt=False)
+    b = wait_boots(sid, {"firmware": 3}, timeout=300)
+    check(server(sid)["status"] == "ACTIVE" and b["firmware"] == 3,
+          "reboot --hard --wait → ACTIVE, through SeaBIOS again (%r)" % b)
+    osc("server", "delete", "--wait", "cloud1", fmt=False)
+    check(server(sid) is None, "delete --wait → 404")
 
 
 def part_curl():
@@ -660,12 +764,13 @@ def serve_main(opt):
             for name in os.listdir(ctl):
                 if not name.startswith("probe-req-"):
                     continue
-                n = name[len("probe-req-"):]
-                diag = n.endswith("-diag")
-                n = n[:-len("-diag")] if diag else n
+                n, kind = name[len("probe-req-"):], ""
+                for suffix in ("-diag", "-qcheck", "-boots"):
+                    if n.endswith(suffix):
+                        n, kind = n[:-len(suffix)], suffix[1:]
                 tmp = os.path.join(ctl, "probe-%s.tmp" % n)
                 with open(tmp, "w") as f:
-                    json.dump(local_probe(sd, diag), f)
+                    json.dump(local_probe(sd, kind), f)
                 os.rename(tmp, os.path.join(ctl, "probe-%s.json" % n))
                 os.unlink(os.path.join(ctl, name))
             if agent.proc.poll() is not None:
@@ -753,7 +858,11 @@ def host_main(opt):
                 fn()
             except Exception as e:  # one part's failure does not hide the others'
                 check(False, "%s: %s" % (name, e))
-        for name, fn in (("curl", part_curl), ("cli", part_cli)):
+        if "cloud" in parts:
+            C.cloud_image = opt["--cloud-image"]
+            osc("flavor", "create", "--ram", "512", "--disk", "3", "--vcpus", "2", "--id",
+                "kvmc", "kova.cloud")
+        for name, fn in (("curl", part_curl), ("cli", part_cli), ("cloud", part_cloud)):
             if name in parts:
                 t = threading.Thread(target=run, args=(name, fn))
                 t.start()

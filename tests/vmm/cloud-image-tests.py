@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmcheck import check, failures  # noqa: E402
+from vmmcheck import check, failures, wait_exit  # noqa: E402
 
 VMM, IMAGE, MAKE_SEED, CPUS = sys.argv[1:5]
 IMAGE = os.path.abspath(IMAGE)
@@ -85,11 +85,7 @@ def boot(cpus):
     check(ok and "Booting from Hard Disk" in after and "Loading Linux" in after,
           "%s: systemctl reboot came back through SeaBIOS and GRUB to login: (%.0f s)"
           % (name, time.monotonic() - t1))
-    try:
-        rc = p.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = wait_exit(p, 300)
     err.close()
     check(rc == 0 and "kova-test: ACTION=poweroff" in text_of(log),
           "%s: systemctl poweroff ends kova-vmm with 0 (got %s; %.0f s in all)"

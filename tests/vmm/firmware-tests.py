@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmcheck import check, failures  # noqa: E402
+from vmmcheck import check, failures, wait_exit  # noqa: E402
 
 VMM, DISK, LINUX_DISK, REBOOT_DISK = sys.argv[1:5]
 QEMU_IMG = sys.argv[5] if len(sys.argv) > 5 else shutil.which("qemu-img")
@@ -94,11 +94,7 @@ def boot(name, disk, fmt, cpus, bios=BIOS):
         st = ctl(sock, "status")
         check(st.get("ok") and st.get("vcpus") == cpus, "%s: status answers (%r)" % (name, st))
         ctl(sock, "quit")
-    try:
-        rc = p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = wait_exit(p, 20)
     err.close()
     check(rc == 0, "%s: quit ends kova-vmm with 0 (got %s)" % (name, rc))
     if failures:
@@ -136,11 +132,7 @@ def boot_linux(name, disk, cpus, reset=False):
               log_count(log, "kova-grub: loading the kernel") == 2,
               "%s: after the reset, SeaBIOS and GRUB run again" % name)
     done = wait_log(log, "KOVA-GUEST-RC=", p, 300)
-    try:
-        rc = p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = wait_exit(p, 60)
     took = time.monotonic() - t0
     err.close()
     text = open(log, errors="replace").read() if os.path.exists(log) else ""
@@ -178,11 +170,7 @@ def boot_reboot(name, disk, cpus):
           "%s: each reboot went through SeaBIOS and GRUB" % name)
     if p.poll() is None:
         ctl(sock, "quit")
-    try:
-        rc = p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = wait_exit(p, 20)
     err.close()
     check(rc == 0, "%s: still running, quit ends kova-vmm with 0 (got %s)" % (name, rc))
     if failures:
