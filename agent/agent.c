@@ -4,6 +4,7 @@
 #include "kova/common.h"
 #include "kova/compute.h"
 #include "kova/db.h"
+#include "kova/keystone.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -154,6 +155,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     struct kova_api *api = NULL;
     struct kova_compute *compute = NULL;
     struct kova_driver *driver = NULL;
+    struct kova_keystone *keystone = NULL;
     struct workers w;
     bool workers_up = false;
     char path[4200];
@@ -199,6 +201,32 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         goto out;
     }
 
+    if (strcmp(cfg->auth_strategy, "keystone") == 0) {
+        const struct kova_keystone_config kcfg = {
+            .auth_url = cfg->ks.auth_url,
+            .username = cfg->ks.username,
+            .password = cfg->ks.password,
+            .project_name = cfg->ks.project_name,
+            .user_domain_name = cfg->ks.user_domain_name,
+            .project_domain_name = cfg->ks.project_domain_name,
+            .cache_time = cfg->ks.token_cache_time,
+            .cache_size = cfg->ks.cache_size,
+            .timeout_ms = cfg->ks.http_request_timeout * 1000,
+        };
+        if (strcmp(cfg->ks.auth_type, "password") != 0) {
+            fprintf(stderr, "kova-agent: [keystone_authtoken] auth_type %s: only password\n",
+                    cfg->ks.auth_type);
+            r = -EINVAL;
+            goto out;
+        }
+        if ((r = kova_keystone_new(&kcfg, &keystone)) < 0) {
+            fprintf(stderr,
+                    "kova-agent: auth_strategy keystone needs [keystone_authtoken] auth_url "
+                    "(http:// or https://), username, password and project_name\n");
+            goto out;
+        }
+    }
+
     struct kova_api_config ac = {
         .listen_host = cfg->listen_host,
         .listen_port = cfg->listen_port,
@@ -206,6 +234,9 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .image_port = cfg->image_port,
         .state_dir = cfg->state_dir,
         .auth_strategy = cfg->auth_strategy,
+        .keystone = keystone,
+        .www_authenticate_uri =
+            cfg->ks.www_authenticate_uri[0] ? cfg->ks.www_authenticate_uri : cfg->ks.auth_url,
         .host_name = cfg->host_name,
         .availability_zone = cfg->availability_zone,
         .threads = cfg->api_threads,
@@ -253,6 +284,7 @@ out:
     if (driver)
         driver->ops->free(driver); /* its monitor calls into compute: it goes first */
     kova_compute_free(compute);
+    kova_keystone_free(keystone);
     kova_db_close(db);
     return r;
 }

@@ -37,6 +37,12 @@ void kova_agent_config_defaults(struct kova_agent_config *cfg)
     cfg->quota_key_pairs = 100;
     cfg->quota_metadata_items = 128;
     cfg->log_level = 1;
+    snprintf(cfg->ks.auth_type, sizeof(cfg->ks.auth_type), "password");
+    snprintf(cfg->ks.user_domain_name, sizeof(cfg->ks.user_domain_name), "Default");
+    snprintf(cfg->ks.project_domain_name, sizeof(cfg->ks.project_domain_name), "Default");
+    cfg->ks.token_cache_time = 300;
+    cfg->ks.cache_size = 1024;
+    cfg->ks.http_request_timeout = 5;
 }
 
 int kova_agent_parse_listen(const char *s, char *host, unsigned hostlen, unsigned *port)
@@ -200,6 +206,45 @@ static int on_item(void *user, const char *section, const char *name, const char
     }
     if (IS("kova", "log_level")) {
         return kova_log_level_parse(value, &c->log_level) == 0;
+    }
+    if (strcasecmp(section, "keystone_authtoken") == 0) {
+        static const struct {
+            const char *name;
+            size_t off, len;
+        } strs[] = {
+#define KS_STR(f)                                                                                  \
+    {#f, offsetof(struct kova_agent_config, ks.f), sizeof(((struct kova_agent_config *)0)->ks.f)}
+            KS_STR(www_authenticate_uri),
+            KS_STR(auth_url),
+            KS_STR(auth_type),
+            KS_STR(username),
+            KS_STR(password),
+            KS_STR(project_name),
+            KS_STR(user_domain_name),
+            KS_STR(project_domain_name),
+#undef KS_STR
+        };
+        for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+            if (strcasecmp(name, strs[i].name) == 0)
+                return set_str((char *)c + strs[i].off, strs[i].len, value);
+        if (strcasecmp(name, "token_cache_time") == 0) {
+            if (!set_int(value, 0, 86400, &x))
+                return 0;
+            c->ks.token_cache_time = (unsigned)x;
+            return 1;
+        }
+        if (strcasecmp(name, "http_request_timeout") == 0) {
+            if (!set_int(value, 1, 300, &x))
+                return 0;
+            c->ks.http_request_timeout = (unsigned)x;
+            return 1;
+        }
+        if (strcasecmp(name, "cache_size") == 0) {
+            if (!set_int(value, 4, 1 << 20, &x))
+                return 0;
+            c->ks.cache_size = (unsigned)x;
+            return 1;
+        }
     }
     static const struct {
         const char *name;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Authentication behind one small interface (kova_authenticate). Today's only strategy is Nova's
- * noauth2: any token is accepted; "user:project" sets both, a bare token is user and project;
- * the user "admin" is an administrator. Keystone token validation plugs in here later.
+ * Authentication behind one small interface (kova_authenticate), two strategies:
+ *  - noauth2 (Nova's, the embedded default): any token is accepted; "user:project" sets both, a
+ *    bare token is user and project; the user "admin" is an administrator, anyone else a member;
+ *  - keystone: the token is validated by Keystone (kova/keystone.h), which gives user, project
+ *    and roles.
  */
 #include "internal.h"
 
@@ -42,11 +44,34 @@ static int noauth2(struct kova_req *r)
     memcpy(r->auth.project_id, proj, pl);
     r->auth.project_id[pl] = 0;
     r->auth.is_admin = strcmp(r->auth.user_id, "admin") == 0;
+    r->auth.roles = KOVA_ROLE_MEMBER | KOVA_ROLE_READER | (r->auth.is_admin ? KOVA_ROLE_ADMIN : 0);
+    return 0;
+}
+
+static int keystone(struct kova_req *r)
+{
+    const char *tok = req_header(r, "X-Auth-Token");
+    if (!tok || !tok[0])
+        return -EACCES;
+    struct kova_identity id;
+    int e = kova_keystone_validate(r->api->cfg.keystone, tok, &id);
+    if (e == -EACCES)
+        return -EACCES;
+    if (e < 0)
+        return -EHOSTUNREACH;
+    /* both are 256-byte fields; ids that could not be path segments are refused */
+    if (!clean_id(id.user_id, strlen(id.user_id)) ||
+        (id.project_id[0] && !clean_id(id.project_id, strlen(id.project_id))))
+        return -EACCES;
+    snprintf(r->auth.user_id, sizeof(r->auth.user_id), "%s", id.user_id);
+    snprintf(r->auth.project_id, sizeof(r->auth.project_id), "%s", id.project_id);
+    r->auth.roles = id.roles;
+    r->auth.is_admin = (id.roles & KOVA_ROLE_ADMIN) != 0;
     return 0;
 }
 
 int kova_authenticate(struct kova_req *r)
 {
-    /* kova_api_start() accepts only "noauth2" */
-    return noauth2(r);
+    /* kova_api_start() checked that keystone is set when that is the strategy */
+    return r->api->cfg.keystone ? keystone(r) : noauth2(r);
 }

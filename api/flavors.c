@@ -166,8 +166,6 @@ static void flavor_create(struct kova_req *r)
         "vcpus",       "disk",        "OS-FLV-EXT-DATA:ephemeral",
         "swap",        "rxtx_factor", "os-flavor-access:is_public",
         "description", NULL};
-    if (!require_admin(r))
-        return;
     json_t *body = req_json(r);
     if (!body)
         return;
@@ -284,8 +282,6 @@ out:
 
 static void flavor_delete(struct kova_req *r)
 {
-    if (!require_admin(r))
-        return;
     int e = kova_db_flavor_delete(r->db, r->arg[0]);
     if (e == -ENOENT)
         reply_fault(r, 404, "Flavor %.100s could not be found.", r->arg[0]);
@@ -408,7 +404,7 @@ static bool check_specs(struct kova_req *r, json_t *specs)
 static void specs_create(struct kova_req *r)
 {
     static const char *const allowed[] = {"extra_specs", NULL};
-    if (!require_admin(r) || !flavor_exists(r, r->arg[0]))
+    if (!flavor_exists(r, r->arg[0]))
         return;
     json_t *body = req_json(r);
     if (!body)
@@ -441,7 +437,7 @@ static void spec_show(struct kova_req *r)
 
 static void spec_update(struct kova_req *r)
 {
-    if (!require_admin(r) || !flavor_exists(r, r->arg[0]))
+    if (!flavor_exists(r, r->arg[0]))
         return;
     json_t *body = req_json(r);
     if (!body)
@@ -461,7 +457,7 @@ out:
 
 static void spec_delete(struct kova_req *r)
 {
-    if (!require_admin(r) || !flavor_exists(r, r->arg[0]))
+    if (!flavor_exists(r, r->arg[0]))
         return;
     int e = kova_db_flavor_spec_delete(r->db, r->arg[0], r->arg[1]);
     if (e < 0 && e != -ENOENT)
@@ -474,15 +470,15 @@ static void spec_delete(struct kova_req *r)
 }
 
 const struct kova_route kova_flavor_routes[] = {
-    {SVC_COMPUTE, "GET", "/flavors", flavor_list, ROUTE_VARIANT(LIST_BRIEF)},
-    {SVC_COMPUTE, "GET", "/flavors/detail", flavor_list, ROUTE_VARIANT(LIST_DETAIL)},
-    {SVC_COMPUTE, "POST", "/flavors", flavor_create, 0},
-    {SVC_COMPUTE, "GET", "/flavors/*", flavor_show, 0},
-    {SVC_COMPUTE, "DELETE", "/flavors/*", flavor_delete, 0},
-    {SVC_COMPUTE, "GET", "/flavors/*/os-extra_specs", specs_list, 0},
-    {SVC_COMPUTE, "POST", "/flavors/*/os-extra_specs", specs_create, 0},
-    {SVC_COMPUTE, "GET", "/flavors/*/os-extra_specs/*", spec_show, 0},
-    {SVC_COMPUTE, "PUT", "/flavors/*/os-extra_specs/*", spec_update, 0},
-    {SVC_COMPUTE, "DELETE", "/flavors/*/os-extra_specs/*", spec_delete, 0},
-    {0, NULL, NULL, NULL, 0},
+    {SVC_COMPUTE, "GET", "/flavors", flavor_list, ROUTE_VARIANT(LIST_BRIEF), RULE_ANY},
+    {SVC_COMPUTE, "GET", "/flavors/detail", flavor_list, ROUTE_VARIANT(LIST_DETAIL), RULE_ANY},
+    {SVC_COMPUTE, "POST", "/flavors", flavor_create, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/flavors/*", flavor_show, 0, RULE_ANY},
+    {SVC_COMPUTE, "DELETE", "/flavors/*", flavor_delete, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/flavors/*/os-extra_specs", specs_list, 0, RULE_READER},
+    {SVC_COMPUTE, "POST", "/flavors/*/os-extra_specs", specs_create, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/flavors/*/os-extra_specs/*", spec_show, 0, RULE_READER},
+    {SVC_COMPUTE, "PUT", "/flavors/*/os-extra_specs/*", spec_update, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "DELETE", "/flavors/*/os-extra_specs/*", spec_delete, 0, RULE_ADMIN},
+    {0, NULL, NULL, NULL, 0, RULE_UNSET},
 };

@@ -120,7 +120,7 @@ enum { HYP_SHOW = LIST_DETAIL + 1 }; /* beside LIST_BRIEF and LIST_DETAIL */
 static void hyp_get(struct kova_req *r)
 {
     int v = route_variant(r);
-    if (!require_admin(r) || (v == HYP_SHOW && !hypervisor_id_ok(r)))
+    if (v == HYP_SHOW && !hypervisor_id_ok(r))
         return;
     json_t *h = v == LIST_BRIEF ? hypervisor_brief(r) : hypervisor_detail(r);
     if (!h) {
@@ -135,7 +135,7 @@ static void hyp_get(struct kova_req *r)
 
 static void hyp_uptime(struct kova_req *r)
 {
-    if (!require_admin(r) || !hypervisor_id_ok(r))
+    if (!hypervisor_id_ok(r))
         return;
     struct host_figures h;
     if (host_figures(r, &h) < 0) {
@@ -165,8 +165,6 @@ static void hyp_uptime(struct kova_req *r)
 
 static void hyp_statistics(struct kova_req *r)
 {
-    if (!require_admin(r))
-        return;
     json_t *h = hypervisor_detail(r);
     if (!h) {
         reply_db_error(r, -EIO);
@@ -200,8 +198,6 @@ static void az_list(struct kova_req *r)
 
 static void az_detail(struct kova_req *r)
 {
-    if (!require_admin(r))
-        return;
     char now[32];
     kova_time_iso(now, false);
     json_t *hosts = json_object();
@@ -215,15 +211,11 @@ static void az_detail(struct kova_req *r)
 
 static void aggregates_list(struct kova_req *r)
 {
-    if (!require_admin(r))
-        return;
     reply_json(r, 200, json_pack("{s:[]}", "aggregates"));
 }
 
 static void services_list(struct kova_req *r)
 {
-    if (!require_admin(r))
-        return;
     char now[32];
     kova_time_iso(now, false);
     reply_json(r, 200,
@@ -234,14 +226,14 @@ static void services_list(struct kova_req *r)
 }
 
 const struct kova_route kova_host_routes[] = {
-    {SVC_COMPUTE, "GET", "/os-availability-zone", az_list, 0},
-    {SVC_COMPUTE, "GET", "/os-availability-zone/detail", az_detail, 0},
-    {SVC_COMPUTE, "GET", "/os-hypervisors", hyp_get, ROUTE_VARIANT(LIST_BRIEF)},
-    {SVC_COMPUTE, "GET", "/os-hypervisors/detail", hyp_get, ROUTE_VARIANT(LIST_DETAIL)},
-    {SVC_COMPUTE, "GET", "/os-hypervisors/statistics", hyp_statistics, 0},
-    {SVC_COMPUTE, "GET", "/os-hypervisors/*", hyp_get, ROUTE_VARIANT(HYP_SHOW)},
-    {SVC_COMPUTE, "GET", "/os-hypervisors/*/uptime", hyp_uptime, 0},
-    {SVC_COMPUTE, "GET", "/os-aggregates", aggregates_list, 0},
-    {SVC_COMPUTE, "GET", "/os-services", services_list, 0},
-    {0, NULL, NULL, NULL, 0},
+    {SVC_COMPUTE, "GET", "/os-availability-zone", az_list, 0, RULE_ANY},
+    {SVC_COMPUTE, "GET", "/os-availability-zone/detail", az_detail, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-hypervisors", hyp_get, ROUTE_VARIANT(LIST_BRIEF), RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-hypervisors/detail", hyp_get, ROUTE_VARIANT(LIST_DETAIL), RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-hypervisors/statistics", hyp_statistics, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-hypervisors/*", hyp_get, ROUTE_VARIANT(HYP_SHOW), RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-hypervisors/*/uptime", hyp_uptime, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-aggregates", aggregates_list, 0, RULE_ADMIN},
+    {SVC_COMPUTE, "GET", "/os-services", services_list, 0, RULE_ADMIN},
+    {0, NULL, NULL, NULL, 0, RULE_UNSET},
 };

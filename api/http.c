@@ -419,14 +419,6 @@ bool req_limit(struct kova_req *r, int *limit)
     return true;
 }
 
-bool require_admin(struct kova_req *r)
-{
-    if (r->auth.is_admin)
-        return true;
-    reply_fault(r, 403, "Policy doesn't allow this operation to be performed.");
-    return false;
-}
-
 /* ---------------------------------------------------------------- routing */
 
 static int split_path(char *p, char **segs, int max)
@@ -460,6 +452,8 @@ static const struct kova_route *match_route(struct kova_req *r, bool *path_known
     *path_known = false;
     for (size_t t = 0; n >= 0 && !found && t < sizeof(route_tables) / sizeof(route_tables[0]);
          t++) {
+        if (route_tables[t] == kova_identity_routes && r->api->cfg.keystone)
+            continue; /* the noauth identity endpoint exists only with noauth2 */
         for (const struct kova_route *rt = route_tables[t]; rt->pattern; rt++) {
             if (rt->service != r->service)
                 continue;
@@ -699,9 +693,27 @@ static void req_start(struct kova_req *r)
         reply_fault(r, st, "%s", err);
         return;
     }
-    if (!(r->route->flags & ROUTE_NOAUTH) && kova_authenticate(r) < 0) {
-        reply_fault(r, 401, "Authentication required (noauth2: X-Auth-Token: user:project)");
-        return;
+    if (r->route->rule != RULE_PUBLIC) {
+        int e = kova_authenticate(r);
+        if (e == -EACCES) {
+            r->www_authenticate = r->api->cfg.keystone != NULL;
+            if (r->api->cfg.keystone)
+                reply_fault(r, 401, "The request you have made requires authentication.");
+            else
+                reply_fault(r, 401,
+                            "Authentication required (noauth2: X-Auth-Token: user:project)");
+            return;
+        }
+        if (e < 0) {
+            reply_fault(r, 503,
+                        "The identity service (Keystone) is not available; try again later.");
+            return;
+        }
+        if (!kova_policy_allows(r->route->rule, &r->auth)) {
+            reply_fault(r, 403, "Policy doesn't allow %s to be performed.",
+                        kova_policy_name(r->route->rule));
+            return;
+        }
     }
     if (r->route->flags & ROUTE_UPLOAD) {
         r->db = kova_db_acquire(r->api->db);
@@ -764,6 +776,11 @@ static enum MHD_Result send_reply(struct kova_req *r)
         MHD_add_response_header(resp, "Vary", "Accept-Encoding");
     if (r->location[0])
         MHD_add_response_header(resp, "Location", r->location);
+    if (r->www_authenticate) {
+        char v[600];
+        snprintf(v, sizeof(v), "Keystone uri=\"%s\"", r->api->www_auth_uri);
+        MHD_add_response_header(resp, "WWW-Authenticate", v);
+    }
     if (r->subject_token)
         MHD_add_response_header(resp, "X-Subject-Token", r->subject_token);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -932,10 +949,32 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
         api->cfg.max_body = 114688;
     if (api->cfg.max_limit <= 0)
         api->cfg.max_limit = 1000;
-    if (strcmp(api->auth_strategy, "noauth2") != 0) {
-        kova_log(0, "auth_strategy '%s' is not supported (only noauth2)", api->auth_strategy);
+    bool ks = strcmp(api->auth_strategy, "keystone") == 0;
+    if (!ks && strcmp(api->auth_strategy, "noauth2") != 0) {
+        kova_log(0, "auth_strategy '%s' is not supported (noauth2 or keystone)",
+                 api->auth_strategy);
         kova_api_stop(api);
         return -ENOTSUP;
+    }
+    if (ks != (cfg->keystone != NULL)) {
+        kova_log(0, "auth_strategy %s needs %s Keystone client", api->auth_strategy,
+                 ks ? "a" : "no");
+        kova_api_stop(api);
+        return -EINVAL;
+    }
+    api->www_auth_uri = dup_or(cfg->www_authenticate_uri, "");
+    if (!api->www_auth_uri) {
+        kova_api_stop(api);
+        return -ENOMEM;
+    }
+    for (size_t t = 0; t < sizeof(route_tables) / sizeof(route_tables[0]); t++) {
+        for (const struct kova_route *rt = route_tables[t]; rt->pattern; rt++) {
+            if (rt->rule == RULE_UNSET) {
+                kova_log(0, "route %s %s has no policy rule", rt->method, rt->pattern);
+                kova_api_stop(api);
+                return -EINVAL;
+            }
+        }
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     api->db = db;
@@ -1002,6 +1041,7 @@ void kova_api_stop(struct kova_api *api)
     free(api->image_host);
     free(api->state_dir);
     free(api->auth_strategy);
+    free(api->www_auth_uri);
     free(api->host_name);
     free(api->az);
     if (api->db)

@@ -142,8 +142,8 @@ out:
 }
 
 const struct kova_route kova_identity_routes[] = {
-    {SVC_COMPUTE, "GET", "/identity", identity_versions, ROUTE_NOAUTH},
-    {SVC_COMPUTE, "GET", "/identity/v3", identity_v3, ROUTE_NOAUTH},
-    {SVC_COMPUTE, "POST", "/identity/v3/auth/tokens", issue_token, ROUTE_NOAUTH},
-    {0, NULL, NULL, NULL, 0},
+    {SVC_COMPUTE, "GET", "/identity", identity_versions, 0, RULE_PUBLIC},
+    {SVC_COMPUTE, "GET", "/identity/v3", identity_v3, 0, RULE_PUBLIC},
+    {SVC_COMPUTE, "POST", "/identity/v3/auth/tokens", issue_token, 0, RULE_PUBLIC},
+    {0, NULL, NULL, NULL, 0, RULE_UNSET},
 };

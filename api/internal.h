@@ -7,6 +7,7 @@
 #include "kova/common.h"
 #include "kova/compute.h"
 #include "kova/db.h"
+#include "kova/keystone.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -25,7 +26,7 @@ struct kova_cache;
 
 struct kova_api {
     struct kova_api_config cfg;
-    char *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az;
+    char *listen_host, *image_host, *state_dir, *auth_strategy, *host_name, *az, *www_auth_uri;
     char images_dir[4096];
     struct kova_db *db;
     struct kova_compute *manager; /* the compute manager: server tasks (not owned) */
@@ -38,7 +39,8 @@ struct kova_api {
 struct kova_auth {
     char user_id[256];
     char project_id[256];
-    bool is_admin;
+    unsigned roles; /* KOVA_ROLE_* (kova/keystone.h), inheritance applied */
+    bool is_admin;  /* roles & KOVA_ROLE_ADMIN */
 };
 
 struct kova_req;
@@ -46,16 +48,37 @@ struct sbuf;
 typedef void (*kova_handler)(struct kova_req *r);
 
 enum route_flags {
-    ROUTE_NOAUTH = 1, /* version discovery */
     ROUTE_UPLOAD = 2, /* body is streamed to upload_* callbacks instead of buffered */
 };
+
+/*
+ * ---- policy.c: Nova's default policy (2023.1 and later), as one table of rules ----
+ * Every route names one rule; kova_api_start() refuses a route table row without one. The roles
+ * come from the token (Keystone) or from noauth2 (the user "admin" is admin, anyone else a
+ * member), with Keystone's bootstrap inheritance: admin implies member implies reader. Project
+ * scope is the handlers' part: a server of another project is not found (404), as in Nova.
+ */
+enum kova_rule {
+    RULE_UNSET = 0, /* not a rule: a route without one is a bug */
+    RULE_PUBLIC,    /* no token: version discovery, the noauth2 identity endpoint */
+    RULE_ANY,       /* any authenticated caller ("@"): flavors, limits, one's own keypairs */
+    RULE_READER,    /* project_reader_or_admin: list and show */
+    RULE_MEMBER,    /* project_member_or_admin: create, change, delete, actions */
+    RULE_ADMIN,     /* admin_api: flavor management, hypervisors, aggregates, services */
+};
+struct kova_auth;
+/* Whether a caller with these credentials passes rule (RULE_PUBLIC: always). */
+bool kova_policy_allows(enum kova_rule rule, const struct kova_auth *a);
+/* The rule's name as Nova's policy file writes it ("project_member_or_admin"). */
+const char *kova_policy_name(enum kova_rule rule);
 
 struct kova_route {
     int service;
     const char *method;
     const char *pattern; /* "/servers/ * /action" with '*' segments captured into r->arg[] */
     kova_handler handler;
-    int flags; /* route_flags, plus ROUTE_VARIANT(n) */
+    int flags;           /* route_flags, plus ROUTE_VARIANT(n) */
+    enum kova_rule rule; /* who may call it (policy.c) */
 };
 
 /* For a handler serving several routes: which one this is (values the handler defines, < 256). */
@@ -98,7 +121,8 @@ struct kova_req {
     int resp_fd; /* a file to send instead of resp (-1: none); closed by the reply */
     const char *ctype;
     char location[512];
-    char *subject_token; /* identity: X-Subject-Token of an issued token */
+    char *subject_token;   /* identity: X-Subject-Token of an issued token */
+    bool www_authenticate; /* a 401 that names Keystone (WWW-Authenticate) */
 };
 
 /* ---- reply helpers (http.c) ---- */
@@ -127,7 +151,6 @@ json_t *req_json_root(struct kova_req *r, json_t *body, const char *key);
 bool check_keys(struct kova_req *r, json_t *obj, const char *const *allowed, const char *what);
 /* limit/marker query parsing: returns false (after replying 400) on bad input. */
 bool req_limit(struct kova_req *r, int *limit);
-bool require_admin(struct kova_req *r);
 /* "http://<host the client used>:<image port>" */
 void image_base_url(struct kova_req *r, char *out, size_t n);
 /* A DB failure: logs it and replies 500 computeFault. */
@@ -212,8 +235,9 @@ bool valid_name(const char *s, size_t maxlen);
 json_t *json_str_or_null(const char *s);
 json_t *link_list(struct kova_req *r, const char *path_fmt, const char *id);
 
-/* ---- auth.c: one small interface; noauth2 is the only strategy today ---- */
-/* Fills r->auth from the request; returns 0, or -EACCES (401). */
+/* ---- auth.c: one small interface over the strategies (noauth2, keystone) ---- */
+/* Fills r->auth from the request's X-Auth-Token; returns 0, -EACCES (no valid token: 401) or
+ * -EHOSTUNREACH (Keystone could not answer: 503). */
 int kova_authenticate(struct kova_req *r);
 
 /* ---- route tables, one per resource file ---- */

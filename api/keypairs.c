@@ -354,9 +354,9 @@ static void keypair_delete(struct kova_req *r)
 }
 
 const struct kova_route kova_keypair_routes[] = {
-    {SVC_COMPUTE, "GET", "/os-keypairs", keypair_list, 0},
-    {SVC_COMPUTE, "POST", "/os-keypairs", keypair_create, 0},
-    {SVC_COMPUTE, "GET", "/os-keypairs/*", keypair_show, 0},
-    {SVC_COMPUTE, "DELETE", "/os-keypairs/*", keypair_delete, 0},
-    {0, NULL, NULL, NULL, 0},
+    {SVC_COMPUTE, "GET", "/os-keypairs", keypair_list, 0, RULE_ANY},
+    {SVC_COMPUTE, "POST", "/os-keypairs", keypair_create, 0, RULE_ANY},
+    {SVC_COMPUTE, "GET", "/os-keypairs/*", keypair_show, 0, RULE_ANY},
+    {SVC_COMPUTE, "DELETE", "/os-keypairs/*", keypair_delete, 0, RULE_ANY},
+    {0, NULL, NULL, NULL, 0, RULE_UNSET},
 };

@@ -65,11 +65,11 @@ static void image_versions(struct kova_req *r)
 }
 
 const struct kova_route kova_version_routes[] = {
-    {SVC_COMPUTE, "GET", "/", root, ROUTE_NOAUTH},
-    {SVC_COMPUTE, "GET", "/v2.1", show_v21, ROUTE_NOAUTH},
-    {SVC_COMPUTE, "GET", "/v2", show_v20, ROUTE_NOAUTH},
-    {SVC_IMAGE, "GET", "/", image_versions, ROUTE_NOAUTH},
-    {SVC_IMAGE, "GET", "/versions", image_versions, ROUTE_NOAUTH},
-    {SVC_IMAGE, "GET", "/v2", image_versions, ROUTE_NOAUTH},
-    {0, NULL, NULL, NULL, 0},
+    {SVC_COMPUTE, "GET", "/", root, 0, RULE_PUBLIC},
+    {SVC_COMPUTE, "GET", "/v2.1", show_v21, 0, RULE_PUBLIC},
+    {SVC_COMPUTE, "GET", "/v2", show_v20, 0, RULE_PUBLIC},
+    {SVC_IMAGE, "GET", "/", image_versions, 0, RULE_PUBLIC},
+    {SVC_IMAGE, "GET", "/versions", image_versions, 0, RULE_PUBLIC},
+    {SVC_IMAGE, "GET", "/v2", image_versions, 0, RULE_PUBLIC},
+    {0, NULL, NULL, NULL, 0, RULE_UNSET},
 };

@@ -28,6 +28,17 @@ struct kova_agent_config {
     char vmm_path[4096];       /* kova-vmm; "" = next to kova-agent (or ../vmm/ in a build tree) */
     unsigned shutdown_timeout; /* [DEFAULT] shutdown_timeout, Nova's name: clean stop, seconds */
     unsigned boot_timeout;     /* [kova] vmm_start_timeout: control socket answers, seconds */
+    /* [keystone_authtoken], nova.conf's names; used with auth_strategy = keystone */
+    struct {
+        char www_authenticate_uri[512]; /* named in 401 answers; default auth_url */
+        char auth_url[512];             /* where tokens are validated */
+        char auth_type[32];             /* "password", the only one */
+        char username[256], password[256], project_name[256];
+        char user_domain_name[256], project_domain_name[256];
+        unsigned token_cache_time;     /* seconds (default 300, keystonemiddleware's) */
+        unsigned cache_size;           /* [kova] entries (default 1024) */
+        unsigned http_request_timeout; /* seconds one validation may take in all (default 5) */
+    } ks;
 };
 
 /* Fills cfg with the defaults (listen 127.0.0.1:8774, images on :9292, /var/lib/kova, noauth2). */

@@ -23,18 +23,21 @@
 struct kova_db;
 struct kova_api;
 struct kova_compute;
+struct kova_keystone;
 
 /* A unit of slow work; runs on a worker thread. The api owns arg and frees it in fn. */
 typedef void (*kova_task_fn)(void *arg);
 
 struct kova_api_config {
-    const char *listen_host;   /* "127.0.0.1" */
-    unsigned listen_port;      /* 8774 */
-    const char *image_host;    /* Glance listener, "127.0.0.1" */
-    unsigned image_port;       /* 9292; 0 disables the image service listener */
-    const char *state_dir;     /* images live in <state_dir>/images, consoles in instances/ */
-    const char *auth_strategy; /* "noauth2" (the only one for now) */
-    const char *host_name;     /* this compute host's name (hypervisor_hostname) */
+    const char *listen_host;        /* "127.0.0.1" */
+    unsigned listen_port;           /* 8774 */
+    const char *image_host;         /* Glance listener, "127.0.0.1" */
+    unsigned image_port;            /* 9292; 0 disables the image service listener */
+    const char *state_dir;          /* images live in <state_dir>/images, consoles in instances/ */
+    const char *auth_strategy;      /* "noauth2" (default) or "keystone" (then keystone is set) */
+    struct kova_keystone *keystone; /* validates callers' tokens (kova/keystone.h); not owned */
+    const char *www_authenticate_uri; /* keystone: named in 401 answers' WWW-Authenticate */
+    const char *host_name;            /* this compute host's name (hypervisor_hostname) */
     const char *availability_zone;
     unsigned threads;        /* HTTP worker threads per listener */
     size_t max_body;         /* JSON request body cap (bytes); larger gives 413 */
