@@ -46,6 +46,7 @@ int kova_keystone_new(const struct kova_keystone_config *cfg, struct kova_keysto
     struct kova_keystone *ks = calloc(1, sizeof(*ks));
     if (!ks)
         return -ENOMEM;
+    pthread_mutex_init(&ks->svc_lock, NULL);
     int r = -ENOMEM;
     size_t n = strlen(cfg->auth_url);
     while (n && cfg->auth_url[n - 1] == '/')
@@ -67,17 +68,10 @@ int kova_keystone_new(const struct kova_keystone_config *cfg, struct kova_keysto
     ks->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
     if ((r = ks_cache_new(cfg->cache_size ? cfg->cache_size : 1024, &ks->cache)) < 0)
         goto fail;
-    pthread_mutex_init(&ks->svc_lock, NULL);
     *out = ks;
     return 0;
 fail:
-    free(ks->auth_url);
-    free(ks->username);
-    free(ks->password);
-    free(ks->project_name);
-    free(ks->user_domain);
-    free(ks->project_domain);
-    free(ks);
+    kova_keystone_free(ks);
     return r;
 }
 

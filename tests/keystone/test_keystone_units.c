@@ -3,20 +3,12 @@
  * and the validation cache. (The client itself is tested against a real Keystone:
  * tests/keystone/test_keystone.py.) */
 #include "internal.h"
+#include "kova_test.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static void test_time(void)
 {
@@ -181,10 +173,5 @@ int main(void)
     test_token();
     test_token_ok();
     test_cache();
-    if (failures) {
-        fprintf(stderr, "keystone units: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("keystone units: all passed\n");
-    return 0;
+    return kt_finish("keystone units");
 }
