@@ -28,7 +28,10 @@ void kova_agent_config_defaults(struct kova_agent_config *cfg)
     cfg->workers = 8; /* builds and clean shutdowns wait: several run at once */
     cfg->shutdown_timeout = 60;
     cfg->boot_timeout = 60;
-    cfg->max_body = 114688; /* oslo.middleware's max_request_body_size */
+    cfg->max_body = 114688;      /* oslo.middleware's max_request_body_size */
+    cfg->max_connections = 1000; /* Nova's [wsgi] default_pool_size */
+    cfg->connection_timeout = 120;
+    cfg->max_header_size = 16384; /* Nova's [wsgi] max_header_line */
     cfg->max_image_size = 1ULL << 40;
     cfg->max_limit = 1000;
     cfg->quota_instances = 10;
@@ -159,6 +162,24 @@ static int on_item(void *user, const char *section, const char *name, const char
         if (!set_int(value, 1, 100000, &x))
             return 0;
         c->max_limit = (int)x;
+        return 1;
+    }
+    if (IS("kova", "max_connections") || IS("wsgi", "default_pool_size")) {
+        if (!set_int(value, 1, 100000, &x))
+            return 0;
+        c->max_connections = (unsigned)x;
+        return 1;
+    }
+    if (IS("kova", "connection_timeout") || IS("wsgi", "client_socket_timeout")) {
+        if (!set_int(value, 1, 86400, &x))
+            return 0;
+        c->connection_timeout = (unsigned)x;
+        return 1;
+    }
+    if (IS("kova", "max_header_size")) {
+        if (!set_int(value, 1024, 1 << 20, &x))
+            return 0;
+        c->max_header_size = (unsigned)x;
         return 1;
     }
     if (IS("oslo_middleware", "max_request_body_size")) {

@@ -52,6 +52,7 @@ static const char *fault_name(int status)
     case 415:
         return "badMediaType";
     case 429:
+    case 431:
         return "overLimit";
     case 501:
         return "notImplemented";
@@ -83,6 +84,8 @@ static const char *status_title(int status)
         return "Request Entity Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
     case 501:
         return "Not Implemented";
     default:
@@ -273,6 +276,31 @@ const char *req_header(struct kova_req *r, const char *name)
 const char *req_query(struct kova_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct query_all {
+    const char *name, **out;
+    int max, n;
+};
+
+static enum MHD_Result query_all_arg(void *cls, enum MHD_ValueKind kind, const char *k,
+                                     const char *v)
+{
+    (void)kind;
+    struct query_all *q = cls;
+    if (k && !strcmp(k, q->name)) {
+        if (q->n < q->max)
+            q->out[q->n] = v ? v : "";
+        q->n++;
+    }
+    return MHD_YES;
+}
+
+int req_query_all(struct kova_req *r, const char *name, const char **out, int max)
+{
+    struct query_all q = {name, out, max, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_all_arg, &q);
+    return q.n;
 }
 
 #define CACHE_KEY_MAX 4096
@@ -664,12 +692,34 @@ static void req_free(struct kova_req *r)
 
 /* First call for a request: route, authenticate, negotiate. Any failure is replied now and the
  * body (if any) is drained. */
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *k,
+                                        const char *v)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(k) + (v ? strlen(v) : 0) + 4; /* "k: v\r\n" */
+    return MHD_YES;
+}
+
+/* The size of the request line and headers as sent (near enough: separators counted). */
+static size_t header_bytes(struct kova_req *r)
+{
+    size_t n = strlen(r->method) + strlen(r->url) + 12;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header_bytes, &n);
+    return n;
+}
+
 static void req_start(struct kova_req *r)
 {
     char err[256], uuid[37];
     kova_uuid(uuid);
     snprintf(r->request_id, sizeof(r->request_id), "req-%s", uuid);
     set_base_url(r);
+    size_t hdr = header_bytes(r);
+    if (hdr > r->api->cfg.max_header_size) {
+        reply_fault(r, 431, "The request's headers are too large (%zu bytes; the limit is %zu).",
+                    hdr, r->api->cfg.max_header_size);
+        return;
+    }
     if (normalise_path(r) < 0) {
         reply_fault(r, 400, "Invalid request path");
         return;
@@ -873,6 +923,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* libmicrohttpd's unescaping of the path and the query arguments, in place: "%XX" becomes the
+ * byte, except "%00", which stays as it is, so that no decoded path, id or argument ever holds a
+ * NUL (a C string would end there: "/servers/%00" would read as "/servers"). A '%' not followed
+ * by two hex digits stays too. Returns the new length. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi << 4 | lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
+}
+
 static struct MHD_Daemon *listen_on(struct kova_api *api, struct svc_cls *cls, const char *host,
                                     unsigned port)
 {
@@ -903,7 +986,9 @@ static struct MHD_Daemon *listen_on(struct kova_api *api, struct svc_cls *cls, c
         flags, (uint16_t)port, NULL, NULL, on_request, cls, MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(api->cfg.threads ? api->cfg.threads : 2),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+        api->cfg.connection_timeout, MHD_OPTION_CONNECTION_LIMIT, api->cfg.max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, api->cfg.max_header_size * 2 + (size_t)32768,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!d)
         kova_log(0, "cannot listen on %s:%u: %s", host, port, strerror(errno));
     return d;
@@ -947,6 +1032,12 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
     api->cfg.availability_zone = api->az;
     if (api->cfg.max_body == 0)
         api->cfg.max_body = 114688;
+    if (api->cfg.max_connections == 0)
+        api->cfg.max_connections = 1000;
+    if (api->cfg.connection_timeout == 0)
+        api->cfg.connection_timeout = 120;
+    if (api->cfg.max_header_size == 0)
+        api->cfg.max_header_size = 16384;
     if (api->cfg.max_limit <= 0)
         api->cfg.max_limit = 1000;
     bool ks = strcmp(api->auth_strategy, "keystone") == 0;

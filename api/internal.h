@@ -135,6 +135,10 @@ void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
 void set_location(struct kova_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *req_header(struct kova_req *r, const char *name);
 const char *req_query(struct kova_req *r, const char *name);
+/* Every value of the query argument name (a repeated one, e.g. sort_key=a&sort_key=b), in order,
+ * into out[0..max-1]; returns how many there are (more than max: only max are stored). A name
+ * given without a value ("?sort_key") counts as "". */
+int req_query_all(struct kova_req *r, const char *name, const char **out, int max);
 /* Appends the request's query arguments, percent-encoded, each followed by '&', except those
  * named in skip (NULL-terminated): for "next" links that keep the caller's filters. */
 void req_query_copy(struct kova_req *r, const char *const *skip, struct sbuf *out);

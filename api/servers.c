@@ -372,6 +372,110 @@ static int list_one(const struct kova_db_server_view *v, void *arg)
     return 0;
 }
 
+/* Nova's sort keys that its server list accepts and ignores (SERVER_LIST_IGNORE_SORT_KEY), and
+ * those it ignores for callers other than admins. */
+static const char *const sort_ignored[] = {"architecture",
+                                           "cell_name",
+                                           "cleaned",
+                                           "default_ephemeral_device",
+                                           "default_swap_device",
+                                           "deleted",
+                                           "deleted_at",
+                                           "disable_terminate",
+                                           "ephemeral_gb",
+                                           "ephemeral_key_uuid",
+                                           "id",
+                                           "key_data",
+                                           "launched_on",
+                                           "locked",
+                                           "memory_mb",
+                                           "os_type",
+                                           "reservation_id",
+                                           "root_gb",
+                                           "shutdown_terminate",
+                                           "user_data",
+                                           "vcpus",
+                                           "vm_mode",
+                                           NULL};
+static const char *const sort_admin_only[] = {"host", "node", NULL};
+
+static bool listed(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, s))
+            return true;
+    return false;
+}
+
+/* The list's order from sort_key / sort_dir (each repeatable, as in Nova: the i-th dir goes
+ * with the i-th key, keys without one take the first dir, "desc" when none is given). false
+ * after a 400 for an unknown key or dir, more dirs than keys, or more keys than kova sorts by. */
+static bool list_order(struct kova_req *r, struct kova_db_sort *sort, int *nsort)
+{
+    const char *keys[KOVA_DB_SORT_MAX + 1], *dirs[KOVA_DB_SORT_MAX + 1];
+    int nk = req_query_all(r, "sort_key", keys, KOVA_DB_SORT_MAX + 1);
+    int nd = req_query_all(r, "sort_dir", dirs, KOVA_DB_SORT_MAX + 1);
+    *nsort = 0;
+    if (nk > KOVA_DB_SORT_MAX) {
+        reply_fault(r, 400, "Invalid input for query parameters sort_key: at most %d are allowed.",
+                    KOVA_DB_SORT_MAX);
+        return false;
+    }
+    if (nd > nk) {
+        reply_fault(r, 400, "Sort direction size exceeds sort key size");
+        return false;
+    }
+    for (int i = 0; i < nd; i++) {
+        if (strcmp(dirs[i], "asc") && strcmp(dirs[i], "desc")) {
+            reply_fault(r, 400,
+                        "Invalid input for query parameters sort_dir. Value: %.100s. It is not "
+                        "one of 'asc', 'desc'.",
+                        dirs[i]);
+            return false;
+        }
+    }
+    bool first_desc = nd ? !strcmp(dirs[0], "desc") : true;
+    for (int i = 0; i < nk; i++) {
+        int k = kova_db_server_sort_key(keys[i]);
+        bool ignored = listed(sort_ignored, keys[i]) ||
+                       (!r->auth.is_admin && listed(sort_admin_only, keys[i]));
+        if (k < 0 && !ignored) {
+            reply_fault(r, 400,
+                        "Invalid input for query parameters sort_key. Value: %.100s. It is not "
+                        "one of the server list's sort keys.",
+                        keys[i]);
+            return false;
+        }
+        if (ignored)
+            continue;
+        sort[*nsort].key = k;
+        sort[*nsort].desc = i < nd ? !strcmp(dirs[i], "desc") : first_desc;
+        (*nsort)++;
+    }
+    return true;
+}
+
+/* changes-since (Nova: servers updated at or after it; kova keeps no deleted ones) into the
+ * form the servers table keeps times in; "" when absent. false after a 400 for a bad time. */
+static bool list_since(struct kova_req *r, char out[32])
+{
+    out[0] = 0;
+    const char *since = req_query(r, "changes-since");
+    if (!since)
+        return true;
+    time_t t;
+    struct tm tm;
+    if (kova_parse_time(since, &t) < 0 || !gmtime_r(&t, &tm) ||
+        !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+        reply_fault(r, 400,
+                    "Invalid input for query parameters changes-since. Value: %.100s. It is not "
+                    "a 'date-time'.",
+                    since);
+        return false;
+    }
+    return true;
+}
+
 /*
  * GET /servers and /servers/detail. Replies are cached (api->list_cache) under a key naming
  * every input besides the database (req_cache_key) and the database generation read before
@@ -395,8 +499,10 @@ static void server_list(struct kova_req *r)
             return;
         }
     }
-    int limit;
-    if (!req_limit(r, &limit)) {
+    int limit, nsort;
+    struct kova_db_sort sort[KOVA_DB_SORT_MAX];
+    char since[32];
+    if (!req_limit(r, &limit) || !list_order(r, sort, &nsort) || !list_since(r, since)) {
         free(key.p);
         return;
     }
@@ -459,7 +565,8 @@ static void server_list(struct kova_req *r)
     struct list_ctx c = {.r = r, .detail = detail, .status = status, .limit = limit};
     c.re = have_re ? &re : NULL;
     sb_put(&c.b, "{\"servers\":[");
-    const struct kova_db_server_filter f = {proj, image, flavor, marker};
+    const struct kova_db_server_filter f = {proj, image, flavor, marker, since[0] ? since : NULL,
+                                            sort, nsort};
     int err = kova_db_server_view_each(r->db, &f, list_one, &c);
     if (err < 0) {
         free(c.b.p);

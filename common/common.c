@@ -113,6 +113,78 @@ void kova_time_iso(char out[32], bool z)
     }
 }
 
+/* n digits at *p (advanced past them) into *v; false unless there are exactly n. */
+static bool digits(const char **p, int n, int *v)
+{
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return false;
+        x = x * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *v = x;
+    return true;
+}
+
+int kova_parse_time(const char *s, time_t *out)
+{
+    int Y, M, D, h = 0, m = 0, sec = 0, zh = 0, zm = 0, sign = 0;
+    const char *p = s;
+    if (!p || !digits(&p, 4, &Y) || *p++ != '-' || !digits(&p, 2, &M) || *p++ != '-' ||
+        !digits(&p, 2, &D))
+        return -EINVAL;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &m))
+            return -EINVAL;
+        if (*p == ':') {
+            p++;
+            if (!digits(&p, 2, &sec))
+                return -EINVAL;
+            if (*p == '.' || *p == ',') {
+                p++;
+                if (!isdigit((unsigned char)*p))
+                    return -EINVAL;
+                while (isdigit((unsigned char)*p))
+                    p++;
+            }
+        }
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            sign = *p++ == '+' ? 1 : -1;
+            if (!digits(&p, 2, &zh))
+                return -EINVAL;
+            if (*p == ':')
+                p++;
+            if (isdigit((unsigned char)*p) && !digits(&p, 2, &zm))
+                return -EINVAL;
+        }
+    }
+    if (*p || Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 ||
+        zh > 23 || zm > 59)
+        return -EINVAL;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+    if (D > mdays[M - 1] || (M == 2 && D == 29 && !leap))
+        return -EINVAL;
+    struct tm tm = {.tm_year = Y - 1900,
+                    .tm_mon = M - 1,
+                    .tm_mday = D,
+                    .tm_hour = h,
+                    .tm_min = m,
+                    .tm_sec = sec};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -EINVAL;
+    t -= (time_t)sign * (zh * 3600 + zm * 60);
+    if (t < 0)
+        return -EINVAL;
+    *out = t;
+    return 0;
+}
+
 void kova_uuid(char out[37])
 {
     unsigned char b[16];

@@ -209,10 +209,118 @@ static int each_view(sqlite3_stmt *st, void *arg)
     return e->fn(&v, e->arg);
 }
 
+/* Nova's server sort keys and the SQL expression of each in the servers table (NULL: a value
+ * kova keeps the same for every server, so it orders nothing). Nullable columns are compared as
+ * '' so that NULLs sort first ascending and comparisons with a marker's value are never NULL. */
+static const struct {
+    const char *name, *expr;
+} sort_keys[] = {
+    {"created_at", "seq"}, /* creation order: finer than the second created_at keeps */
+    {"updated_at", "updated_at"},
+    {"display_name", "name"},
+    {"hostname", "name"}, /* Nova's hostname is the name, sanitised */
+    {"uuid", "id"},
+    {"vm_state", "vm_state"},
+    {"task_state", "COALESCE(task_state, '')"},
+    {"power_state", "power_state"},
+    {"project_id", "project_id"},
+    {"user_id", "user_id"},
+    {"image_ref", "image_ref"},
+    {"instance_type_id", "flavor_id"},
+    {"key_name", "COALESCE(key_name, '')"},
+    {"availability_zone", "COALESCE(availability_zone, '')"},
+    {"config_drive", "config_drive"},
+    {"access_ip_v4", "access_ipv4"},
+    {"access_ip_v6", "access_ipv6"},
+    {"auto_disk_config", "disk_config"},
+    {"host", "COALESCE(host, '')"},
+    {"node", "COALESCE(host, '')"}, /* one node per host */
+    {"launched_at", "COALESCE(launched_at, '')"},
+    {"terminated_at", "COALESCE(terminated_at, '')"},
+    {"kernel_id", "COALESCE(kernel_id, '')"},
+    {"ramdisk_id", "COALESCE(ramdisk_id, '')"},
+    {"display_description", NULL},
+    {"launch_index", NULL},
+    {"locked_by", NULL},
+    {"progress", NULL},
+    {"root_device_name", NULL},
+};
+#define N_SORT_KEYS ((int)(sizeof(sort_keys) / sizeof(sort_keys[0])))
+
+int kova_db_server_sort_key(const char *name)
+{
+    for (int i = 0; name && i < N_SORT_KEYS; i++)
+        if (!strcmp(sort_keys[i].name, name))
+            return i;
+    return -EINVAL;
+}
+
+/* Appends to the n-byte buffer b (its length in *len); false once it would not fit. */
+static bool put(char *b, size_t n, size_t *len, const char *s)
+{
+    size_t l = strlen(s);
+    if (*len + l >= n)
+        return false;
+    memcpy(b + *len, s, l + 1);
+    *len += l;
+    return true;
+}
+
+/* The list query of f: its WHERE (filters; with a marker, the rows after the marker's in the
+ * order) and its ORDER BY. ?1 project, ?2 image, ?3 flavor, ?4 marker id, ?5 changes_since.
+ * The only text in it is from sort_keys[]. */
+static int list_sql(const struct kova_db_server_filter *f, char *b, size_t n)
+{
+    const char *expr[KOVA_DB_SORT_MAX + 1];
+    bool desc[KOVA_DB_SORT_MAX + 1];
+    int k = 0;
+    if (f->nsort < 0 || f->nsort > KOVA_DB_SORT_MAX || (f->nsort && !f->sort))
+        return -EINVAL;
+    for (int i = 0; i < f->nsort; i++) {
+        if (f->sort[i].key < 0 || f->sort[i].key >= N_SORT_KEYS)
+            return -EINVAL;
+        if (!sort_keys[f->sort[i].key].expr)
+            continue;
+        expr[k] = sort_keys[f->sort[i].key].expr;
+        desc[k++] = f->sort[i].desc;
+    }
+    expr[k] = "seq"; /* the tie-break: creation, in the first key's direction */
+    desc[k] = f->nsort ? f->sort[0].desc : true;
+    k++;
+    size_t len = 0;
+    bool ok = put(b, n, &len,
+                  "SELECT " SERVER_COLS " FROM servers WHERE (?1 IS NULL OR project_id = ?1) AND "
+                  "(?2 IS NULL OR image_ref = ?2) AND (?3 IS NULL OR flavor_id = ?3) AND "
+                  "(?5 IS NULL OR updated_at >= ?5)");
+    if (f->marker) {
+        /* (e1 > m1) OR (e1 = m1 AND e2 > m2) OR ... with < for the descending ones */
+        ok = ok && put(b, n, &len, " AND (");
+        for (int i = 0; i < k; i++) {
+            ok = ok && put(b, n, &len, i ? " OR (" : "(");
+            for (int j = 0; j <= i; j++) {
+                ok = ok && put(b, n, &len, j ? " AND " : "") && put(b, n, &len, expr[j]) &&
+                     put(b, n, &len,
+                         j < i     ? " = "
+                         : desc[j] ? " < "
+                                   : " > ") &&
+                     put(b, n, &len, "(SELECT ") && put(b, n, &len, expr[j]) &&
+                     put(b, n, &len, " FROM servers WHERE id = ?4)");
+            }
+            ok = ok && put(b, n, &len, ")");
+        }
+        ok = ok && put(b, n, &len, ")");
+    }
+    ok = ok && put(b, n, &len, " ORDER BY ");
+    for (int i = 0; i < k; i++)
+        ok = ok && put(b, n, &len, i ? ", " : "") && put(b, n, &len, expr[i]) &&
+             put(b, n, &len, desc[i] ? " DESC" : " ASC");
+    return ok ? 0 : -E2BIG;
+}
+
 int kova_db_server_view_each(sqlite3 *conn, const struct kova_db_server_filter *f,
                              int (*fn)(const struct kova_db_server_view *v, void *arg), void *arg)
 {
-    long long mseq = -1;
+    long long mseq;
     int r;
     if (f->marker &&
         (r = db_get(conn,
@@ -220,14 +328,18 @@ int kova_db_server_view_each(sqlite3 *conn, const struct kova_db_server_filter *
                     "project_id = ?2)",
                     DB_ARGS(DB_TEXT(f->marker), DB_TEXT(f->project_id)), db_read_int64, &mseq)) < 0)
         return r;
-    struct view_each e = {fn, arg};
-    r = db_each(
-        conn,
-        "SELECT " SERVER_COLS " FROM servers WHERE (?1 IS NULL OR project_id = ?1) AND "
-        "(?2 < 0 OR seq < ?2) AND (?3 IS NULL OR image_ref = ?3) AND (?4 IS NULL OR "
-        "flavor_id = ?4) ORDER BY seq DESC",
-        DB_ARGS(DB_TEXT(f->project_id), DB_INT(mseq), DB_TEXT(f->image_ref), DB_TEXT(f->flavor_id)),
-        each_view, &e);
+    size_t n = 16384; /* KOVA_DB_SORT_MAX keys with a marker: about 6 KiB */
+    char *sql = malloc(n);
+    if (!sql)
+        return -ENOMEM;
+    if ((r = list_sql(f, sql, n)) == 0) {
+        struct view_each e = {fn, arg};
+        r = db_each(conn, sql,
+                    DB_ARGS(DB_TEXT(f->project_id), DB_TEXT(f->image_ref), DB_TEXT(f->flavor_id),
+                            DB_TEXT(f->marker), DB_TEXT(f->changes_since)),
+                    each_view, &e);
+    }
+    free(sql);
     return r > 0 ? 0 : r;
 }
 

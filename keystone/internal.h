@@ -11,9 +11,6 @@
 #include <time.h>
 
 /* ---- token.c: Keystone's answers ---- */
-/* Parses an ISO 8601 UTC time as Keystone writes it ("2026-12-03T04:00:00.000000Z", also
- * "+00:00" or no zone, fractions optional) into *out. -EINVAL for anything else. */
-int ks_parse_time(const char *s, time_t *out);
 /* Fills *id from a token body {"token": {...}} (GET or POST /v3/auth/tokens). Roles named
  * admin/member/reader (any case) set their bit and the bits they imply; other roles are
  * ignored. -EINVAL when the body is not such a token, a field is too long or expires_at is

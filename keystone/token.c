@@ -2,6 +2,7 @@
 /* Keystone's token bodies and times, parsed strictly: an answer that is not what Keystone v3
  * sends is not a valid token. */
 #include "internal.h"
+#include "kova/common.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,40 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-int ks_parse_time(const char *s, time_t *out)
-{
-    int Y, M, D, h, m, sec, n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || n != 19)
-        return -EINVAL;
-    const char *p = s + n;
-    if (*p == '.') {
-        p++;
-        if (!isdigit((unsigned char)*p))
-            return -EINVAL;
-        while (isdigit((unsigned char)*p))
-            p++;
-    }
-    if (!strcmp(p, "Z") || !strcmp(p, "+00:00") || !strcmp(p, "") || !strcmp(p, "+0000")) {
-        /* UTC */
-    } else {
-        return -EINVAL;
-    }
-    if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || h < 0 ||
-        m < 0 || sec < 0)
-        return -EINVAL;
-    struct tm tm = {.tm_year = Y - 1900,
-                    .tm_mon = M - 1,
-                    .tm_mday = D,
-                    .tm_hour = h,
-                    .tm_min = m,
-                    .tm_sec = sec};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -EINVAL;
-    *out = t;
-    return 0;
-}
 
 /* Copies o[key] (a string without NULs, shorter than n) into dst; "" when absent and !need. */
 static int copy_str(json_t *o, const char *key, char *dst, size_t n, bool need)
@@ -80,7 +47,7 @@ int ks_parse_token(const char *body, size_t len, struct kova_identity *id)
             copy_str(proj, "name", id->project_name, sizeof(id->project_name), false) < 0)
             goto out;
     }
-    if (ks_parse_time(json_string_value(exp), &id->expires_at) < 0)
+    if (kova_parse_time(json_string_value(exp), &id->expires_at) < 0)
         goto out;
     if (roles && !json_is_array(roles))
         goto out;

@@ -4,11 +4,14 @@
 usage: /usr/bin/python3 test_rest.py --agent PATH/kova-agent
 """
 import base64
+import calendar
 import hashlib
+import http.client
 import http.server
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kova_agent_fixture import Agent, stop_checked, unittest_main  # noqa: E402
 
 AGENT_BIN = None
+calendar_timegm = calendar.timegm
 A = None  # the shared agent
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FAULTS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
@@ -537,6 +541,82 @@ class Servers(Base):
         allt = self.ok("GET", "/v2.1/servers?all_tenants=1", token=ADMIN)["servers"]
         self.assertTrue(set(ids) <= {s["id"] for s in allt})
 
+    def test_list_sort_keys_and_dirs(self):
+        tok = "sorter:sortproj"
+        iid = self.make_image(token=tok, name="sort-img")
+        ids = {}
+        for n in ("s-b", "s-a", "s-c", "s-d"):
+            ids[n] = self.make_server(token=tok, name=n, image=iid)[0]
+        for sid in ids.values():
+            self.wait_status(sid, "ERROR", token=tok)
+        created = ["s-b", "s-a", "s-c", "s-d"]
+
+        def names(q):
+            b = self.ok("GET", "/v2.1/servers?" + q, token=tok)
+            return [x["name"] for x in b["servers"]], b
+
+        self.assertEqual(names("")[0], created[::-1])  # default: newest first
+        self.assertEqual(names("sort_key=display_name&sort_dir=asc")[0], sorted(created))
+        self.assertEqual(names("sort_key=display_name")[0], sorted(created, reverse=True))
+        self.assertEqual(names("sort_key=created_at&sort_dir=asc")[0], created)
+        self.assertEqual(names("sort_key=uuid&sort_dir=asc")[0],
+                         [n for _, n in sorted((ids[n], n) for n in created)])
+        # ties (one vm_state) fall to the next key; its own dir
+        self.assertEqual(names("sort_key=vm_state&sort_key=display_name&sort_dir=asc"
+                               "&sort_dir=desc")[0], sorted(created, reverse=True))
+        # a key without a dir takes the first dir
+        self.assertEqual(names("sort_key=vm_state&sort_key=display_name&sort_dir=asc")[0],
+                         sorted(created))
+        # keys Nova accepts and ignores, and keys with one value for every server here
+        self.assertEqual(names("sort_key=vcpus")[0], created[::-1])
+        self.assertEqual(names("sort_key=launch_index&sort_dir=asc")[0], created)
+        self.assertEqual(names("sort_key=host&sort_key=display_name&sort_dir=asc")[0],
+                         sorted(created))  # host: ignored for non-admins
+        # paging continues in the sort's order, the next link keeps the sort
+        got, b = names("sort_key=display_name&sort_dir=asc&limit=3")
+        self.assertEqual(got, ["s-a", "s-b", "s-c"])
+        nxt = urllib.parse.urlsplit(b["servers_links"][0]["href"])
+        q = dict(urllib.parse.parse_qsl(nxt.query))
+        self.assertEqual((q["sort_key"], q["sort_dir"], q["marker"]),
+                         ("display_name", "asc", ids["s-c"]))
+        self.assertEqual(names(nxt.query)[0], ["s-d"])
+        self.assertEqual(names("sort_key=display_name&limit=2&marker=%s" % ids["s-c"])[0],
+                         ["s-b", "s-a"])
+        for q in ("sort_key=password", "sort_key=", "sort_key=display_name&sort_dir=up",
+                  "sort_dir=asc", "sort_key=uuid&sort_dir=asc&sort_dir=desc",
+                  "sort_key=display_name%3B%20DROP%20TABLE%20servers",
+                  "&".join(["sort_key=uuid"] * 9)):
+            self.fault(400, "GET", "/v2.1/servers/detail?" + q, token=tok)
+        self.assertEqual(len(names("")[0]), 4)  # still all there
+
+    def test_list_changes_since(self):
+        tok = "since:sinceproj"
+        iid = self.make_image(token=tok, name="since-img")
+        a = self.make_server(token=tok, name="old", image=iid)[0]
+        sa = self.wait_status(a, "ERROR", token=tok)
+        time.sleep(1.1)  # updated_at has whole seconds
+        b = self.make_server(token=tok, name="new", image=iid)[0]
+        sb = self.wait_status(b, "ERROR", token=tok)
+        self.assertLess(sa["updated"], sb["updated"])
+
+        def names(since):
+            q = urllib.parse.urlencode({"changes-since": since})
+            return sorted(x["name"] for x in
+                          self.ok("GET", "/v2.1/servers/detail?" + q, token=tok)["servers"])
+
+        self.assertEqual(names(sb["updated"]), ["new"])
+        self.assertEqual(names(sa["updated"]), ["new", "old"])
+        self.assertEqual(names("2000-01-01"), ["new", "old"])
+        self.assertEqual(names("2999-01-01T00:00:00Z"), [])
+        # the same instant in another zone
+        t = time.strptime(sb["updated"], "%Y-%m-%dT%H:%M:%SZ")
+        plus1 = time.strftime("%Y-%m-%dT%H:%M:%S+01:00",
+                              time.gmtime(calendar_timegm(t) + 3600))
+        self.assertEqual(names(plus1), ["new"])
+        for bad in ("yesterday", "2026-13-01", "2026-12-01T25:00:00Z", "", "1e9",
+                    "2026-12-01T00:00:00Z%00"):
+            self.fault(400, "GET", "/v2.1/servers/detail?changes-since=" + bad, token=tok)
+
     def test_another_projects_server(self):
         sid, _ = self.make_server(name="mine")
         self.wait_status(sid, "ERROR")
@@ -842,12 +922,15 @@ class Hostile(Base):
                   "/v2.1/servers/x%00y", "/v2.1/os-keypairs/..%2F..%2Fx",
                   "/v2.1/os-keypairs/nope", "/v2.1/flavors/%2e%2e",
                   "/v2.1/images/..%2Fx", "/v2.1/servers/x/os-instance-actions",
-                  "/v2.1/os-hypervisors/..%2F1"):
+                  "/v2.1/os-hypervisors/..%2F1", "/v2.1/servers/%00",
+                  "/v2.1/flavors/%00", "/v2.1/os-keypairs/%00",
+                  "/v2.1/images/%00", "/v2.1/servers/detail%00x", "/v2.1/servers%00"):
             st, _, b = A.request("GET", p, token=ADMIN)
             self.assertIn(st, (400, 404), p)
             self.assertTrue(isinstance(b, dict) and ("itemNotFound" in b or "badRequest" in b),
                             (p, b))
-        for p in ("/v2.1/servers/00000000-0000-0000-0000-000000000000/action",):
+        for p in ("/v2.1/servers/00000000-0000-0000-0000-000000000000/action",
+                  "/v2.1/servers/%00/action"):
             self.fault(404, "POST", p, {"os-stop": None})
 
     def test_bad_headers(self):
@@ -855,6 +938,80 @@ class Hostile(Base):
         self.assertEqual(st, 200)
         self.fault(401, "GET", "/v2.1/flavors", token=":")
         self.fault(401, "GET", "/v2.1/flavors", token="a/b:c")
+
+
+class HttpLimits(unittest.TestCase):
+    """[kova] max_connections, connection_timeout and max_header_size, on an agent of its own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.agent = Agent(AGENT_BIN, config_text="[kova]\nmax_connections = 6\n"
+                          "connection_timeout = 4\nmax_header_size = 4096\n"
+                          "api_threads = 2\n").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_checked(cls.agent)
+
+    def get(self, headers=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.agent.port, timeout=timeout)
+        h = {"X-Auth-Token": DEMO}
+        h.update(headers or {})
+        c.request("GET", "/v2.1/flavors", headers=h)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    def test_header_size(self):
+        self.assertEqual(self.get({"X-Pad": "a" * 3000})[0], 200)
+        st, body = self.get({"X-Pad": "a" * 5000})
+        self.assertEqual(st, 431)
+        self.assertEqual(json.loads(body)["overLimit"]["code"], 431)
+        self.assertEqual(self.get({"X-Pad-%d" % i: "b" * 100 for i in range(60)})[0], 431)
+        # far beyond: libmicrohttpd answers 431 itself before kova sees the request
+        self.assertEqual(self.get({"X-Pad": "a" * 200000})[0], 431)
+        self.assertEqual(self.get()[0], 200)
+
+    def test_stalled_request_is_closed(self):
+        s = socket.create_connection(("127.0.0.1", self.agent.port))
+        s.sendall(b"GET /v2.1/flavors HTTP/1.1\r\nHost: x\r\n")  # never finished
+        s.settimeout(30)
+        t0 = time.monotonic()
+        try:
+            got = s.recv(100)
+        except OSError:
+            got = b""
+        elapsed = time.monotonic() - t0
+        s.close()
+        self.assertEqual(got, b"", "a stalled request is closed without an answer")
+        self.assertLess(elapsed, 30, "closed by connection_timeout (4 s), not by the test")
+        self.assertEqual(self.get()[0], 200)
+
+    def test_connection_count(self):
+        idle = [socket.create_connection(("127.0.0.1", self.agent.port)) for _ in range(6)]
+        try:
+            time.sleep(0.3)
+            # a seventh is not served while six are open (it waits in the listen queue) ...
+            c = socket.create_connection(("127.0.0.1", self.agent.port))
+            c.sendall(b"GET /v2.1/flavors HTTP/1.1\r\nHost: x\r\nX-Auth-Token: demo:demo\r\n"
+                      b"Connection: close\r\n\r\n")
+            c.settimeout(1.5)
+            with self.assertRaises(socket.timeout):
+                c.recv(100)
+        finally:
+            for s in idle:
+                s.close()
+        # ... and is answered once they close
+        c.settimeout(30)
+        data = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            data += d
+        c.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
 
 
 def configure(opts):

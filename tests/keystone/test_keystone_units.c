@@ -3,6 +3,7 @@
  * and the validation cache. (The client itself is tested against a real Keystone:
  * tests/keystone/test_keystone.py.) */
 #include "internal.h"
+#include "kova/common.h"
 #include "kova_test.h"
 
 #include <errno.h>
@@ -10,30 +11,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* kova_parse_time (common): the times Keystone writes, and what clients send (changes-since) */
 static void test_time(void)
 {
     time_t t;
-    CHECK(ks_parse_time("1970-01-01T00:00:00Z", &t) == 0 && t == 0);
-    CHECK(ks_parse_time("2026-12-03T04:05:06.000000Z", &t) == 0 && t == 1796270706);
-    CHECK(ks_parse_time("2026-12-03T04:05:06+00:00", &t) == 0 && t == 1796270706);
-    CHECK(ks_parse_time("2026-12-03T04:05:06", &t) == 0 && t == 1796270706);
-    CHECK(ks_parse_time("2026-12-03T04:05:06.5Z", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("1970-01-01T00:00:00Z", &t) == 0 && t == 0);
+    CHECK(kova_parse_time("2026-12-03T04:05:06.000000Z", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T04:05:06+00:00", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T04:05:06", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T04:05:06.5Z", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03 04:05:06Z", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T05:05:06+01:00", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T03:35:06-0030", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T06:05:06+02", &t) == 0 && t == 1796270706);
+    CHECK(kova_parse_time("2026-12-03T04:05Z", &t) == 0 && t == 1796270700);
+    CHECK(kova_parse_time("2026-12-03", &t) == 0 && t == 1796256000);
+    CHECK(kova_parse_time("2024-02-29", &t) == 0);
     static const char *const bad[] = {"",
-                                      "2026-12-03",
-                                      "2026-12-03T04:05:06+01:00",
+                                      "yesterday",
                                       "2026-13-03T04:05:06Z",
+                                      "2026-02-29",
+                                      "2026-04-31T00:00:00Z",
                                       "garbage",
                                       "2026-12-03T24:00:00Z",
                                       "2026-12-03T04:05:06.Z",
                                       "2026-12-03T04:05:06ZZ",
+                                      "2026-12-03T04:05:06+24:00",
+                                      "2026-12-03T04:05:06+1",
                                       "1969-12-31T23:59:59Z",
-                                      "2026-12-03 04:05:06Z",
+                                      "1970-01-01T00:30:00+01:00",
+                                      "2026-12-03T04",
+                                      "2026-12-3",
+                                      "+2026-12-03",
+                                      "2026-12-03T04:05:06 ",
                                       NULL};
     for (int i = 0; bad[i]; i++) {
         t = 42;
-        CHECK(ks_parse_time(bad[i], &t) == -EINVAL && t == 42);
+        CHECK(kova_parse_time(bad[i], &t) == -EINVAL && t == 42);
     }
-    CHECK(ks_parse_time(NULL, &t) == -EINVAL);
+    CHECK(kova_parse_time(NULL, &t) == -EINVAL);
 }
 
 static int parse(const char *body, struct kova_identity *id)

@@ -21,6 +21,9 @@ struct kova_agent_config {
     unsigned api_threads;
     unsigned workers;
     unsigned long long max_body;
+    unsigned max_connections;    /* [kova] max_connections / [wsgi] default_pool_size */
+    unsigned connection_timeout; /* [kova] connection_timeout / [wsgi] client_socket_timeout */
+    unsigned max_header_size;    /* [kova] max_header_size: request line + headers, bytes */
     unsigned long long max_image_size;
     int max_limit;
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;

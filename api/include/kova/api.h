@@ -39,8 +39,14 @@ struct kova_api_config {
     const char *www_authenticate_uri; /* keystone: named in 401 answers' WWW-Authenticate */
     const char *host_name;            /* this compute host's name (hypervisor_hostname) */
     const char *availability_zone;
-    unsigned threads;        /* HTTP worker threads per listener */
-    size_t max_body;         /* JSON request body cap (bytes); larger gives 413 */
+    unsigned threads; /* HTTP worker threads per listener */
+    size_t max_body;  /* JSON request body cap (bytes); larger gives 413 */
+    /* HTTP limits per listener (0: the default): open connections (1000; more wait unaccepted
+     * in the listen queue until one closes), seconds a connection may stay idle or stall
+     * mid-request (120), bytes of request line + headers (16384; more gives 431, and about twice
+     * that is answered 431 by libmicrohttpd before kova sees it). */
+    unsigned max_connections, connection_timeout;
+    size_t max_header_size;
     uint64_t max_image_size; /* image upload/import cap (bytes) */
     int max_limit;           /* page size cap for list calls (Nova's max_limit) */
     /* quotas (per project; -1 = unlimited) */

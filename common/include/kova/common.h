@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 enum { KOVA_LOG_ERROR = -1, KOVA_LOG_WARNING = 0, KOVA_LOG_INFO = 1, KOVA_LOG_DEBUG = 2 };
 
@@ -38,6 +39,12 @@ int kova_write_all(int fd, const void *buf, size_t len);
 
 /* "2026-11-26T07:11:32Z" (z=true) or "2026-11-26T07:11:32.123456" (microseconds). */
 void kova_time_iso(char out[32], bool z);
+/* An ISO 8601 time as clients and Keystone send it, to seconds since the epoch (UTC): a date
+ * "YYYY-MM-DD" (midnight), optionally followed by 'T' or ' ' and "HH:MM[:SS[.fraction]]", then
+ * optionally "Z", "+HH:MM", "+HHMM" or "+HH" (or '-'); no zone means UTC. A fraction is dropped
+ * (the time is rounded down to the second). -EINVAL (out untouched) for anything else, a field out
+ * of range (month 13, hour 24, second 61 …) or a time before 1970. */
+int kova_parse_time(const char *s, time_t *out);
 
 #define KOVA_UUID_STRLEN 36
 

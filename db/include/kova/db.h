@@ -189,16 +189,33 @@ int kova_db_server_view_get(sqlite3 *conn, const char *id, const char *project_i
 /* Frees what kova_db_server_view_get filled in (not v itself); a zeroed struct is fine. */
 void kova_db_server_view_free(struct kova_db_server_view *v);
 
+/* The orders a server list can be sorted in: Nova's sort keys (its server list's sort_key
+ * values) that name something kova keeps. kova_db_server_sort_key() maps a name to one. */
+#define KOVA_DB_SORT_MAX 8 /* sort keys in one list */
+struct kova_db_sort {
+    int key;   /* from kova_db_server_sort_key() */
+    bool desc; /* descending */
+};
+/* The sort key Nova calls name (e.g. "created_at", "display_name", "vm_state"), or -EINVAL when
+ * name is none of Nova's sort keys. Keys whose value is the same for every server kova keeps
+ * (e.g. "launch_index", "locked_by", "progress") are valid and order nothing. */
+int kova_db_server_sort_key(const char *name);
+
 struct kova_db_server_filter {
     const char *project_id;            /* NULL: every project's servers */
     const char *image_ref, *flavor_id; /* NULL: any; else only equal ones */
-    const char *marker; /* NULL, or the id of a server of project_id: only those created before */
+    const char *marker;        /* NULL, or the id of a server of project_id: only those after it */
+    const char *changes_since; /* NULL, or "YYYY-MM-DDTHH:MM:SSZ": only servers updated then or
+                                  later */
+    const struct kova_db_sort *sort; /* nsort keys, most significant first; none: newest first */
+    int nsort;                       /* 0..KOVA_DB_SORT_MAX */
 };
 /*
- * Calls fn for each server that matches f, newest first. The view (and its text) is valid
- * during the call only. fn returns 0 to go on, > 0 to stop (then 0 is returned) or -errno to
- * stop with that error. -ENOENT (before any call) when f->marker names no server of
- * f->project_id.
+ * Calls fn for each server that matches f, in f's order (ties, and no order: by creation, in
+ * the first key's direction; descending when there is none). A marker continues that order after
+ * the marker's server. The view (and its text) is valid during the call only. fn returns 0 to go
+ * on, > 0 to stop (then 0 is returned) or -errno to stop with that error. -ENOENT (before any
+ * call) when f->marker names no server of f->project_id; -EINVAL for a bad sort key or count.
  */
 int kova_db_server_view_each(sqlite3 *conn, const struct kova_db_server_filter *f,
                              int (*fn)(const struct kova_db_server_view *v, void *arg), void *arg);
