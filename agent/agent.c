@@ -245,6 +245,8 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .connection_timeout = cfg->connection_timeout,
         .max_header_size = cfg->max_header_size,
         .max_image_size = cfg->max_image_size,
+        .import_allowed_networks = cfg->import_allowed_networks,
+        .import_allowed_ports = cfg->import_allowed_ports,
         .max_limit = cfg->max_limit,
         .quota_instances = cfg->quota_instances,
         .quota_cores = cfg->quota_cores,

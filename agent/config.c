@@ -33,6 +33,7 @@ void kova_agent_config_defaults(struct kova_agent_config *cfg)
     cfg->connection_timeout = 120;
     cfg->max_header_size = 16384; /* Nova's [wsgi] max_header_line */
     cfg->max_image_size = 1ULL << 40;
+    snprintf(cfg->import_allowed_ports, sizeof(cfg->import_allowed_ports), "80,443");
     cfg->max_limit = 1000;
     cfg->quota_instances = 10;
     cfg->quota_cores = 20;
@@ -164,6 +165,10 @@ static int on_item(void *user, const char *section, const char *name, const char
         c->max_limit = (int)x;
         return 1;
     }
+    if (IS("import_filtering_opts", "allowed_networks"))
+        return set_str(c->import_allowed_networks, sizeof(c->import_allowed_networks), value);
+    if (IS("import_filtering_opts", "allowed_ports"))
+        return set_str(c->import_allowed_ports, sizeof(c->import_allowed_ports), value);
     if (IS("kova", "max_connections") || IS("wsgi", "default_pool_size")) {
         if (!set_int(value, 1, 100000, &x))
             return 0;

@@ -1040,6 +1040,15 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
         api->cfg.max_header_size = 16384;
     if (api->cfg.max_limit <= 0)
         api->cfg.max_limit = 1000;
+    char ferr[160];
+    int fe = fetch_filter_parse(&api->fetch, cfg->import_allowed_networks,
+                                cfg->import_allowed_ports, ferr, sizeof(ferr));
+    api->cfg.import_allowed_networks = api->cfg.import_allowed_ports = NULL; /* not owned */
+    if (fe < 0) {
+        kova_log(0, "[import_filtering_opts]: %s", ferr);
+        kova_api_stop(api);
+        return fe;
+    }
     bool ks = strcmp(api->auth_strategy, "keystone") == 0;
     if (!ks && strcmp(api->auth_strategy, "noauth2") != 0) {
         kova_log(0, "auth_strategy '%s' is not supported (noauth2 or keystone)",

@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -744,7 +746,32 @@ struct import_task {
     struct upload *u;
     char *uri;
     char *expect_md5, *expect_sha512;
+    char refused[80]; /* the address a connection was refused to, if one was */
 };
+
+/* Every socket libcurl opens for the import (the first connection and each redirect's) is to an
+ * address it resolved: refused here unless the fetch filter allows it. */
+static curl_socket_t import_socket(void *p, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct import_task *t = p;
+    if (purpose != CURLSOCKTYPE_IPCXN ||
+        !fetch_filter_connect_ok(&t->api->fetch, &a->addr, a->addrlen)) {
+        char host[INET6_ADDRSTRLEN] = "?";
+        unsigned port = 0;
+        if (a->family == AF_INET && a->addrlen >= sizeof(struct sockaddr_in)) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->addr;
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+            port = ntohs(s4->sin_port);
+        } else if (a->family == AF_INET6 && a->addrlen >= sizeof(struct sockaddr_in6)) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+            port = ntohs(s6->sin6_port);
+        }
+        snprintf(t->refused, sizeof(t->refused), "%s port %u", host, port);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
 
 static size_t import_write(char *data, size_t size, size_t nmemb, void *p)
 {
@@ -787,6 +814,10 @@ static void import_run(void *p)
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, import_progress);
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, import_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, t);
+        curl_easy_setopt(c, CURLOPT_PROXY, ""); /* no proxy from the environment: the filter
+                                                   checks the address of the image's server */
         cc = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
         curl_easy_cleanup(c);
@@ -795,9 +826,10 @@ static void import_run(void *p)
     if (cc == CURLE_OK && http >= 200 && http < 300)
         e = upload_finish(db, t->u, "importing", t->expect_md5, t->expect_sha512);
     if (e < 0) {
-        kova_log(0, "image %s: web-download of %s failed: %s%s%s (HTTP %ld)", t->u->id, t->uri,
+        kova_log(0, "image %s: web-download of %s failed: %s%s%s%s%s (HTTP %ld)", t->u->id, t->uri,
                  cc != CURLE_OK ? curl_easy_strerror(cc) : "", cc != CURLE_OK ? "" : strerror(-e),
-                 t->u->failed ? ", size limit or write error" : "", http);
+                 t->u->failed ? ", size limit or write error" : "",
+                 t->refused[0] ? "; refused to connect to " : "", t->refused, http);
         unlink(t->u->part);
         kova_db_image_set_status(db, t->u->id, "importing", "queued");
     } else {
@@ -833,6 +865,11 @@ static void glance_import(struct kova_req *r)
         (strncmp(json_string_value(uri), "http://", 7) &&
          strncmp(json_string_value(uri), "https://", 8))) {
         reply_fault(r, 400, "web-download needs an http:// or https:// 'uri'.");
+        goto out;
+    }
+    char why[160];
+    if (!fetch_filter_url_ok(&r->api->fetch, json_string_value(uri), why, sizeof(why))) {
+        reply_fault(r, 400, "URI for web-download does not pass filtering: %s", why);
         goto out;
     }
     json_t *vd = json_object_get(m, "validation_data");

@@ -8,6 +8,7 @@
 #include "kova/compute.h"
 #include "kova/db.h"
 #include "kova/keystone.h"
+#include "fetch_filter.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -33,6 +34,7 @@ struct kova_api {
     struct MHD_Daemon *compute, *image;
     time_t started;
     struct kova_cache *list_cache; /* rendered server lists (util.c); NULL: caching is off */
+    struct fetch_filter fetch;     /* where web-download may connect (fetch_filter.h) */
     _Atomic bool stopping;         /* set by kova_api_quiesce: long tasks give up */
 };
 

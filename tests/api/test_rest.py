@@ -35,9 +35,14 @@ DEMO = "demo:demo"
 OTHER = "other:otherproj"
 
 
+# The shared agent lets web-download reach the test's own HTTP server on loopback (WebDownload-
+# Filter checks the default, which refuses it).
+SHARED_CONFIG = "[import_filtering_opts]\nallowed_networks = 127.0.0.1/32\nallowed_ports =\n"
+
+
 def setUpModule():
     global A
-    A = Agent(AGENT_BIN).start()
+    A = Agent(AGENT_BIN, config_text=SHARED_CONFIG).start()
 
 
 def tearDownModule():
@@ -441,6 +446,40 @@ class Images(Base):
                 self.fault(400, "POST", "/v2/images/%s/import" % iid2, {"method": m}, image=True)
             self.fault(409, "POST", "/v2/images/%s/import" % iid,
                        {"method": {"name": "web-download", "uri": url}}, image=True)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+    def test_web_download_redirects_are_filtered(self):
+        hits = []
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                to = {"/to-127-0-0-2": "http://127.0.0.2:%d/x" % self.server.server_address[1],
+                      "/to-metadata": "http://169.254.169.254/latest/meta-data/",
+                      "/to-file": "file:///etc/passwd"}.get(self.path)
+                self.send_response(302 if to else 404)
+                self.send_header("Location", to or "")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            for path in ("/to-127-0-0-2", "/to-metadata", "/to-file"):
+                iid = self.make_image(data=None, name="redirected")
+                url = "http://127.0.0.1:%d%s" % (srv.server_address[1], path)
+                self.ok("POST", "/v2/images/%s/import" % iid,
+                        {"method": {"name": "web-download", "uri": url}}, status=202, image=True)
+                self.poll_image(iid, "queued")  # the redirect's target was refused
+            self.assertEqual(hits, ["/to-127-0-0-2", "/to-metadata", "/to-file"])
+            log = A.read_log()
+            self.assertIn("refused to connect to 127.0.0.2 port %d" % srv.server_address[1], log)
+            self.assertIn("refused to connect to 169.254.169.254 port 80", log)
         finally:
             srv.shutdown()
             srv.server_close()
@@ -938,6 +977,94 @@ class Hostile(Base):
         self.assertEqual(st, 200)
         self.fault(401, "GET", "/v2.1/flavors", token=":")
         self.fault(401, "GET", "/v2.1/flavors", token="a/b:c")
+
+
+class WebDownloadFilter(unittest.TestCase):
+    """[import_filtering_opts]: by default web-download reaches only public addresses on ports
+    80 and 443; checked on the URL and on the address each connection goes to."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.default = Agent(AGENT_BIN).start()
+        cls.anyport = Agent(AGENT_BIN, config_text="[import_filtering_opts]\n"
+                            "allowed_ports =\n").start()
+        cls.hits = hits = []
+
+        class Count(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"data")
+
+            def log_message(self, *a):
+                pass
+
+        cls.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+        threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.shutdown()
+        cls.srv.server_close()
+        stop_checked(cls.default)
+        stop_checked(cls.anyport)
+
+    def image(self, agent):
+        st, _, b = agent.request("POST", "/v2/images", {"name": "f", "disk_format": "raw",
+                                                        "container_format": "bare"}, image=True)
+        self.assertEqual(st, 201, b)
+        return b["id"]
+
+    def status(self, agent, iid):
+        return agent.request("GET", "/v2/images/%s" % iid, image=True)[2]["status"]
+
+    def test_refused_at_once(self):
+        port = self.srv.server_address[1]
+        iid = self.image(self.default)
+        for url in ("http://127.0.0.1:%d/x" % port, "http://127.0.0.1/x", "http://[::1]/x",
+                    "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/x",
+                    "http://192.168.0.1/x", "http://172.16.0.1/x", "http://100.64.0.1/x",
+                    "http://0.0.0.0/x", "http://[::ffff:127.0.0.1]/x", "http://[fe80::1]/x",
+                    "http://[fd00::1]/x", "http://224.0.0.1/x", "http://localhost:%d/x" % port,
+                    "https://example.org:8443/x", "http://example.org:22/x"):
+            st, _, b = self.default.request("POST", "/v2/images/%s/import" % iid,
+                                            {"method": {"name": "web-download", "uri": url}},
+                                            image=True)
+            self.assertEqual(st, 400, (url, b))
+            self.assertIn("does not pass filtering", b["message"], url)
+        self.assertEqual(self.status(self.default, iid), "queued")
+        self.assertEqual(self.hits, [])
+
+    def test_refused_at_connection(self):
+        # a name is not refused by the URL; the address it resolves to is, at the connection
+        port = self.srv.server_address[1]
+        before = len(self.hits)
+        for agent, url in ((self.default, "http://localhost/x"),
+                           (self.anyport, "http://localhost:%d/x" % port)):
+            iid = self.image(agent)
+            st, _, b = agent.request("POST", "/v2/images/%s/import" % iid,
+                                     {"method": {"name": "web-download", "uri": url}},
+                                     image=True)
+            self.assertEqual(st, 202, b)
+            deadline = time.time() + 20
+            while time.time() < deadline and "refused to connect to" not in agent.read_log():
+                time.sleep(0.05)
+            self.assertRegex(agent.read_log(), r"refused to connect to (127\.0\.0\.1|::1) port")
+            deadline = time.time() + 20
+            while time.time() < deadline and self.status(agent, iid) != "queued":
+                time.sleep(0.05)
+            self.assertEqual(self.status(agent, iid), "queued")
+        self.assertEqual(len(self.hits), before, "the server was never reached")
+
+    def test_bad_filter_config_stops_the_agent(self):
+        for cfg in ("allowed_networks = 10.0.0.0/33\n", "allowed_networks = nonsense\n",
+                    "allowed_ports = 0\n", "allowed_ports = http\n"):
+            a = Agent(AGENT_BIN, config_text="[import_filtering_opts]\n" + cfg)
+            with self.assertRaises(Exception, msg=cfg):
+                a.start()
+            a.cleanup()
 
 
 class HttpLimits(unittest.TestCase):

@@ -25,6 +25,8 @@ struct kova_agent_config {
     unsigned connection_timeout; /* [kova] connection_timeout / [wsgi] client_socket_timeout */
     unsigned max_header_size;    /* [kova] max_header_size: request line + headers, bytes */
     unsigned long long max_image_size;
+    char import_allowed_networks[1024]; /* [import_filtering_opts] allowed_networks */
+    char import_allowed_ports[256];     /* [import_filtering_opts] allowed_ports */
     int max_limit;
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
     int log_level;             /* 0 warning, 1 info, 2 debug */

@@ -48,7 +48,11 @@ struct kova_api_config {
     unsigned max_connections, connection_timeout;
     size_t max_header_size;
     uint64_t max_image_size; /* image upload/import cap (bytes) */
-    int max_limit;           /* page size cap for list calls (Nova's max_limit) */
+    /* web-download may reach only public addresses and ports 80/443, unless widened here
+     * (Glance's [import_filtering_opts]): CIDRs allowed though not public (NULL: none), and the
+     * allowed ports (NULL: "80,443"; "": every port). Comma-separated; read at start only. */
+    const char *import_allowed_networks, *import_allowed_ports;
+    int max_limit; /* page size cap for list calls (Nova's max_limit) */
     /* quotas (per project; -1 = unlimited) */
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
     struct kova_compute *compute; /* runs the server tasks (kova/compute.h); not owned */
