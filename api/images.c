@@ -294,6 +294,138 @@ static void glance_show(struct kova_req *r)
     reply_image(r, r->arg[0], 200);
 }
 
+static const char *const image_statuses[] = {
+    "queued",         "saving",      "active",    "killed",    "deleted",
+    "pending_delete", "deactivated", "uploading", "importing", NULL};
+
+static void bad_sort_key(struct kova_req *r, const char *k)
+{
+    reply_fault(r, 400,
+                "Invalid sort key: %.100s. It must be one of the following: name, status, "
+                "container_format, disk_format, size, id, created_at, updated_at.",
+                k);
+}
+
+/* One sort key and its dir ("asc", "desc", or NULL: desc) into sort[*n]; false after a 400. */
+static bool add_sort(struct kova_req *r, struct kova_db_sort *sort, int *n, const char *key,
+                     const char *dir)
+{
+    int k = kova_db_image_sort_key(key);
+    if (k < 0) {
+        bad_sort_key(r, key);
+        return false;
+    }
+    if (dir && strcmp(dir, "asc") && strcmp(dir, "desc")) {
+        reply_fault(r, 400, "Invalid sort direction: %.100s", dir);
+        return false;
+    }
+    if (*n == KOVA_DB_SORT_MAX) {
+        reply_fault(r, 400, "Too many sort keys (at most %d).", KOVA_DB_SORT_MAX);
+        return false;
+    }
+    sort[*n].key = k;
+    sort[(*n)++].desc = !dir || !strcmp(dir, "desc");
+    return true;
+}
+
+/* Glance's order: sort=key[:dir],... or sort_key / sort_dir (each repeatable: one dir for every
+ * key, or one per key); desc by default. false after a 400. */
+static bool glance_order(struct kova_req *r, struct kova_db_sort *sort, int *nsort)
+{
+    const char *keys[KOVA_DB_SORT_MAX + 1], *dirs[KOVA_DB_SORT_MAX + 1];
+    int nk = req_query_all(r, "sort_key", keys, KOVA_DB_SORT_MAX + 1);
+    int nd = req_query_all(r, "sort_dir", dirs, KOVA_DB_SORT_MAX + 1);
+    const char *spec = req_query(r, "sort");
+    *nsort = 0;
+    if (spec && (nk || nd)) {
+        reply_fault(r, 400, "The 'sort' param cannot be used with 'sort_key' or 'sort_dir'.");
+        return false;
+    }
+    if (spec) {
+        char buf[512];
+        if (strlen(spec) >= sizeof(buf)) {
+            bad_sort_key(r, "(too long)");
+            return false;
+        }
+        snprintf(buf, sizeof(buf), "%s", spec);
+        char *save = NULL;
+        for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+            char *dir = strchr(item, ':');
+            if (dir)
+                *dir++ = 0;
+            if (!add_sort(r, sort, nsort, item, dir))
+                return false;
+        }
+        if (!*nsort) {
+            bad_sort_key(r, spec);
+            return false;
+        }
+        return true;
+    }
+    if (nk > KOVA_DB_SORT_MAX || nd > KOVA_DB_SORT_MAX) {
+        reply_fault(r, 400, "Too many sort keys (at most %d).", KOVA_DB_SORT_MAX);
+        return false;
+    }
+    if (nd > 1 && nd != nk) {
+        reply_fault(r, 400, "Number of sort dirs does not match the number of sort keys");
+        return false;
+    }
+    if (!nk && nd) /* a direction alone orders by creation */
+        return add_sort(r, sort, nsort, "created_at", dirs[0]);
+    for (int i = 0; i < nk; i++)
+        if (!add_sort(r, sort, nsort, keys[i], nd ? dirs[nd == 1 ? 0 : i] : NULL))
+            return false;
+    return true;
+}
+
+/* A time filter "op:time" (op gt, gte, lt, lte, eq, neq) or "time" (eq) of the query argument
+ * name into *c; absent: KOVA_DB_ANY. false after a 400. */
+static bool time_filter(struct kova_req *r, const char *name, struct kova_db_time_cmp *c)
+{
+    static const struct {
+        const char *prefix;
+        enum kova_db_cmp op;
+    } ops[] = {{"gte:", KOVA_DB_GTE}, {"gt:", KOVA_DB_GT},   {"lte:", KOVA_DB_LTE},
+               {"lt:", KOVA_DB_LT},   {"neq:", KOVA_DB_NEQ}, {"eq:", KOVA_DB_EQ}};
+    const char *v = req_query(r, name);
+    c->op = KOVA_DB_ANY;
+    if (!v)
+        return true;
+    enum kova_db_cmp op = KOVA_DB_EQ;
+    const char *t = v;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (!strncmp(v, ops[i].prefix, strlen(ops[i].prefix))) {
+            op = ops[i].op;
+            t = v + strlen(ops[i].prefix);
+            break;
+        }
+    }
+    time_t at;
+    struct tm tm;
+    if (kova_parse_time(t, &at) < 0 || !gmtime_r(&at, &tm) ||
+        !strftime(c->at, sizeof(c->at), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+        reply_fault(r, 400, "Invalid time format for %s.", name);
+        return false;
+    }
+    c->op = op;
+    return true;
+}
+
+/* size_min / size_max: a non-negative integer. false after a 400. */
+static bool size_filter(struct kova_req *r, const char *name, bool *has, long long *v)
+{
+    const char *s = req_query(r, name);
+    *has = false;
+    if (!s)
+        return true;
+    if (!kova_parse_int(s, v) || *v < 0) {
+        reply_fault(r, 400, "Invalid value for %s: it must be an integer >= 0.", name);
+        return false;
+    }
+    *has = true;
+    return true;
+}
+
 static void glance_list(struct kova_req *r)
 {
     int limit;
@@ -301,29 +433,53 @@ static void glance_list(struct kova_req *r)
         return;
     if (limit > 1000)
         limit = 1000;
-    const char *name = req_query(r, "name");
-    const char *status = req_query(r, "status");
-    const char *vis = req_query(r, "visibility");
-    const char *marker = req_query(r, "marker");
-    const char *owner = req_query(r, "owner");
+    struct kova_db_sort sort[KOVA_DB_SORT_MAX];
+    struct kova_db_image_filter f = {.project_id = r->auth.project_id,
+                                     .is_admin = r->auth.is_admin,
+                                     .name = req_query(r, "name"),
+                                     .status = req_query(r, "status"),
+                                     .visibility = req_query(r, "visibility"),
+                                     .owner = req_query(r, "owner"),
+                                     .disk_format = req_query(r, "disk_format"),
+                                     .container_format = req_query(r, "container_format"),
+                                     .marker = req_query(r, "marker"),
+                                     .limit = limit,
+                                     .sort = sort};
+    const char *vis = f.visibility, *prot = req_query(r, "protected");
+    const char *member_status = req_query(r, "member_status");
     if (vis && strcmp(vis, "all") && !in_list(visibilities, vis)) {
         reply_fault(r, 400, "Invalid visibility value: %.100s", vis);
         return;
     }
     if (vis && !strcmp(vis, "all"))
-        vis = NULL;
-    struct kova_db_image_filter f = {.project_id = r->auth.project_id,
-                                     .is_admin = r->auth.is_admin,
-                                     .name = name,
-                                     .status = status,
-                                     .visibility = vis,
-                                     .owner = owner,
-                                     .marker = marker,
-                                     .limit = limit};
+        f.visibility = NULL;
+    if (f.status && !in_list(image_statuses, f.status)) {
+        reply_fault(r, 400, "Invalid status value: %.100s", f.status);
+        return;
+    }
+    if (prot && strcmp(prot, "true") && strcmp(prot, "false")) {
+        reply_fault(r, 400,
+                    "Invalid value '%.100s' for 'protected' filter. Valid values are 'true' or "
+                    "'false'.",
+                    prot);
+        return;
+    }
+    static const char *const member_statuses[] = {"accepted", "pending", "rejected", "all", NULL};
+    if (member_status && !in_list(member_statuses, member_status)) {
+        reply_fault(r, 400, "Invalid status: %.100s", member_status);
+        return;
+    }
+    if (prot)
+        f.protected_is = !strcmp(prot, "true") ? KOVA_DB_PROTECTED_YES : KOVA_DB_PROTECTED_NO;
+    if (!size_filter(r, "size_min", &f.has_size_min, &f.size_min) ||
+        !size_filter(r, "size_max", &f.has_size_max, &f.size_max) ||
+        !time_filter(r, "created_at", &f.created) || !time_filter(r, "updated_at", &f.updated) ||
+        !glance_order(r, sort, &f.nsort))
+        return;
     struct kova_db_image *v;
     size_t n;
     int e = kova_db_image_list(r->db, &f, &v, &n);
-    if (reply_list_failed(r, e, "Invalid marker. Image %.100s could not be found.", marker))
+    if (reply_list_failed(r, e, "Invalid marker. Image %.100s could not be found.", f.marker))
         return;
     json_t *arr = json_array();
     char last[37] = "";
@@ -335,9 +491,15 @@ static void glance_list(struct kova_req *r)
     json_t *o = json_pack("{s:o, s:s, s:s}", "images", arr, "first", "/v2/images", "schema",
                           "/v2/schemas/images");
     if (last[0] && (int)json_array_size(arr) == limit) {
-        char next[128];
-        snprintf(next, sizeof(next), "/v2/images?marker=%s&limit=%d", last, limit);
-        json_object_set_new(o, "next", json_string(next));
+        /* the next page keeps the filters and the order */
+        static const char *const paging[] = {"limit", "marker", NULL};
+        struct sbuf next = {0};
+        sb_put(&next, "/v2/images?");
+        req_query_copy(r, paging, &next);
+        sb_printf(&next, "marker=%s&limit=%d", last, limit);
+        if (!next.oom)
+            json_object_set_new(o, "next", json_string(next.p));
+        free(next.p);
     }
     reply_json(r, 200, o);
 }
@@ -994,6 +1156,15 @@ static void nova_list(struct kova_req *r)
                                      .name = name,
                                      .marker = marker,
                                      .limit = status ? -1 : limit};
+    /* changes-since: images updated then or later, as Nova's proxy asks Glance */
+    if (!time_filter(r, "changes-since", &f.updated))
+        return;
+    if (f.updated.op == KOVA_DB_EQ)
+        f.updated.op = KOVA_DB_GTE;
+    else if (f.updated.op != KOVA_DB_ANY) {
+        reply_fault(r, 400, "Invalid changes-since value.");
+        return;
+    }
     struct kova_db_image *v;
     size_t n;
     int e = kova_db_image_list(r->db, &f, &v, &n);

@@ -495,6 +495,46 @@ int kova_db_txn(struct kova_db *db, int (*fn)(sqlite3 *conn, void *arg), void *a
 
 /* ---- helpers of the typed-access files (internal.h) ---- */
 
+bool db_put(char *b, size_t n, size_t *len, const char *s)
+{
+    size_t l = strlen(s);
+    if (*len + l >= n)
+        return false;
+    memcpy(b + *len, s, l + 1);
+    *len += l;
+    return true;
+}
+
+int db_sql_order(char *b, size_t n, size_t *len, const char *table, const char *marker_where,
+                 const char *const *expr, const bool *desc, int k)
+{
+    bool ok = true;
+    if (marker_where) {
+        /* (e1 > m1) OR (e1 = m1 AND e2 > m2) OR ... with < for the descending ones */
+        ok = db_put(b, n, len, " AND (");
+        for (int i = 0; i < k; i++) {
+            ok = ok && db_put(b, n, len, i ? " OR (" : "(");
+            for (int j = 0; j <= i; j++)
+                ok = ok && db_put(b, n, len, j ? " AND " : "") && db_put(b, n, len, expr[j]) &&
+                     db_put(b, n, len,
+                            j < i     ? " = "
+                            : desc[j] ? " < "
+                                      : " > ") &&
+                     db_put(b, n, len, "(SELECT ") && db_put(b, n, len, expr[j]) &&
+                     db_put(b, n, len, " FROM ") && db_put(b, n, len, table) &&
+                     db_put(b, n, len, " WHERE ") && db_put(b, n, len, marker_where) &&
+                     db_put(b, n, len, ")");
+            ok = ok && db_put(b, n, len, ")");
+        }
+        ok = ok && db_put(b, n, len, ")");
+    }
+    ok = ok && db_put(b, n, len, " ORDER BY ");
+    for (int i = 0; i < k; i++)
+        ok = ok && db_put(b, n, len, i ? ", " : "") && db_put(b, n, len, expr[i]) &&
+             db_put(b, n, len, desc[i] ? " DESC" : " ASC");
+    return ok ? 0 : -E2BIG;
+}
+
 void db_now_iso(char out[32], bool z)
 {
     struct timespec ts;

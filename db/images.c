@@ -124,26 +124,112 @@ static int image_seq(sqlite3 *conn, const char *id, long long *seq)
                   seq);
 }
 
+static const struct {
+    const char *name, *expr;
+} image_sort_keys[] = {
+    {"created_at", "seq"}, /* creation order */
+    {"updated_at", "updated_at"},
+    {"name", "COALESCE(name, '')"},
+    {"status", "status"},
+    {"container_format", "COALESCE(container_format, '')"},
+    {"disk_format", "COALESCE(disk_format, '')"},
+    {"size", "COALESCE(size, -1)"},
+    {"id", "id"},
+};
+#define N_IMAGE_SORT_KEYS ((int)(sizeof(image_sort_keys) / sizeof(image_sort_keys[0])))
+
+int kova_db_image_sort_key(const char *name)
+{
+    for (int i = 0; name && i < N_IMAGE_SORT_KEYS; i++)
+        if (!strcmp(image_sort_keys[i].name, name))
+            return i;
+    return -EINVAL;
+}
+
+/* " AND col OP ?p" for a time comparison; "" for none. NULL for a bad op. */
+static const char *cmp_sql(enum kova_db_cmp op)
+{
+    switch (op) {
+    case KOVA_DB_ANY:
+        return "";
+    case KOVA_DB_EQ:
+        return " = ";
+    case KOVA_DB_NEQ:
+        return " <> ";
+    case KOVA_DB_GT:
+        return " > ";
+    case KOVA_DB_GTE:
+        return " >= ";
+    case KOVA_DB_LT:
+        return " < ";
+    case KOVA_DB_LTE:
+        return " <= ";
+    }
+    return NULL;
+}
+
 int kova_db_image_list(sqlite3 *conn, const struct kova_db_image_filter *f,
                        struct kova_db_image **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    long long mseq = -1;
+    long long mseq;
     int r;
     if (f->marker && (r = image_seq(conn, f->marker, &mseq)) < 0)
         return r;
-    return db_collect(
-        conn,
-        "SELECT " IMAGE_COLS " FROM images WHERE " VISIBLE_SQL
-        " AND (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR "
-        "visibility = ?3) AND (?4 < 0 OR seq < ?4) AND (?5 IS NULL OR owner = ?5) ORDER BY seq "
-        "DESC LIMIT ?6",
-        DB_ARGS(DB_TEXT(f->name), DB_TEXT(f->status), DB_TEXT(f->visibility), DB_INT(mseq),
-                DB_TEXT(f->owner),
-                DB_INT(f->limit < 0 ? -1 : f->limit), [7] = DB_TEXT(f->project_id),
-                DB_INT(f->is_admin)),
-        &image_rows, (void **)out, n);
+    const char *expr[KOVA_DB_SORT_MAX + 1];
+    bool desc[KOVA_DB_SORT_MAX + 1];
+    int k = 0;
+    const char *cc = cmp_sql(f->created.op), *cu = cmp_sql(f->updated.op);
+    if (f->nsort < 0 || f->nsort > KOVA_DB_SORT_MAX || (f->nsort && !f->sort) || !cc || !cu)
+        return -EINVAL;
+    for (int i = 0; i < f->nsort; i++) {
+        if (f->sort[i].key < 0 || f->sort[i].key >= N_IMAGE_SORT_KEYS)
+            return -EINVAL;
+        expr[k] = image_sort_keys[f->sort[i].key].expr;
+        desc[k++] = f->sort[i].desc;
+    }
+    expr[k] = "seq";
+    desc[k] = f->nsort ? f->sort[0].desc : true;
+    k++;
+    char sql[8192];
+    size_t len = 0;
+    /* ?1 name ?2 status ?3 visibility ?4 marker ?5 owner ?6 limit ?7 unused ?8 project ?9 admin
+     * ?10 disk_format ?11 container_format ?12 size_min ?13 size_max ?14 protected
+     * ?15 created ?16 updated */
+    bool ok = db_put(sql, sizeof(sql), &len,
+                     "SELECT " IMAGE_COLS " FROM images WHERE " VISIBLE_SQL
+                     " AND (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS "
+                     "NULL OR visibility = ?3) AND (?5 IS NULL OR owner = ?5) AND (?10 IS NULL "
+                     "OR disk_format = ?10) AND (?11 IS NULL OR container_format = ?11) AND (?12 "
+                     "IS NULL OR size >= ?12) AND (?13 IS NULL OR size <= ?13) AND (?14 IS NULL "
+                     "OR protected = ?14)");
+    if (f->created.op != KOVA_DB_ANY)
+        ok = ok && db_put(sql, sizeof(sql), &len, " AND created_at") &&
+             db_put(sql, sizeof(sql), &len, cc) && db_put(sql, sizeof(sql), &len, "?15");
+    if (f->updated.op != KOVA_DB_ANY)
+        ok = ok && db_put(sql, sizeof(sql), &len, " AND updated_at") &&
+             db_put(sql, sizeof(sql), &len, cu) && db_put(sql, sizeof(sql), &len, "?16");
+    if (!ok ||
+        (r = db_sql_order(sql, sizeof(sql), &len, "images", f->marker ? "id = ?4" : NULL, expr,
+                          desc, k)) < 0 ||
+        !db_put(sql, sizeof(sql), &len, " LIMIT ?6"))
+        return -E2BIG;
+    return db_collect(conn, sql,
+                      DB_ARGS(DB_TEXT(f->name), DB_TEXT(f->status), DB_TEXT(f->visibility),
+                              DB_TEXT(f->marker), DB_TEXT(f->owner),
+                              DB_INT(f->limit < 0 ? -1 : f->limit), [7] = DB_TEXT(f->project_id),
+                              DB_INT(f->is_admin), DB_TEXT(f->disk_format),
+                              DB_TEXT(f->container_format),
+                              f->has_size_min ? DB_INT(f->size_min) : DB_NULL,
+                              f->has_size_max ? DB_INT(f->size_max) : DB_NULL,
+                              f->protected_is == KOVA_DB_PROTECTED_ANY
+                                  ? DB_NULL
+                                  : DB_INT(f->protected_is == KOVA_DB_PROTECTED_YES),
+                              /* bound only when the SQL names them (?15, ?16) */
+                              DB_TEXT(f->created.op != KOVA_DB_ANY ? f->created.at : NULL),
+                              DB_TEXT(f->updated.op != KOVA_DB_ANY ? f->updated.at : NULL)),
+                      &image_rows, (void **)out, n);
 }
 
 /* The columns a client sets (create and update) as ?2 name, ?3 visibility, ?4 disk_format,

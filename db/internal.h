@@ -35,6 +35,20 @@ struct db_val {
     (const struct db_val[]){__VA_ARGS__},                                                          \
         sizeof((const struct db_val[]){__VA_ARGS__}) / sizeof(struct db_val)
 
+/* ---- list order (db.c) ---- */
+
+/* Appends s to the n-byte buffer b (its length in *len); false, b unchanged, if it would not
+ * fit. */
+bool db_put(char *b, size_t n, size_t *len, const char *s);
+/* Appends a list's order to the SQL text in b (a SELECT ... FROM table WHERE ...): with a
+ * marker (marker_where selects its row in table, e.g. "id = ?4"), " AND (...)": only the rows
+ * after the marker's in that order; then " ORDER BY ...". expr[0..k-1] are SQL expressions of
+ * table's columns (trusted text, never a client's), desc[i] their directions, most significant
+ * first; the last must be unique per row (the caller's tie-break). 0, or -E2BIG when b is too
+ * small. */
+int db_sql_order(char *b, size_t n, size_t *len, const char *table, const char *marker_where,
+                 const char *const *expr, const bool *desc, int k);
+
 /* ---- writes ---- */
 
 /* Runs the prepared write st again with v[0..n-1] bound to ?1..?n (the bindings before are

@@ -255,17 +255,6 @@ int kova_db_server_sort_key(const char *name)
     return -EINVAL;
 }
 
-/* Appends to the n-byte buffer b (its length in *len); false once it would not fit. */
-static bool put(char *b, size_t n, size_t *len, const char *s)
-{
-    size_t l = strlen(s);
-    if (*len + l >= n)
-        return false;
-    memcpy(b + *len, s, l + 1);
-    *len += l;
-    return true;
-}
-
 /* The list query of f: its WHERE (filters; with a marker, the rows after the marker's in the
  * order) and its ORDER BY. ?1 project, ?2 image, ?3 flavor, ?4 marker id, ?5 changes_since.
  * The only text in it is from sort_keys[]. */
@@ -288,33 +277,12 @@ static int list_sql(const struct kova_db_server_filter *f, char *b, size_t n)
     desc[k] = f->nsort ? f->sort[0].desc : true;
     k++;
     size_t len = 0;
-    bool ok = put(b, n, &len,
-                  "SELECT " SERVER_COLS " FROM servers WHERE (?1 IS NULL OR project_id = ?1) AND "
-                  "(?2 IS NULL OR image_ref = ?2) AND (?3 IS NULL OR flavor_id = ?3) AND "
-                  "(?5 IS NULL OR updated_at >= ?5)");
-    if (f->marker) {
-        /* (e1 > m1) OR (e1 = m1 AND e2 > m2) OR ... with < for the descending ones */
-        ok = ok && put(b, n, &len, " AND (");
-        for (int i = 0; i < k; i++) {
-            ok = ok && put(b, n, &len, i ? " OR (" : "(");
-            for (int j = 0; j <= i; j++) {
-                ok = ok && put(b, n, &len, j ? " AND " : "") && put(b, n, &len, expr[j]) &&
-                     put(b, n, &len,
-                         j < i     ? " = "
-                         : desc[j] ? " < "
-                                   : " > ") &&
-                     put(b, n, &len, "(SELECT ") && put(b, n, &len, expr[j]) &&
-                     put(b, n, &len, " FROM servers WHERE id = ?4)");
-            }
-            ok = ok && put(b, n, &len, ")");
-        }
-        ok = ok && put(b, n, &len, ")");
-    }
-    ok = ok && put(b, n, &len, " ORDER BY ");
-    for (int i = 0; i < k; i++)
-        ok = ok && put(b, n, &len, i ? ", " : "") && put(b, n, &len, expr[i]) &&
-             put(b, n, &len, desc[i] ? " DESC" : " ASC");
-    return ok ? 0 : -E2BIG;
+    if (!db_put(b, n, &len,
+                "SELECT " SERVER_COLS " FROM servers WHERE (?1 IS NULL OR project_id = ?1) AND "
+                "(?2 IS NULL OR image_ref = ?2) AND (?3 IS NULL OR flavor_id = ?3) AND "
+                "(?5 IS NULL OR updated_at >= ?5)"))
+        return -E2BIG;
+    return db_sql_order(b, n, &len, "servers", f->marker ? "id = ?4" : NULL, expr, desc, k);
 }
 
 int kova_db_server_view_each(sqlite3 *conn, const struct kova_db_server_filter *f,

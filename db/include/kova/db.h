@@ -370,15 +370,44 @@ int kova_db_image_get(sqlite3 *conn, const char *id, struct kova_db_image *out);
 int kova_db_image_get_visible(sqlite3 *conn, const char *id, const char *project_id, bool is_admin,
                               struct kova_db_image *out);
 
+/* A comparison of a time column with a time ("YYYY-MM-DDTHH:MM:SSZ"), as Glance's
+ * created_at / updated_at filters ("gte:2026-12-03T00:00:00Z"). */
+enum kova_db_cmp {
+    KOVA_DB_ANY,
+    KOVA_DB_EQ,
+    KOVA_DB_NEQ,
+    KOVA_DB_GT,
+    KOVA_DB_GTE,
+    KOVA_DB_LT,
+    KOVA_DB_LTE
+};
+struct kova_db_time_cmp {
+    enum kova_db_cmp op; /* KOVA_DB_ANY: no filter */
+    char at[32];
+};
+/* The image sort key Glance calls name ("name", "status", "container_format", "disk_format",
+ * "size", "id", "created_at", "updated_at"), or -EINVAL. */
+int kova_db_image_sort_key(const char *name);
+
 struct kova_db_image_filter {
     const char *project_id; /* what the caller sees, as kova_db_image_get_visible */
     bool is_admin;
     const char *name, *status, *visibility, *owner; /* NULL: any; else only equal ones */
-    const char *marker; /* NULL, or an image's id (visible or not): only those created before */
+    const char *disk_format, *container_format;     /* NULL: any; else only equal ones */
+    bool has_size_min, has_size_max; /* only images with a size in [size_min, size_max] */
+    long long size_min, size_max;
+    enum { KOVA_DB_PROTECTED_ANY, KOVA_DB_PROTECTED_NO, KOVA_DB_PROTECTED_YES } protected_is;
+    struct kova_db_time_cmp created, updated;
+    const char *marker; /* NULL, or an image's id (visible or not): only those after it */
     long long limit;    /* at most that many (0: none); < 0: every one */
+    const struct kova_db_sort *sort; /* keys from kova_db_image_sort_key; none: newest first */
+    int nsort;                       /* 0..KOVA_DB_SORT_MAX */
 };
-/* The visible images that match f, newest first (malloc'd array in *out, n of them; free with
- * kova_db_image_list_free). -ENOENT when f->marker names no image. */
+/* The visible images that match f, in f's order (ties by creation in the first key's
+ * direction; newest first when there is no key), after the marker's in that order (malloc'd
+ * array in *out, n of them; free with kova_db_image_list_free). -ENOENT when f->marker names no
+ * image; -EINVAL for a bad sort key, count or comparison. A zeroed filter matches every
+ * visible image. */
 int kova_db_image_list(sqlite3 *conn, const struct kova_db_image_filter *f,
                        struct kova_db_image **out, size_t *n);
 
