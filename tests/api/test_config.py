@@ -173,7 +173,8 @@ class Config(unittest.TestCase):
         lsock = socket.socket()
         lsock.bind(("127.0.0.1", 0))
         lsock.listen(4)  # accepts connections, never answers
-        a = Agent(AGENT_BIN).start()
+        a = Agent(AGENT_BIN, config_text="[import_filtering_opts]\nallowed_networks = "
+                  "127.0.0.1/32\nallowed_ports =\n").start()
         try:
             st, _, img = a.request("POST", "/v2/images", {"name": "stall"}, image=True)
             st, _, b = a.request("POST", "/v2/images/%s/import" % img["id"], {"method": {
