@@ -191,6 +191,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .state_dir = cfg->state_dir,
         .images_dir = images_dir,
         .vmm_path = vmm,
+        .vmm_user = cfg->vmm_user,
         .shutdown_timeout = cfg->shutdown_timeout,
         .boot_timeout = cfg->boot_timeout ? cfg->boot_timeout : 60,
     };

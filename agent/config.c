@@ -165,6 +165,8 @@ static int on_item(void *user, const char *section, const char *name, const char
         c->max_limit = (int)x;
         return 1;
     }
+    if (IS("kova", "vmm_user"))
+        return set_str(c->vmm_user, sizeof(c->vmm_user), value);
     if (IS("import_filtering_opts", "allowed_networks"))
         return set_str(c->import_allowed_networks, sizeof(c->import_allowed_networks), value);
     if (IS("import_filtering_opts", "allowed_ports"))

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +58,10 @@ struct kvm_driver {
     struct kova_driver base;
     struct kova_kvm_driver_config cfg;
     char *state_dir, *images_dir, *vmm_path;
+    bool vmm_ids; /* kova-vmm changes to vmm_uid/vmm_gid (the agent runs as root) */
+    uid_t vmm_uid;
+    gid_t vmm_gid;
+    char vmm_user[32]; /* "UID:GID", for --sandbox-user */
     struct kova_layout layout;
     pthread_mutex_t lock;
     pthread_cond_t exited;
@@ -404,6 +409,48 @@ static int prepare(struct kova_driver *d, const struct kova_boot_spec *spec, int
 
 /* ------------------------------------------------------------------ spawning */
 
+/* The user kova-vmm runs its guests as (kova_kvm_driver_config.vmm_user). */
+static int resolve_vmm_user(struct kvm_driver *k, const char *user)
+{
+    k->vmm_ids = false;
+    if (geteuid() != 0)
+        return 0; /* an unprivileged agent: its VMMs run as it does */
+    if (!user || !user[0])
+        user = "nobody";
+    char *end;
+    unsigned long u = strtoul(user, &end, 10), g = u;
+    if (user[0] >= '0' && user[0] <= '9' && (*end == 0 || *end == ':')) {
+        if (*end == ':' && !(end[1] >= '0' && end[1] <= '9'))
+            return -EINVAL;
+        if (*end == ':')
+            g = strtoul(end + 1, &end, 10);
+        if (*end || u == 0 || u > 0xfffffffeUL || g > 0xfffffffeUL) {
+            kova_log(0, "vmm_user %s: not a name or a non-root UID[:GID]", user);
+            return -EINVAL;
+        }
+        k->vmm_uid = (uid_t)u;
+        k->vmm_gid = (gid_t)g;
+    } else {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwnam_r(user, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+            kova_log(0, "vmm_user %s: no such user", user);
+            return -ENOENT;
+        }
+        if (pw.pw_uid == 0) {
+            kova_log(0, "vmm_user %s is root: the VMMs must run unprivileged", user);
+            return -EINVAL;
+        }
+        k->vmm_uid = pw.pw_uid;
+        k->vmm_gid = pw.pw_gid;
+    }
+    k->vmm_ids = true;
+    snprintf(k->vmm_user, sizeof(k->vmm_user), "%u:%u", (unsigned)k->vmm_uid, (unsigned)k->vmm_gid);
+    kova_log(1, "kova-vmm runs its guests as uid %u gid %u", (unsigned)k->vmm_uid,
+             (unsigned)k->vmm_gid);
+    return 0;
+}
+
 /* Forks and execs kova-vmm for the instance (own session, stdin /dev/null, stdout+stderr to
  * <dir>/vmm.log, no other descriptor) and starts watching it. */
 static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struct kova_vmm_ref *ref,
@@ -428,6 +475,12 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     if (stat(disk, &sb) < 0) {
         r = -errno;
         snprintf(err, errlen, "the instance's disk is missing: %s", strerror(-r));
+        return r;
+    }
+    /* the sandboxed VMM's own dir: its console log rotates there, its socket goes away */
+    if (k->vmm_ids && chown(dir, k->vmm_uid, k->vmm_gid) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot give the instance dir to the VMM's user: %s", strerror(-r));
         return r;
     }
     snprintf(logp, sizeof(logp), "%s/vmm.log", dir);
@@ -459,6 +512,10 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     argv[a++] = sock;
     argv[a++] = "--disk";
     argv[a++] = diskarg;
+    if (k->vmm_ids) {
+        argv[a++] = "--sandbox-user";
+        argv[a++] = k->vmm_user;
+    }
     argv[a] = NULL;
 
     unlink(sock); /* a stale socket of a VMM that died */
@@ -923,6 +980,9 @@ int kova_kvm_driver_new(const struct kova_kvm_driver_config *cfg, kova_exit_fn o
     k->cfg.state_dir = k->state_dir;
     k->cfg.images_dir = k->images_dir;
     k->cfg.vmm_path = k->vmm_path;
+    k->cfg.vmm_user = NULL; /* not kept */
+    if ((r = resolve_vmm_user(k, cfg->vmm_user)) < 0)
+        goto fail;
     if ((r = kova_layout_init(&k->layout, abs, err, sizeof(err))) < 0) {
         kova_log(0, "%s", err);
         goto fail;
@@ -933,6 +993,12 @@ int kova_kvm_driver_new(const struct kova_kvm_driver_config *cfg, kova_exit_fn o
     if (mkdir(inst, 0750) < 0 && errno != EEXIST) {
         r = -errno;
         kova_log(0, "cannot create %s: %s", inst, strerror(-r));
+        goto fail;
+    }
+    /* the VMMs' group may pass through to their own dirs, nothing more */
+    if (k->vmm_ids && (chown(inst, (uid_t)-1, k->vmm_gid) < 0 || chmod(inst, 0750) < 0)) {
+        r = -errno;
+        kova_log(0, "cannot give %s to the VMMs' group: %s", inst, strerror(-r));
         goto fail;
     }
     if ((k->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {

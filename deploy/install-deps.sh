@@ -13,6 +13,8 @@ PACKAGES=(
     libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev
     # qcow2 compression (zlib deflate, zstd) and the agent's INI config
     zlib1g-dev libzstd-dev libinih-dev
+    # kova-vmm's sandbox: per-thread seccomp allow-lists (libseccomp)
+    libseccomp-dev
     # fuzzing (clang and its libFuzzer/sanitizer runtimes)
     clang libclang-rt-14-dev
     # test peers and the nested-KVM test VM: QEMU, qemu-img, the test guest's busybox, modules

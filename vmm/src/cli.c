@@ -102,6 +102,10 @@ void kova_vmm_usage(FILE *out)
             "                         a virtio-blk disk (repeatable, up to %d: vda, vdb, ...);\n"
             "                         serial: up to 20 printable bytes (GET_ID)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug; logs go to stderr\n"
+            "  --sandbox-user USER    run the guest as USER (a name or UID[:GID]); as root the\n"
+            "                         default is \"nobody\"; otherwise the caller's own uid\n"
+            "  --no-sandbox           debugging only: no user change, no_new_privs, Landlock\n"
+            "                         or seccomp (see README, \"kova-vmm's sandbox\")\n"
             "  --help                 this text\n\n"
             "Exit status: 0 guest powered off or quit, 1 bad arguments or input files,\n"
             "2 KVM or internal error, 3 guest triple fault. A guest reboot restarts the guest\n"
@@ -137,6 +141,8 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         O_DISK,
         O_FIRMWARE,
         O_UUID,
+        O_SANDBOX_USER,
+        O_NO_SANDBOX,
         O_HELP
     };
     static const struct option opts[] = {
@@ -152,6 +158,8 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         {"control-socket", required_argument, NULL, O_CTL},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"disk", required_argument, NULL, O_DISK},
+        {"sandbox-user", required_argument, NULL, O_SANDBOX_USER},
+        {"no-sandbox", no_argument, NULL, O_NO_SANDBOX},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -234,6 +242,12 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
             cfg->disks[cfg->ndisks++] = optarg;
             break;
         }
+        case O_SANDBOX_USER:
+            cfg->sandbox_user = optarg;
+            break;
+        case O_NO_SANDBOX:
+            cfg->no_sandbox = true;
+            break;
         case O_HELP:
             kova_vmm_usage(stdout);
             return 1;

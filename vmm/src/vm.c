@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "vm.h"
+#include "sandbox.h"
 #include "firmware.h"
 #include "acpi.h"
 #include "kvm.h"
@@ -144,6 +145,12 @@ static void *vcpu_thread(void *arg)
     struct vm *vm = c->vm;
     struct kvm_run *run = c->run;
     sigset_t set;
+    const char *why = NULL;
+    if (sandbox_thread(SANDBOX_VCPU, &why) < 0) {
+        log_err("vcpu %u: %s", c->id, why);
+        vm_stop(vm, VM_ERROR, why); /* never runs the guest unsandboxed */
+        return NULL;
+    }
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -410,9 +417,8 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
         *why = "eventfd failed";
         return -errno;
     }
-    r = kvm_open(&vm->kvm_fd, p->cpus, &vm->run_size, why);
-    if (r < 0)
-        return r;
+    vm->kvm_fd = p->kvm_fd; /* not owned */
+    vm->run_size = p->run_size;
     r = cpu_model_init(&vm->cpu, vm->kvm_fd, p->cpus, why);
     if (r < 0)
         return r;
@@ -514,8 +520,6 @@ void vm_destroy(struct vm *vm)
     cpu_model_free(&vm->cpu);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
-    if (vm->kvm_fd >= 0)
-        close(vm->kvm_fd);
     if (vm->done_fd >= 0)
         close(vm->done_fd);
     vm->vm_fd = vm->kvm_fd = vm->done_fd = -1;

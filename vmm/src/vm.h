@@ -44,6 +44,10 @@ enum vm_state {
 };
 
 struct vm_params {
+    /* /dev/kvm, opened and checked by kvm_open (its VCPU mmap size in run_size); the caller's,
+     * kept open across guest resets (the sandboxed process cannot open it again). */
+    int kvm_fd;
+    size_t run_size;
     unsigned cpus;
     uint64_t mem_bytes;
     const uint8_t *kernel;

@@ -5,13 +5,17 @@
 #include "boot.h"
 #include "cli.h"
 #include "firmware.h"
+#include "kvm.h"
+#include "sandbox.h"
 #include "log.h"
 #include "virtio_blk.h"
 #include "vm.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -107,6 +111,7 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
         json_object_set_new(r, "boots", json_integer(m->boots));
         json_object_set_new(r, "boot_time_ms", boot_time(vm));
         json_object_set_new(r, "pid", json_integer(getpid()));
+        json_object_set_new(r, "sandboxed", json_boolean(sandbox_active()));
         json_object_set_new(r, "protocol", json_integer(KOVA_VMM_PROTOCOL));
         json_object_set_new(r, "unhandled_pio",
                             json_integer((json_int_t)(atomic_load(&vm->pio.unknown_reads) +
@@ -143,11 +148,80 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
         vm_stop(vm, VM_RESET, NULL);
         return ok();
     }
+    if (strcmp(cmd, KOVA_VMM_CMD_SANDBOX_TEST) == 0) {
+        int r = sandbox_violate(); /* sandboxed: SIGSYS, no return */
+        log_warn("sandbox-test: the forbidden call returned %d: not sandboxed", r);
+        return fail("not sandboxed: the forbidden system call was let through");
+    }
     if (strcmp(cmd, KOVA_VMM_CMD_QUIT) == 0) {
         vm_stop(vm, VM_QUIT, NULL);
         return ok();
     }
     return fail("unknown command");
+}
+
+/* The directory of path into dir ("." for a bare name). */
+static void dir_of(const char *path, char *dir, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, n, ".");
+    else if (slash == path)
+        snprintf(dir, n, "/");
+    else
+        snprintf(dir, n, "%.*s", (int)(slash - path), path);
+}
+
+/* The sandbox (sandbox.h), once everything is open and before any thread: 0, or the exit
+ * status to end with. */
+static int enter_sandbox(const struct kova_vmm_config *cfg)
+{
+    if (cfg->no_sandbox) {
+        log_warn("--no-sandbox: the guest runs unconfined (debugging only)");
+        return 0;
+    }
+    struct sandbox_config sc = {0};
+    const char *user = cfg->sandbox_user;
+    if (!user && geteuid() == 0)
+        user = "nobody";
+    if (user) {
+        int r = sandbox_parse_user(user, &sc.uid, &sc.gid);
+        if (r < 0) {
+            log_err("--sandbox-user %s: %s", user,
+                    r == -ENOENT ? "no such user" : "not a name or UID[:GID]");
+            return KOVA_VMM_EXIT_USAGE;
+        }
+        if (sc.uid == 0 || sc.gid == 0) {
+            log_err("--sandbox-user %s: the guest must not run as root (--no-sandbox debugs)",
+                    user);
+            return KOVA_VMM_EXIT_USAGE;
+        }
+        sc.set_ids = sc.uid != geteuid() || sc.gid != getegid();
+    }
+    char dirs[2][PATH_MAX];
+    if (cfg->console_log) {
+        dir_of(cfg->console_log, dirs[sc.nrw], sizeof(dirs[0]));
+        sc.rw_dirs[sc.nrw] = dirs[sc.nrw];
+        sc.nrw++;
+    }
+    if (cfg->control_socket) {
+        dir_of(cfg->control_socket, dirs[sc.nrw], sizeof(dirs[0]));
+        sc.rw_dirs[sc.nrw] = dirs[sc.nrw];
+        sc.nrw++;
+    }
+    bool landlock = false;
+    const char *why = NULL;
+    int r = sandbox_process(&sc, &landlock, &why);
+    if (r == 0)
+        r = sandbox_thread(SANDBOX_CONTROL, &why);
+    if (r < 0) {
+        log_err("sandbox: %s: %s", why ? why : "failed", strerror(-r));
+        return KOVA_VMM_EXIT_ERROR;
+    }
+    log_info("sandbox: uid %u gid %u, no_new_privs, seccomp per thread, Landlock %s",
+             (unsigned)getuid(), (unsigned)getgid(),
+             landlock ? "(files: the instance dir only)" : "not in this kernel");
+    return 0;
 }
 
 static void kick_handler(int sig)
@@ -161,7 +235,7 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     int rc = KOVA_VMM_EXIT_ERROR;
     uint8_t *kernel = NULL, *initrd = NULL, *firmware = NULL;
     size_t kernel_size = 0, initrd_size = 0, firmware_size = 0;
-    int console_fd = -1, sig_fd = -1;
+    int console_fd = -1, sig_fd = -1, kvm_fd = -1;
     uint64_t stop_at = 0;
     struct blk_spec *specs = NULL; /* the --disk options, parsed */
     struct blk_disks disks = {0};
@@ -280,7 +354,19 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         goto out;
     }
 
+    size_t run_size;
+    if ((r = kvm_open(&kvm_fd, cfg->cpus, &run_size, &why)) < 0) {
+        log_err("%s: %s", why, strerror(-r));
+        rc = (r == -EINVAL) ? KOVA_VMM_EXIT_USAGE : KOVA_VMM_EXIT_ERROR;
+        goto out;
+    }
+    if ((r = enter_sandbox(cfg)) != 0) {
+        rc = r;
+        goto out;
+    }
     struct vm_params p = {
+        .kvm_fd = kvm_fd,
+        .run_size = run_size,
         .cpus = cfg->cpus,
         .mem_bytes = mem,
         .kernel = kernel,
@@ -374,6 +460,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     }
 out:
     kova_ctl_close(&ctl);
+    if (kvm_fd >= 0)
+        close(kvm_fd);
     if (console_fd >= 0)
         close(console_fd);
     if (sig_fd >= 0)

@@ -120,6 +120,10 @@ struct kova_kvm_driver_config {
     const char *vmm_path;      /* the kova-vmm executable */
     unsigned shutdown_timeout; /* seconds a clean shutdown may take before destroy */
     unsigned boot_timeout;     /* seconds for a new VMM's control socket to answer */
+    /* The user each kova-vmm runs its guest as (kova-vmm --sandbox-user): a name or UID[:GID].
+     * NULL or "": "nobody" when the agent runs as root, else the agent's own user. Each
+     * instance dir is given to that user (its console log rotates there). */
+    const char *vmm_user;
 };
 /* Sweeps half-built instance dirs and starts the exit monitor. */
 int kova_kvm_driver_new(const struct kova_kvm_driver_config *cfg, kova_exit_fn on_exit,

@@ -38,6 +38,8 @@ struct kova_vmm_config {
     bool console_stdout;        /* also copy the console to stdout */
     const char *control_socket; /* optional */
     const char *log_level;      /* error|warn|info|debug, default info */
+    const char *sandbox_user;   /* NULL: "nobody" when root, else no change (vmm/src/sandbox.h) */
+    bool no_sandbox;            /* --no-sandbox: debugging only */
     /* --disk specs in order (vda, vdb, ...): "path=FILE,format=raw|qcow2[,readonly=on]
      * [,serial=S]", checked by kova_vmm_parse_args, opened by kova_vmm_run. */
     const char *disks[KOVA_VMM_MAX_DISKS];

@@ -16,6 +16,9 @@
  *   powerdown  presses the ACPI power button (refused while paused)
  *   reset      resets the machine (the process stays)
  *   quit       the VMM exits at once
+ *   sandbox-test  makes a system call the sandbox forbids (tests of the sandbox): a sandboxed
+ *              VMM dies of SIGSYS and never answers; an unsandboxed one answers ok false
+ * status also says "sandboxed": whether the sandbox (vmm/src/sandbox.h) is on.
  */
 #ifndef KOVA_VMM_CONTROL_PROTOCOL_H
 #define KOVA_VMM_CONTROL_PROTOCOL_H
@@ -26,13 +29,14 @@
 
 #define KOVA_VMM_PROTOCOL 1
 
-#define KOVA_VMM_CMD_STATUS    "status"
-#define KOVA_VMM_CMD_BOOT_TIME "boot-time"
-#define KOVA_VMM_CMD_PAUSE     "pause"
-#define KOVA_VMM_CMD_RESUME    "resume"
-#define KOVA_VMM_CMD_POWERDOWN "powerdown"
-#define KOVA_VMM_CMD_RESET     "reset"
-#define KOVA_VMM_CMD_QUIT      "quit"
+#define KOVA_VMM_CMD_STATUS       "status"
+#define KOVA_VMM_CMD_BOOT_TIME    "boot-time"
+#define KOVA_VMM_CMD_PAUSE        "pause"
+#define KOVA_VMM_CMD_RESUME       "resume"
+#define KOVA_VMM_CMD_POWERDOWN    "powerdown"
+#define KOVA_VMM_CMD_RESET        "reset"
+#define KOVA_VMM_CMD_QUIT         "quit"
+#define KOVA_VMM_CMD_SANDBOX_TEST "sandbox-test"
 
 #define KOVA_VMM_STATE_RUNNING "running"
 #define KOVA_VMM_STATE_PAUSED  "paused"

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "virtio_blk.h"
 #include "log.h"
+#include "sandbox.h"
 
 #include "kova/qcow2.h"
+#include "kova/vmm.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -290,6 +292,11 @@ static void *blk_worker(void *arg)
     struct blk *b = w->b;
     struct virtio_dev *d = b->dev;
     struct vq_chain *c = w->chain;
+    const char *why = NULL;
+    if (sandbox_thread(SANDBOX_IO, &why) < 0) {
+        log_err("virtio-blk worker: %s", why);
+        _exit(KOVA_VMM_EXIT_ERROR); /* never serve a guest unsandboxed */
+    }
     pthread_mutex_lock(d->lock);
     while (!b->stopping) {
         struct virtq *vq = &d->vq[0];
