@@ -8,8 +8,9 @@
 #                  this pass runs them)
 #   build/asan     ASan + UBSan: every test that runs kova's compiled code (label "nosan" skipped:
 #                  those exercise only scripts, the test guest or QEMU), less the openstack-CLI
-#                  runs api.openstack_cli and lifecycle.kvm_cli (their agent code paths are covered
-#                  by other tests; lifecycle.kvm_cli is not registered in this build)
+#                  runs api.openstack_cli and lifecycle.kvm_cli and keystone.auth (their agent code
+#                  paths are covered by other tests; lifecycle.kvm_cli is not registered in this
+#                  build)
 # Integration tests that need /dev/kvm run through tests/nested/kova-nested-run (the host's
 # /dev/kvm, else the nested-KVM test VM). Ends with "N passed, N failed" over both passes.
 # Options: --quick skips the ASan pass. Extra arguments after -- go to ctest (e.g. -R '^api\.').
@@ -80,7 +81,7 @@ pass() {
     # The sanitizer pass skips tests that run no kova code of their own ("nosan") and the openstack
     # CLI compatibility run: the same agent code paths run under ASan in api.rest, and the CLI's
     # own start-up dominates its time. (lifecycle.kvm_cli leaves its CLI part out in this build.)
-    [ "$name" = asan ] && extra=(-LE 'nosan|manual' -E '^api\.openstack_cli$')
+    [ "$name" = asan ] && extra=(-LE 'nosan|manual' -E '^(api\.openstack_cli|keystone\.auth)$')
     echo "=== run-all: $name: configure and build ==="
     if ! cmake -S . -B "$dir" "$@" >"build/$name.configure.log" 2>&1; then
         cat "build/$name.configure.log"
