@@ -18,7 +18,7 @@ static bool clean_id(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f || c == '/')
+        if (c <= 0x20 || c >= 0x7f || c == '/') /* printable ASCII: ids go into JSON and paths */
             return false;
     }
     return true;

@@ -220,6 +220,38 @@ void reply_empty(struct kova_req *r, int status)
     r->replied = true;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if there is none there. */
+static int utf8_seq(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    int n = s[0] >= 0xf0 && s[0] <= 0xf4  ? 4
+            : s[0] >= 0xe0                ? 3
+            : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
+                                          : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)))
+        return 0; /* overlong, or a surrogate */
+    if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90)))
+        return 0; /* overlong, or past U+10FFFF */
+    return n;
+}
+
+/* Makes s valid UTF-8 in place (each byte of an invalid sequence becomes '?'): a message may
+ * quote what the client sent (an id from the path, a method), and JSON holds only UTF-8. */
+static void utf8_clean(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p;) {
+        int n = utf8_seq(p);
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
+    }
+}
+
 void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
 {
     if (r->replied)
@@ -229,6 +261,7 @@ void reply_fault(struct kova_req *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_clean(msg);
     json_t *o;
     if (r->service == SVC_IMAGE) {
         /* Glance's error body */

@@ -599,6 +599,10 @@ static int patch_txn(sqlite3 *conn, void *arg)
             json_object_del(props, k);
             continue;
         }
+        if (!v) { /* add and replace need one (RFC 6902) */
+            reply_fault(r, 400, "Invalid JSON patch operation: '%.20s' needs a 'value'.", opn);
+            goto out;
+        }
         if (!v || !check_attr(r, k, v))
             goto out;
         if ((!strcmp(k, "disk_format") || !strcmp(k, "container_format")) && !queued) {

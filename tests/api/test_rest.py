@@ -1020,6 +1020,41 @@ class Hostile(Base):
                   "/v2.1/servers/%00/action"):
             self.fault(404, "POST", p, {"os-stop": None})
 
+    def raw(self, data, port=None):
+        s = socket.create_connection(("127.0.0.1", port or A.port))
+        s.sendall(data)
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+        s.close()
+        head, _, body = out.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    def test_non_utf8_everywhere(self):
+        # found by fuzz.api: each was a 5xx, or a JSON reply that did not parse
+        for req, want in ((b"GET /v2.1/servers/%FF", (404,)), (b"G\xc5\xd6T /v2.1/servers", (400, 405)),
+                          (b"GET /v2.1/servers/%C3%28/action", (404, 405)),
+                          (b"GET /v2.1/os-keypairs/%ED%A0%80", (404,))):
+            st, body = self.raw(req + b" HTTP/1.1\r\nHost: x\r\nX-Auth-Token: demo:demo\r\n"
+                                b"Connection: close\r\n\r\n")
+            self.assertIn(st, want, req)
+            json.loads(body.decode("utf-8"))  # valid UTF-8 JSON
+        st, body = self.raw(b"GET /v2.1/servers/detail HTTP/1.1\r\nHost: x\r\n"
+                            b"X-Auth-Token: u1:p\xc4\r\nConnection: close\r\n\r\n")
+        self.assertEqual(st, 401)
+        json.loads(body.decode("utf-8"))
+
+    def test_json_patch_without_value(self):
+        iid = self.make_image(data=None, name="patchme")
+        for op in ({"op": "replace", "path": "/name"}, {"op": "add", "path": "/x_prop"}):
+            st, _, b = self.req("PATCH", "/v2/images/%s" % iid, raw=json.dumps([op]), image=True,
+                                headers={"Content-Type":
+                                         "application/openstack-images-v2.1-json-patch"})
+            self.assertEqual(st, 400, (op, b))
+
     def test_bad_headers(self):
         st, _, _ = self.req("GET", "/v2.1/flavors", headers={"Host": "evil host/\r"[:9]})
         self.assertEqual(st, 200)
