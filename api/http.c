@@ -956,17 +956,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* libmicrohttpd's unescaping of the path and the query arguments, in place: "%XX" becomes the
  * byte, except "%00", which stays as it is, so that no decoded path, id or argument ever holds a
  * NUL (a C string would end there: "/servers/%00" would read as "/servers"). A '%' not followed
@@ -978,7 +967,8 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     char *w = s;
     for (const char *p = s; *p; p++) {
         int hi, lo;
-        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+        if (*p == '%' && (hi = kova_hexval(p[1])) >= 0 && (lo = kova_hexval(p[2])) >= 0 &&
+            (hi | lo)) {
             *w++ = (char)(hi << 4 | lo);
             p += 2;
         } else {

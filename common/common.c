@@ -113,6 +113,17 @@ void kova_time_iso(char out[32], bool z)
     }
 }
 
+int kova_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* n digits at *p (advanced past them) into *v; false unless there are exactly n. */
 static bool digits(const char **p, int n, int *v)
 {

@@ -49,6 +49,16 @@ def tearDownModule():
     stop_checked(A)
 
 
+def recv_all(sock):
+    """Everything sock receives until the peer closes."""
+    out = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return out
+        out += d
+
+
 class Base(unittest.TestCase):
     def req(self, method, path, body=None, token=DEMO, **kw):
         st, h, b = A.request(method, path, body=body, token=token, **kw)
@@ -1023,12 +1033,7 @@ class Hostile(Base):
     def raw(self, data, port=None):
         s = socket.create_connection(("127.0.0.1", port or A.port))
         s.sendall(data)
-        out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
+        out = recv_all(s)
         s.close()
         head, _, body = out.partition(b"\r\n\r\n")
         return int(head.split()[1]), body
@@ -1214,12 +1219,7 @@ class HttpLimits(unittest.TestCase):
                 s.close()
         # ... and is answered once they close
         c.settimeout(30)
-        data = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_all(c)
         c.close()
         self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
 

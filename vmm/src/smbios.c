@@ -116,17 +116,6 @@ static void sb_end(struct sbuf *b)
     sb_append(b, nul, b->nstr ? 1 : 2);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int smbios_uuid_encode(const char *text, uint8_t wire[16])
 {
     uint8_t b[16];
@@ -141,7 +130,7 @@ int smbios_uuid_encode(const char *text, uint8_t wire[16])
                 return -EINVAL;
             continue;
         }
-        int v = hexval(text[i]);
+        int v = kova_hexval(text[i]);
         if (v < 0)
             return -EINVAL;
         if (n % 2 == 0)

@@ -45,6 +45,8 @@ void kova_time_iso(char out[32], bool z);
  * (the time is rounded down to the second). -EINVAL (out untouched) for anything else, a field out
  * of range (month 13, hour 24, second 61 …) or a time before 1970. */
 int kova_parse_time(const char *s, time_t *out);
+/* The value of a hex digit (either case), or -1. */
+int kova_hexval(char c);
 
 #define KOVA_UUID_STRLEN 36
 
