@@ -90,8 +90,21 @@ def threads(pid):
     return out
 
 
+def settled_threads(pid, timeout=10):
+    """The threads once each has loaded its own filter: a thread just created runs a few
+    instructions under the inherited (control) filter only, before its first own step, which is
+    loading its filter (nothing of the guest's runs before that)."""
+    end = time.monotonic() + timeout
+    while True:
+        ts = threads(pid)
+        if all(st["Seccomp_filters"] == ("1" if tid == pid else "2") for tid, _, st in ts) or \
+                time.monotonic() > end:
+            return ts
+        time.sleep(0.05)
+
+
 def check_sandboxed(pid, uid, gid, what):
-    ts = threads(pid)
+    ts = settled_threads(pid)
     check(len(ts) >= 3, "%s: main, vCPU and I/O threads (%d)" % (what, len(ts)))
     for tid, comm, st in ts:
         ids = st["Uid"].split() + st["Gid"].split()
