@@ -225,10 +225,7 @@ static int utf8_seq(const unsigned char *s)
 {
     if (s[0] < 0x80)
         return 1;
-    int n = s[0] >= 0xf0 && s[0] <= 0xf4  ? 4
-            : s[0] >= 0xe0                ? 3
-            : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
-                                          : 0;
+    int n = s[0] >= 0xf5 ? 0 : s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
     for (int i = 1; i < n; i++)
         if ((s[i] & 0xc0) != 0x80)
             return 0;

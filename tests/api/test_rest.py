@@ -1042,7 +1042,9 @@ class Hostile(Base):
         # found by fuzz.api: each was a 5xx, or a JSON reply that did not parse
         for req, want in ((b"GET /v2.1/servers/%FF", (404,)), (b"G\xc5\xd6T /v2.1/servers", (400, 405)),
                           (b"GET /v2.1/servers/%C3%28/action", (404, 405)),
-                          (b"GET /v2.1/os-keypairs/%ED%A0%80", (404,))):
+                          (b"GET /v2.1/os-keypairs/%ED%A0%80", (404,)),
+                          (b"GET /v2.1/servers/%F7%82%82", (404,)),
+                          (b"GET /v2.1/servers/%F0%82%82%82", (404,))):
             st, body = self.raw(req + b" HTTP/1.1\r\nHost: x\r\nX-Auth-Token: demo:demo\r\n"
                                 b"Connection: close\r\n\r\n")
             self.assertIn(st, want, req)

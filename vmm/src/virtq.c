@@ -124,7 +124,8 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct vq_chain *c)
             continue;
         }
         bool w = flags & VIRTQ_DESC_F_WRITE;
-        if (!w && c->writable)
+        /* by flag, not by bytes: a zero-length writable one counts too (virtio 1.x 2.7.4.2) */
+        if (!w && c->n && c->buf[c->n - 1].writable)
             return broken(vq, "readable descriptor after a writable one");
         uint8_t *p = gm_ptr(mem, addr, len);
         if (!p)
