@@ -24,39 +24,78 @@ __attribute__((format(printf, 3, 4))) static int cpath(char *out, size_t outlen,
 /* How far back from the cut a rotation looks for a newline to end the old file on. */
 #define NEWLINE_WINDOW 80
 
-int kova_console_open(struct kova_console_writer *w, const char *path, int fd, uint64_t max_size,
-                      unsigned backups)
+int kova_console_openat(struct kova_console_writer *w, int dirfd, const char *name, int fd,
+                        uint64_t max_size, unsigned backups)
 {
     memset(w, 0, sizeof(*w));
-    w->fd = -1;
-    if (!path || !path[0] || backups > 99)
+    w->fd = w->dirfd = -1;
+    if (dirfd < 0 || !name || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
+        !strcmp(name, "..") || backups > 99)
         return -EINVAL;
-    int rc = cpath(w->path, sizeof(w->path), "%s", path);
+    int rc = cpath(w->name, sizeof(w->name), "%s", name);
     if (rc < 0)
         return rc;
-    if (fd < 0) {
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-            return -errno;
+    int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    if (dfd < 0)
+        return -errno;
+    int own = fd < 0;
+    if (own) {
+        fd = openat(dfd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            rc = -errno;
+            goto fail_dir;
+        }
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         rc = -errno;
-        close(fd);
-        return rc;
+        goto fail_fd;
     }
     w->fd = fd;
+    w->dirfd = dfd;
     w->size = (uint64_t)st.st_size;
     w->max_size = max_size ? max_size : KOVA_CONSOLE_ROTATE_SIZE;
     w->backups = backups;
     return 0;
+
+fail_fd:
+    if (own)
+        close(fd);
+fail_dir:
+    close(dfd);
+    return rc;
+}
+
+int kova_console_open(struct kova_console_writer *w, const char *path, int fd, uint64_t max_size,
+                      unsigned backups)
+{
+    char dir[KOVA_CONSOLE_PATH_MAX];
+    memset(w, 0, sizeof(*w));
+    w->fd = w->dirfd = -1;
+    if (!path || !path[0] || backups > 99)
+        return -EINVAL;
+    const char *slash = strrchr(path, '/');
+    int rc = slash ? cpath(dir, sizeof(dir), "%.*s", (int)(slash - path), path)
+                   : cpath(dir, sizeof(dir), ".");
+    if (rc < 0)
+        return rc;
+    if (slash && slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    rc = kova_console_openat(w, dfd, slash ? slash + 1 : path, fd, max_size, backups);
+    close(dfd);
+    return rc;
 }
 
 void kova_console_close(struct kova_console_writer *w)
 {
     if (w->fd >= 0)
         close(w->fd);
-    w->fd = -1;
+    if (w->dirfd >= 0)
+        close(w->dirfd);
+    w->fd = w->dirfd = -1;
 }
 
 int kova_console_rotate(struct kova_console_writer *w)
@@ -64,26 +103,27 @@ int kova_console_rotate(struct kova_console_writer *w)
     char from[KOVA_CONSOLE_PATH_MAX + 8], to[KOVA_CONSOLE_PATH_MAX + 8];
     int rc;
 
-    if (w->fd < 0)
+    if (w->fd < 0 || w->dirfd < 0)
         return -EBADF;
     if (w->backups == 0) {
-        if (unlink(w->path) < 0 && errno != ENOENT)
+        if (unlinkat(w->dirfd, w->name, 0) < 0 && errno != ENOENT)
             return -errno;
     } else {
         /* The oldest backup is replaced by the rename onto it. */
         for (unsigned i = w->backups - 1; i > 0; i--) {
-            if ((rc = cpath(from, sizeof(from), "%s.%u", w->path, i - 1)) < 0 ||
-                (rc = cpath(to, sizeof(to), "%s.%u", w->path, i)) < 0)
+            if ((rc = cpath(from, sizeof(from), "%s.%u", w->name, i - 1)) < 0 ||
+                (rc = cpath(to, sizeof(to), "%s.%u", w->name, i)) < 0)
                 return rc;
-            if (rename(from, to) < 0 && errno != ENOENT)
+            if (renameat(w->dirfd, from, w->dirfd, to) < 0 && errno != ENOENT)
                 return -errno;
         }
-        if ((rc = cpath(to, sizeof(to), "%s.0", w->path)) < 0)
+        if ((rc = cpath(to, sizeof(to), "%s.0", w->name)) < 0)
             return rc;
-        if (rename(w->path, to) < 0 && errno != ENOENT)
+        if (renameat(w->dirfd, w->name, w->dirfd, to) < 0 && errno != ENOENT)
             return -errno;
     }
-    int fd = open(w->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = openat(w->dirfd, w->name,
+                    O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
     close(w->fd);

@@ -239,7 +239,7 @@ static const char *const base_calls[] = {
  * irqfd / ioeventfd routes), the serial port's console log (written, and rotated: a new file
  * in the instance dir, which Landlock confines), fw_cfg and PCI from memory. */
 static const char *const vcpu_calls[] = {
-    "eventfd2", "ioctl", "openat", "rename",    "renameat", "unlink",
+    "eventfd2", "ioctl", "openat", "rename",    "renameat", "renameat2", "unlink",
     "unlinkat", "fcntl", "fsync",  "fdatasync", "readlink", NULL,
 };
 
@@ -254,11 +254,11 @@ static const char *const io_calls[] = {
  * thread creation (clone with CLONE_THREAD only), and what its threads need (they inherit this
  * list). */
 static const char *const control_calls[] = {
-    "accept4",   "recvfrom",  "sendto",   "recvmsg",      "sendmsg",   "shutdown",  "eventfd2",
-    "ioctl",     "openat",    "rename",   "renameat",     "unlink",    "unlinkat",  "fcntl",
-    "fsync",     "fdatasync", "readlink", "rt_sigaction", "seccomp",   "pread64",   "pwrite64",
-    "preadv",    "pwritev",   "preadv2",  "pwritev2",     "fallocate", "ftruncate", "sysinfo",
-    "prlimit64", "getrusage", NULL,
+    "accept4",  "recvfrom",  "sendto",    "recvmsg",  "sendmsg",      "shutdown",  "eventfd2",
+    "ioctl",    "openat",    "rename",    "renameat", "renameat2",    "unlink",    "unlinkat",
+    "fcntl",    "fsync",     "fdatasync", "readlink", "rt_sigaction", "seccomp",   "pread64",
+    "pwrite64", "preadv",    "pwritev",   "preadv2",  "pwritev2",     "fallocate", "ftruncate",
+    "sysinfo",  "prlimit64", "getrusage", NULL,
 };
 
 #if defined(__SANITIZE_ADDRESS__)

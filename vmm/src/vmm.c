@@ -235,7 +235,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     int rc = KOVA_VMM_EXIT_ERROR;
     uint8_t *kernel = NULL, *initrd = NULL, *firmware = NULL;
     size_t kernel_size = 0, initrd_size = 0, firmware_size = 0;
-    int console_fd = -1, sig_fd = -1, kvm_fd = -1;
+    int console_fd = -1, console_dir = -1, sig_fd = -1, kvm_fd = -1;
+    const char *console_name = NULL;
     uint64_t stop_at = 0;
     struct blk_spec *specs = NULL; /* the --disk options, parsed */
     struct blk_disks disks = {0};
@@ -325,6 +326,14 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             rc = KOVA_VMM_EXIT_USAGE;
             goto out;
         }
+        /* its directory, kept: the sandboxed VMM rotates the log there without the path */
+        char cdir[PATH_MAX];
+        dir_of(cfg->console_log, cdir, sizeof(cdir));
+        const char *slash = strrchr(cfg->console_log, '/');
+        console_name = slash ? slash + 1 : cfg->console_log;
+        console_dir = open(cdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (console_dir < 0)
+            console_name = NULL; /* rotation by path */
     }
     if (cfg->control_socket && (r = kova_ctl_listen(&ctl, cfg->control_socket)) < 0) {
         log_err("cannot listen on %s: %s", cfg->control_socket, strerror(-r));
@@ -381,6 +390,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         .devices =
             {
                 .console_fd = console_fd,
+                .console_name = console_name,
+                .console_dir_fd = console_dir,
                 .stdout_fd = cfg->console_stdout ? STDOUT_FILENO : -1,
                 .disks = disks.be,
                 .ndisks = disks.n,
@@ -464,6 +475,8 @@ out:
         close(kvm_fd);
     if (console_fd >= 0)
         close(console_fd);
+    if (console_dir >= 0)
+        close(console_dir);
     if (sig_fd >= 0)
         close(sig_fd);
     unmap_file(kernel, kernel_size);

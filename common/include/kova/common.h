@@ -84,21 +84,29 @@ static inline void kova_le_put(uint8_t *p, uint32_t size, uint64_t v)
  * log). Each write goes to the current file; when it would pass max_size, the part that fits
  * (cut after the last newline within its final 80 bytes when there is one) is written, the files
  * rotate (log.(n-2) → log.(n-1), ..., log → log.0; the oldest falls off) and writing goes on in a
- * new, empty log. */
+ * new, empty log. The writer works relative to a descriptor of the log's directory, never by its
+ * full path: a sandboxed writer (kova-vmm runs as a user who may not search the directories
+ * above its instance dir) rotates where it could not even look the path up. */
 struct kova_console_writer {
     int fd;
+    int dirfd; /* the log's directory (O_PATH), owned by the writer */
     uint64_t size;
     uint64_t max_size;
     unsigned backups;
-    char path[KOVA_CONSOLE_PATH_MAX];
+    char name[KOVA_CONSOLE_PATH_MAX]; /* the log's name in dirfd, no '/' */
 };
 
 /* `fd`: an open descriptor for `path` the writer takes over (e.g. passed by the agent), or -1
  * to open (create) `path` for appending. max_size 0: KOVA_CONSOLE_ROTATE_SIZE. backups 0 is
- * allowed (the log is truncated by rotating it away); at most 99. */
+ * allowed (the log is truncated by rotating it away); at most 99. `fd` is taken over on success
+ * only. Opens path's directory (for the writer's dirfd). */
 int kova_console_open(struct kova_console_writer *w, const char *path, int fd, uint64_t max_size,
                       unsigned backups);
-/* Writes all of `buf` (rotating as needed); -errno from write(2)/rename(2)/open(2). */
+/* As kova_console_open, for the log `name` (no '/') in the directory `dirfd` (any descriptor of
+ * it, O_PATH will do; the writer keeps a duplicate, the caller keeps its own). */
+int kova_console_openat(struct kova_console_writer *w, int dirfd, const char *name, int fd,
+                        uint64_t max_size, unsigned backups);
+/* Writes all of `buf` (rotating as needed); -errno from write(2)/renameat(2)/openat(2). */
 int kova_console_write(struct kova_console_writer *w, const void *buf, size_t len);
 /* Rotates now (also when the log is small). */
 int kova_console_rotate(struct kova_console_writer *w);

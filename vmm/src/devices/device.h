@@ -57,6 +57,8 @@ struct fw_file {
 /* What the VM is configured with, owned by vm_create's caller. */
 struct dev_config {
     int console_fd;                  /* COM1 appends to it; -1: none */
+    const char *console_name;        /* console_fd's name in console_dir_fd; NULL: not given */
+    int console_dir_fd;              /* the log's directory (rotation), when console_name is set */
     int stdout_fd;                   /* COM1 copies to it too; -1: none */
     const struct blk_backend *disks; /* virtio-blk disks, in PCI slot order (vda, vdb, ...) */
     unsigned ndisks;

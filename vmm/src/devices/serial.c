@@ -162,40 +162,62 @@ static void serial_write(void *opaque, uint64_t off, const uint8_t *data, uint32
 
 const struct bus_ops serial_ops = {serial_read, serial_write};
 
-/* Sets up the rotating writer when log_fd is a regular file still reachable by its path. */
-static int open_rotating(struct serial *s, int log_fd, uint64_t max_size, unsigned backups)
+/* Sets up the rotating writer when log_fd is a regular file, the one named `name` in `dir_fd`
+ * (when dir_fd < 0: the file its /proc/self/fd link names, if that path still leads to it). */
+static int open_rotating(struct serial *s, int log_fd, int dir_fd, const char *name,
+                         uint64_t max_size, unsigned backups)
 {
     char link[64], path[KOVA_CONSOLE_PATH_MAX];
     struct stat fst, pst;
+    int own_dir = -1, r;
     if (fstat(log_fd, &fst) < 0)
         return -errno;
     if (!S_ISREG(fst.st_mode))
         return -ENOTSUP;
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", log_fd);
-    ssize_t n = readlink(link, path, sizeof(path));
-    if (n < 0)
-        return -errno;
-    if ((size_t)n >= sizeof(path))
-        return -ENAMETOOLONG;
-    path[n] = 0;
-    /* deleted (" (deleted)") or replaced: not the file any more */
-    if (path[0] != '/' || stat(path, &pst) < 0 || pst.st_dev != fst.st_dev ||
-        pst.st_ino != fst.st_ino)
-        return -ENOENT;
+    if (dir_fd < 0) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", log_fd);
+        ssize_t n = readlink(link, path, sizeof(path));
+        if (n < 0)
+            return -errno;
+        if ((size_t)n >= sizeof(path))
+            return -ENAMETOOLONG;
+        path[n] = 0;
+        char *slash = strrchr(path, '/');
+        if (path[0] != '/' || !slash)
+            return -ENOENT; /* deleted (" (deleted)") or not a path */
+        *slash = 0;
+        own_dir = open(slash == path ? "/" : path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (own_dir < 0)
+            return -errno;
+        dir_fd = own_dir;
+        name = slash + 1;
+    }
+    /* deleted or replaced: not the file any more */
+    if (!name || fstatat(dir_fd, name, &pst, AT_SYMLINK_NOFOLLOW) < 0 || pst.st_dev != fst.st_dev ||
+        pst.st_ino != fst.st_ino) {
+        r = -ENOENT;
+        goto out;
+    }
     int fd = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
-    if (fd < 0)
-        return -errno;
-    int r = kova_console_open(&s->log, path, fd, max_size, backups);
+    if (fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = kova_console_openat(&s->log, dir_fd, name, fd, max_size, backups);
     if (r < 0) {
         close(fd);
-        return r;
+        goto out;
     }
     s->rotating = true;
-    return 0;
+out:
+    if (own_dir >= 0)
+        close(own_dir);
+    return r;
 }
 
-void serial_init_rotating(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
-                          int stdout_fd, uint64_t max_size, unsigned backups)
+void serial_init_at(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
+                    int dir_fd, const char *name, int stdout_fd, uint64_t max_size,
+                    unsigned backups)
 {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
@@ -203,10 +225,16 @@ void serial_init_rotating(struct serial *s, const struct irq_sink *irq, uint32_t
     s->gsi = gsi;
     s->out_fds[0] = log_fd;
     s->out_fds[1] = stdout_fd;
-    s->log.fd = -1;
+    s->log.fd = s->log.dirfd = -1;
     s->mcr = 0x08;
-    if (log_fd >= 0 && open_rotating(s, log_fd, max_size, backups) < 0)
+    if (log_fd >= 0 && open_rotating(s, log_fd, dir_fd, name, max_size, backups) < 0)
         s->rotating = false; /* written plainly */
+}
+
+void serial_init_rotating(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
+                          int stdout_fd, uint64_t max_size, unsigned backups)
+{
+    serial_init_at(s, irq, gsi, log_fd, -1, NULL, stdout_fd, max_size, backups);
 }
 
 void serial_init(struct serial *s, const struct irq_sink *irq, uint32_t gsi, int log_fd,
@@ -229,7 +257,11 @@ static int serial_create(const struct device_kind *kind, const struct dev_env *e
     struct serial *s = malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
-    serial_init(s, env->irq, GSI_COM1, cfg->console_fd, cfg->stdout_fd);
+    if (cfg->console_name)
+        serial_init_at(s, env->irq, GSI_COM1, cfg->console_fd, cfg->console_dir_fd,
+                       cfg->console_name, cfg->stdout_fd, 0, KOVA_CONSOLE_BACKUPS);
+    else
+        serial_init(s, env->irq, GSI_COM1, cfg->console_fd, cfg->stdout_fd);
     int r = bus_register(env->pio, PIO_COM1, 8, &serial_ops, s, "com1");
     if (r < 0) {
         serial_destroy(s);
