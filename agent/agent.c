@@ -192,6 +192,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .images_dir = images_dir,
         .vmm_path = vmm,
         .vmm_user = cfg->vmm_user,
+        .vmm_uid_range = cfg->vmm_uid_range,
         .shutdown_timeout = cfg->shutdown_timeout,
         .boot_timeout = cfg->boot_timeout ? cfg->boot_timeout : 60,
     };

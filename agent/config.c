@@ -167,6 +167,8 @@ static int on_item(void *user, const char *section, const char *name, const char
     }
     if (IS("kova", "vmm_user"))
         return set_str(c->vmm_user, sizeof(c->vmm_user), value);
+    if (IS("kova", "vmm_uid_range"))
+        return set_str(c->vmm_uid_range, sizeof(c->vmm_uid_range), value);
     if (IS("import_filtering_opts", "allowed_networks"))
         return set_str(c->import_allowed_networks, sizeof(c->import_allowed_networks), value);
     if (IS("import_filtering_opts", "allowed_ports"))

@@ -61,7 +61,9 @@ struct kvm_driver {
     bool vmm_ids; /* kova-vmm changes to vmm_uid/vmm_gid (the agent runs as root) */
     uid_t vmm_uid;
     gid_t vmm_gid;
-    char vmm_user[32]; /* "UID:GID", for --sandbox-user */
+    /* per-instance uids (vmm_uid_range): first..last, 0 when off; picked under uid_lock */
+    uid_t uid_first, uid_last;
+    pthread_mutex_t uid_lock;
     struct kova_layout layout;
     pthread_mutex_t lock;
     pthread_cond_t exited;
@@ -445,10 +447,99 @@ static int resolve_vmm_user(struct kvm_driver *k, const char *user)
         k->vmm_gid = pw.pw_gid;
     }
     k->vmm_ids = true;
-    snprintf(k->vmm_user, sizeof(k->vmm_user), "%u:%u", (unsigned)k->vmm_uid, (unsigned)k->vmm_gid);
     kova_log(1, "kova-vmm runs its guests as uid %u gid %u", (unsigned)k->vmm_uid,
              (unsigned)k->vmm_gid);
     return 0;
+}
+
+/* [kova] vmm_uid_range "FIRST-LAST" (kova_kvm_driver_config.vmm_uid_range). */
+static int parse_uid_range(struct kvm_driver *k, const char *range)
+{
+    k->uid_first = k->uid_last = 0;
+    if (!range || !range[0])
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long a = strtoul(range, &end, 10), b = 0;
+    bool ok = range[0] >= '0' && range[0] <= '9' && *end == '-' && end[1] >= '0' && end[1] <= '9';
+    if (ok) {
+        b = strtoul(end + 1, &end, 10);
+        ok = !*end && !errno && a >= 1 && a <= b && b < 0xfffffffeUL && b - a < 65536;
+    }
+    if (!ok) {
+        kova_log(0, "vmm_uid_range %s: not FIRST-LAST (uids 1..4294967293, at most 65536)", range);
+        return -EINVAL;
+    }
+    if (!k->vmm_ids) {
+        kova_log(0, "vmm_uid_range is set but the agent is not root: its VMMs run as it does");
+        return 0;
+    }
+    k->uid_first = (uid_t)a;
+    k->uid_last = (uid_t)b;
+    kova_log(1, "each kova-vmm runs as a uid of its own from %lu-%lu, gid %u", a, b,
+             (unsigned)k->vmm_gid);
+    return 0;
+}
+
+/* The uid the instance dir `dir` (in `inst_dir`) runs its VMM as, under vmm_uid_range: its
+ * owner's when that is in the range, else the lowest one no other instance dir is owned by (the
+ * dir is then given to it: the choice is recorded there, atomically). */
+static int instance_uid(struct kvm_driver *k, const char *dir, uid_t *uid, char *err, size_t errlen)
+{
+    char inst_dir[KOVA_LAYOUT_PATH_MAX];
+    struct stat st;
+    int r = 0;
+    if (stat(dir, &st) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "the instance dir: %s", strerror(-r));
+        return r;
+    }
+    if (st.st_uid >= k->uid_first && st.st_uid <= k->uid_last) {
+        *uid = st.st_uid;
+        return 0;
+    }
+    if ((r = kova_layout_instances_dir(&k->layout, inst_dir, sizeof(inst_dir))) < 0) {
+        snprintf(err, errlen, "the instances dir: %s", strerror(-r));
+        return r;
+    }
+    size_t n = (size_t)(k->uid_last - k->uid_first) + 1;
+    unsigned char *used = calloc(n, 1);
+    if (!used)
+        return -ENOMEM;
+    pthread_mutex_lock(&k->uid_lock);
+    DIR *dp = opendir(inst_dir);
+    if (!dp) {
+        r = -errno;
+        snprintf(err, errlen, "cannot list %s: %s", inst_dir, strerror(-r));
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(dp))) {
+        struct stat ds;
+        if (de->d_name[0] != '.' && fstatat(dirfd(dp), de->d_name, &ds, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISDIR(ds.st_mode) && ds.st_uid >= k->uid_first && ds.st_uid <= k->uid_last)
+            used[ds.st_uid - k->uid_first] = 1;
+    }
+    closedir(dp);
+    size_t i = 0;
+    while (i < n && used[i])
+        i++;
+    if (i == n) {
+        r = -ENOSPC;
+        snprintf(err, errlen, "every uid of vmm_uid_range (%u-%u) has an instance",
+                 (unsigned)k->uid_first, (unsigned)k->uid_last);
+        goto out;
+    }
+    *uid = k->uid_first + (uid_t)i;
+    if (chown(dir, *uid, k->vmm_gid) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot give the instance dir to uid %u: %s", (unsigned)*uid,
+                 strerror(-r));
+    }
+out:
+    pthread_mutex_unlock(&k->uid_lock);
+    free(used);
+    return r;
 }
 
 /* Forks and execs kova-vmm for the instance (own session, stdin /dev/null, stdout+stderr to
@@ -459,6 +550,7 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     char kernel[KOVA_LAYOUT_PATH_MAX], initrd[KOVA_LAYOUT_PATH_MAX], disk[KOVA_LAYOUT_PATH_MAX];
     char clog[KOVA_LAYOUT_PATH_MAX], sock[KOVA_LAYOUT_PATH_MAX], dir[KOVA_LAYOUT_PATH_MAX];
     char logp[KOVA_LAYOUT_PATH_MAX + 16], diskarg[KOVA_LAYOUT_PATH_MAX + 32], cpus[24], mem[24];
+    char user[32];
     int r;
     if ((s->kernel_id &&
          (r = kova_layout_base_path(&k->layout, s->kernel_id, kernel, sizeof(kernel))) < 0) ||
@@ -478,11 +570,16 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
         return r;
     }
     /* the sandboxed VMM's own dir: its console log rotates there, its socket goes away */
-    if (k->vmm_ids && chown(dir, k->vmm_uid, k->vmm_gid) < 0) {
+    uid_t uid = k->vmm_uid;
+    if (k->vmm_ids && k->uid_first && (r = instance_uid(k, dir, &uid, err, errlen)) < 0)
+        return r;
+    /* 0700: another instance's VMM (a uid of its own, the same group) sees nothing of it */
+    if (k->vmm_ids && (chown(dir, uid, k->vmm_gid) < 0 || chmod(dir, 0700) < 0)) {
         r = -errno;
         snprintf(err, errlen, "cannot give the instance dir to the VMM's user: %s", strerror(-r));
         return r;
     }
+    snprintf(user, sizeof(user), "%u:%u", (unsigned)uid, (unsigned)k->vmm_gid);
     snprintf(logp, sizeof(logp), "%s/vmm.log", dir);
     snprintf(diskarg, sizeof(diskarg), "path=%s,format=qcow2", disk);
     snprintf(cpus, sizeof(cpus), "%u", s->vcpus);
@@ -514,7 +611,7 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     argv[a++] = diskarg;
     if (k->vmm_ids) {
         argv[a++] = "--sandbox-user";
-        argv[a++] = k->vmm_user;
+        argv[a++] = user;
     }
     argv[a] = NULL;
 
@@ -925,6 +1022,7 @@ static void driver_free(struct kova_driver *d)
         close(k->evfd);
     pthread_cond_destroy(&k->exited);
     pthread_mutex_destroy(&k->lock);
+    pthread_mutex_destroy(&k->uid_lock);
     free(k->strays);
     free(k->state_dir);
     free(k->images_dir);
@@ -965,6 +1063,7 @@ int kova_kvm_driver_new(const struct kova_kvm_driver_config *cfg, kova_exit_fn o
     k->cfg = *cfg;
     k->evfd = -1;
     pthread_mutex_init(&k->lock, NULL);
+    pthread_mutex_init(&k->uid_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -980,8 +1079,9 @@ int kova_kvm_driver_new(const struct kova_kvm_driver_config *cfg, kova_exit_fn o
     k->cfg.state_dir = k->state_dir;
     k->cfg.images_dir = k->images_dir;
     k->cfg.vmm_path = k->vmm_path;
-    k->cfg.vmm_user = NULL; /* not kept */
-    if ((r = resolve_vmm_user(k, cfg->vmm_user)) < 0)
+    k->cfg.vmm_user = k->cfg.vmm_uid_range = NULL; /* not kept */
+    if ((r = resolve_vmm_user(k, cfg->vmm_user)) < 0 ||
+        (r = parse_uid_range(k, cfg->vmm_uid_range)) < 0)
         goto fail;
     if ((r = kova_layout_init(&k->layout, abs, err, sizeof(err))) < 0) {
         kova_log(0, "%s", err);

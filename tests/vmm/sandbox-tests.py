@@ -10,7 +10,8 @@ as "nobody" (uid, gid, no supplementary groups, no capabilities), with NoNewPriv
 control socket's "sandbox-test" (a forbidden system call) kills the VMM with SIGSYS; --no-sandbox
 runs unconfined and sandbox-test then fails politely; --sandbox-user refuses root and unknown
 users. Through kova-agent: the VMM of a server runs sandboxed as the configured user, owns its
-instance dir, and a forbidden call (sandbox-test) leaves the server SHUTOFF.
+instance dir, and a forbidden call (sandbox-test) leaves the server SHUTOFF; with vmm_uid_range
+each instance's VMM has a uid of its own (uid_per_instance).
 Usage: sandbox-tests.py KOVA_VMM KOVA_AGENT ASSETS
 """
 import json
@@ -172,35 +173,49 @@ def by_hand(tmp):
         check(rc == 1, "--sandbox-user %s (%s): refused with exit 1 (got %r)" % (user, what, rc))
 
 
+def guest_image(a):
+    """The test guest (kernel, initramfs, disk) uploaded to the agent; the disk image's id."""
+    def image(name, path, fmt, **props):
+        body = {"name": name, "disk_format": fmt, "container_format": "bare"}
+        body.update(props)
+        _, _, img = a.request("POST", "/v2/images", body, token="admin:admin", image=True)
+        with open(path, "rb") as f:
+            a.request("PUT", "/v2/images/%s/file" % img["id"], token="admin:admin",
+                      image=True, raw=f.read(),
+                      headers={"Content-Type": "application/octet-stream"})
+        return img["id"]
+    k = image("k", os.path.join(ASSETS, "vmlinuz"), "aki")
+    r = image("r", os.path.join(ASSETS, "guest-initrd.cpio.gz"), "ari")
+    return image("d", os.path.join(ASSETS, "guest-root.ext4"), "raw", kernel_id=k,
+                 ramdisk_id=r, os_command_line="console=ttyS0")
+
+
+def wait_server(a, sid, states, timeout=120):
+    end = time.monotonic() + timeout
+    srv = {}
+    while time.monotonic() < end:
+        srv = a.request("GET", "/v2.1/servers/%s" % sid, token="admin:admin")[2]["server"]
+        if srv["status"] in states:
+            break
+        time.sleep(0.2)
+    return srv
+
+
+def create_server(a, image, name):
+    st, _, b = a.request("POST", "/v2.1/servers", {"server": {
+        "name": name, "imageRef": image, "flavorRef": "1"}}, token="admin:admin")
+    check(st == 202, "server create %s: %d" % (name, st))
+    return b["server"]["id"]
+
+
 def through_agent(tmp):
     nobody = pwd.getpwnam("nobody")
     a = Agent(AGENT, extra_args=["--vmm", VMM],
               config_text="[kova]\nvmm_user = nobody\nvmm_start_timeout = 60\n").start()
     try:
-        def image(name, path, fmt, **props):
-            body = {"name": name, "disk_format": fmt, "container_format": "bare"}
-            body.update(props)
-            _, _, img = a.request("POST", "/v2/images", body, token="admin:admin", image=True)
-            with open(path, "rb") as f:
-                a.request("PUT", "/v2/images/%s/file" % img["id"], token="admin:admin",
-                          image=True, raw=f.read(),
-                          headers={"Content-Type": "application/octet-stream"})
-            return img["id"]
-        k = image("k", os.path.join(ASSETS, "vmlinuz"), "aki")
-        r = image("r", os.path.join(ASSETS, "guest-initrd.cpio.gz"), "ari")
-        d = image("d", os.path.join(ASSETS, "guest-root.ext4"), "raw", kernel_id=k,
-                  ramdisk_id=r, os_command_line="console=ttyS0")
-        st, _, b = a.request("POST", "/v2.1/servers", {"server": {
-            "name": "sandboxed", "imageRef": d, "flavorRef": "1"}}, token="admin:admin")
-        check(st == 202, "server create: %d" % st)
-        sid = b["server"]["id"]
-        end = time.monotonic() + 120
-        srv = {}
-        while time.monotonic() < end:
-            srv = a.request("GET", "/v2.1/servers/%s" % sid, token="admin:admin")[2]["server"]
-            if srv["status"] in ("ACTIVE", "ERROR"):
-                break
-            time.sleep(0.2)
+        d = guest_image(a)
+        sid = create_server(a, d, "sandboxed")
+        srv = wait_server(a, sid, ("ACTIVE", "ERROR"))
         check(srv.get("status") == "ACTIVE", "the server is ACTIVE (%s)" % srv.get("status"))
         inst = os.path.join(a.state_dir, "instances", sid)
         sock = os.path.join(inst, "vmm.sock")
@@ -228,6 +243,72 @@ def through_agent(tmp):
         stop_checked(a)
 
 
+def uid_per_instance(tmp):
+    """[kova] vmm_uid_range: a uid of its own for each instance's VMM (the lowest free one), kept
+    across a stop/start, free again after a delete; an exhausted range puts the server in
+    ERROR; each instance dir is 0700, its VMM's."""
+    nobody = pwd.getpwnam("nobody")
+    first, last = 420000, 420002
+    a = Agent(AGENT, extra_args=["--vmm", VMM],
+              config_text="[DEFAULT]\nshutdown_timeout = 1\n[kova]\nvmm_user = nobody\n"
+                          "vmm_uid_range = %d-%d\nvmm_start_timeout = 60\n"
+                          % (first, last)).start()
+
+    def vmm_uid(sid):
+        inst = os.path.join(a.state_dir, "instances", sid)
+        pid = ctl(os.path.join(inst, "vmm.sock"), "status")["pid"]
+        o = os.stat(inst)
+        check(o.st_uid == int(status_of("/proc/%d/status" % pid)["Uid"].split()[0]) and
+              o.st_gid == nobody.pw_gid and (o.st_mode & 0o777) == 0o700,
+              "%s: the instance dir is its VMM's, mode 0700 (uid %d gid %d mode %o)"
+              % (sid, o.st_uid, o.st_gid, o.st_mode & 0o777))
+        return pid, o.st_uid
+
+    try:
+        d = guest_image(a)
+        sids = [create_server(a, d, "u%d" % i) for i in range(3)]
+        uids = []
+        for sid in sids:
+            srv = wait_server(a, sid, ("ACTIVE", "ERROR"))
+            check(srv.get("status") == "ACTIVE", "%s is ACTIVE (%s)" % (sid, srv.get("status")))
+            pid, uid = vmm_uid(sid)
+            check_sandboxed(pid, uid, nobody.pw_gid, "VMM of %s" % sid)
+            uids.append(uid)
+        check(sorted(uids) == list(range(first, last + 1)),
+              "three VMMs, three uids of the range: %s" % uids)
+        # the range is used up: a fourth server cannot start
+        extra = create_server(a, d, "u3")
+        srv = wait_server(a, extra, ("ACTIVE", "ERROR"))
+        check(srv.get("status") == "ERROR" and "vmm_uid_range" in
+              json.dumps(srv.get("fault", {})),
+              "an exhausted vmm_uid_range: ERROR with a fault that says so (%s %s)"
+              % (srv.get("status"), srv.get("fault")))
+        a.request("DELETE", "/v2.1/servers/%s" % extra, token="admin:admin")
+        # stop/start keeps the uid
+        a.request("POST", "/v2.1/servers/%s/action" % sids[0], {"os-stop": None},
+                  token="admin:admin")
+        check(wait_server(a, sids[0], ("SHUTOFF",)).get("status") == "SHUTOFF", "stopped")
+        a.request("POST", "/v2.1/servers/%s/action" % sids[0], {"os-start": None},
+                  token="admin:admin")
+        check(wait_server(a, sids[0], ("ACTIVE",)).get("status") == "ACTIVE", "started again")
+        check(vmm_uid(sids[0])[1] == uids[0], "a stop/start keeps the instance's uid")
+        # a delete frees the uid: the next server gets it
+        st, _, _ = a.request("DELETE", "/v2.1/servers/%s" % sids[1], token="admin:admin")
+        check(st == 204, "delete: %d" % st)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and os.path.exists(
+                os.path.join(a.state_dir, "instances", sids[1])):
+            time.sleep(0.1)
+        new = create_server(a, d, "u4")
+        check(wait_server(a, new, ("ACTIVE", "ERROR")).get("status") == "ACTIVE", "u4 ACTIVE")
+        check(vmm_uid(new)[1] == uids[1], "the deleted server's uid %d is given again (%d)"
+              % (uids[1], vmm_uid(new)[1]))
+        for sid in (sids[0], sids[2], new):
+            a.request("DELETE", "/v2.1/servers/%s" % sid, token="admin:admin")
+    finally:
+        stop_checked(a)
+
+
 def main():
     if os.geteuid() != 0:
         print("vmm.sandbox needs root (it checks the change to an unprivileged user)")
@@ -237,6 +318,7 @@ def main():
     try:
         by_hand(tmp)
         through_agent(tmp)
+        uid_per_instance(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("sandbox tests: %d failed" % len(failures))

@@ -31,6 +31,7 @@ struct kova_agent_config {
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
     int log_level;             /* 0 warning, 1 info, 2 debug */
     char vmm_user[64];         /* [kova] vmm_user: who kova-vmm runs guests as; "": nobody (root) */
+    char vmm_uid_range[64];    /* [kova] vmm_uid_range FIRST-LAST: a uid per instance; "": off */
     char vmm_path[4096];       /* kova-vmm; "" = next to kova-agent (or ../vmm/ in a build tree) */
     unsigned shutdown_timeout; /* [DEFAULT] shutdown_timeout, Nova's name: clean stop, seconds */
     unsigned boot_timeout;     /* [kova] vmm_start_timeout: control socket answers, seconds */

@@ -124,6 +124,12 @@ struct kova_kvm_driver_config {
      * NULL or "": "nobody" when the agent runs as root, else the agent's own user. Each
      * instance dir is given to that user (its console log rotates there). */
     const char *vmm_user;
+    /* "FIRST-LAST" (uids, 1 ≤ FIRST ≤ LAST, at most 65536 of them): each instance's VMM runs as
+     * a uid of its own from this range (as Firecracker's jailer --uid), in vmm_user's group, so
+     * that no two VMMs share a user. The uid an instance has is its dir's owner (kept across
+     * stops, restarts and agent restarts; free again when the dir is deleted); the lowest free
+     * one is given at a VMM start. NULL or "": off (every VMM is vmm_user). Root agents only. */
+    const char *vmm_uid_range;
 };
 /* Sweeps half-built instance dirs and starts the exit monitor. */
 int kova_kvm_driver_new(const struct kova_kvm_driver_config *cfg, kova_exit_fn on_exit,
