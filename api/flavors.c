@@ -61,16 +61,13 @@ static void flavor_list(struct kova_req *r)
     int limit;
     if (!req_limit(r, &limit))
         return;
+    /* as Nova: only an admin's is_public is read; anyone else sees the public flavors */
     int is_public = 1;
-    const char *v = req_query(r, "is_public");
+    const char *v = r->auth.is_admin ? req_query(r, "is_public") : NULL;
     if (v && parse_is_public(v, &is_public) < 0) {
         reply_fault(r, 400, "Invalid is_public filter [%.60s]", v);
         return;
     }
-    if (is_public == -1 && !r->auth.is_admin)
-        is_public = 1;
-    if (!r->auth.is_admin && !v)
-        is_public = 1;
     long long min_ram = 0, min_disk = 0;
     if ((v = req_query(r, "minRam")) && (!kova_parse_int(v, &min_ram) || min_ram < 0)) {
         reply_fault(r, 400, "Invalid minRam filter [%.60s]", v);
@@ -121,10 +118,13 @@ static void flavor_list(struct kova_req *r)
     reply_json(r, 200, json_pack("{s:o}", "flavors", arr));
 }
 
-/* Loads a flavor; replies 404 (or 500) and returns false when there is none. */
+/* Loads a flavor the caller may see (a private one: admins only, as kova keeps no flavor
+ * access lists); replies 404 (or 500) and returns false when there is none. */
 static bool find_flavor(struct kova_req *r, const char *id, struct kova_db_flavor *f)
 {
     int e = kova_db_flavor_get(r->db, id, f);
+    if (e == 0 && !f->is_public && !r->auth.is_admin)
+        e = -ENOENT;
     if (e == -ENOENT)
         reply_fault(r, 404, "Flavor %.100s could not be found.", id);
     else if (e < 0)
@@ -169,8 +169,9 @@ static void flavor_create(struct kova_req *r)
     json_t *body = req_json(r);
     if (!body)
         return;
+    static const char *const allowed_top[] = {"flavor", NULL};
     json_t *f = req_json_root(r, body, "flavor");
-    if (!f || !check_keys(r, f, allowed, "'flavor'"))
+    if (!f || !check_keys(r, body, allowed_top, "body") || !check_keys(r, f, allowed, "'flavor'"))
         goto out;
     json_t *v = json_object_get(f, "name");
     if (!json_is_string(v) || !valid_name(json_string_value(v), 255)) {

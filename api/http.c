@@ -461,18 +461,46 @@ bool check_keys(struct kova_req *r, json_t *obj, const char *const *allowed, con
     return true;
 }
 
+/* Whether s is one or more decimal digits and nothing else (no sign, no space). */
+static bool all_digits(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+struct limit_arg {
+    const char *last; /* the last value of limit */
+    bool bad;         /* some value is not digits */
+};
+
+static enum MHD_Result limit_arg(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
+{
+    (void)kind;
+    struct limit_arg *l = cls;
+    if (k && !strcmp(k, "limit")) {
+        l->bad |= !all_digits(v);
+        l->last = v;
+    }
+    return MHD_YES;
+}
+
 bool req_limit(struct kova_req *r, int *limit)
 {
     *limit = r->api->cfg.max_limit;
-    const char *l = req_query(r, "limit");
-    if (!l)
-        return true;
-    long long v;
-    if (!kova_parse_int(l, &v) || v < 0) {
+    /* Nova checks every value of a repeated limit (multi_params of ^[0-9]+$) and uses the last;
+     * one too large for a number is the maximum, as Python's int has no upper end */
+    struct limit_arg l = {NULL, false};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, limit_arg, &l);
+    if (l.bad) {
         reply_fault(r, 400, "limit param must be an integer >= 0");
         return false;
     }
-    if (v < *limit)
+    long long v;
+    if (l.last && kova_parse_int(l.last, &v) && v < *limit)
         *limit = (int)v;
     return true;
 }
@@ -591,6 +619,31 @@ static int normalise_path(struct kova_req *r)
     return 0;
 }
 
+/* One number of a version string: "0" or digits without a leading zero; one too large for a
+ * long long reads as LLONG_MAX (a version no API has). false when s is not of that form. */
+static bool version_number(const char *s, size_t n, long long *out)
+{
+    if (n == 0 || (n > 1 && s[0] == '0'))
+        return false;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v > (LLONG_MAX - 9) / 10 ? LLONG_MAX : v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* "MAJOR.MINOR" (the n bytes at s) as Nova's APIVersionRequest reads it
+ * (^([1-9]\d*)\.([1-9]\d*|0)$): no sign, no leading zero, no space, nothing after. */
+static bool parse_version(const char *s, size_t n, long long *major, long long *minor)
+{
+    const char *dot = memchr(s, '.', n);
+    return dot && s[0] != '0' && version_number(s, (size_t)(dot - s), major) &&
+           version_number(dot + 1, n - (size_t)(dot - s) - 1, minor);
+}
+
 /* Microversion negotiation (compute, /v2.1 resources). Returns 0 or the HTTP status to fail. */
 static int negotiate_microversion(struct kova_req *r, char *err, size_t errlen)
 {
@@ -598,7 +651,8 @@ static int negotiate_microversion(struct kova_req *r, char *err, size_t errlen)
     if (r->service != SVC_COMPUTE || r->version_prefix != -21)
         return 0;
     const char *h = req_header(r, "OpenStack-API-Version");
-    char val[64] = "";
+    const char *v = NULL; /* the version asked for: l bytes at v */
+    size_t l = 0;
     if (h) {
         /* "compute 2.5" or a comma-separated list of "service version" */
         const char *p = h;
@@ -609,47 +663,33 @@ static int negotiate_microversion(struct kova_req *r, char *err, size_t errlen)
             while (*e && *e != ',')
                 e++;
             if ((size_t)(e - p) > 8 && strncasecmp(p, "compute ", 8) == 0) {
-                size_t l = (size_t)(e - p) - 8;
-                const char *v = p + 8;
+                l = (size_t)(e - p) - 8;
+                v = p + 8;
                 while (l && *v == ' ')
                     v++, l--;
                 while (l && v[l - 1] == ' ')
                     l--;
-                if (l >= sizeof(val))
-                    l = sizeof(val) - 1;
-                memcpy(val, v, l);
-                val[l] = 0;
                 break;
             }
             p = e;
         }
     }
-    if (!val[0]) {
-        h = req_header(r, "X-OpenStack-Nova-API-Version");
-        if (h)
-            snprintf(val, sizeof(val), "%s", h);
+    if (!l) {
+        v = req_header(r, "X-OpenStack-Nova-API-Version");
+        l = v ? strlen(v) : 0;
     }
-    if (!val[0])
+    if (!l)
         return 0;
-    if (strcasecmp(val, "latest") == 0) {
+    if (l == 6 && strncasecmp(v, "latest", 6) == 0) {
         r->mv = KOVA_MV_MAX;
         return 0;
     }
     long long major, minor;
-    char *dot = strchr(val, '.');
-    if (!dot) {
+    if (!parse_version(v, l, &major, &minor)) {
         snprintf(err, errlen,
-                 "API Version String %.60s is of invalid format. Must be of format "
+                 "API Version String %.*s is of invalid format. Must be of format "
                  "MajorNum.MinorNum.",
-                 val);
-        return 400;
-    }
-    *dot = 0;
-    if (!kova_parse_int(val, &major) || !kova_parse_int(dot + 1, &minor) || major < 0 ||
-        minor < 0) {
-        snprintf(err, errlen,
-                 "API Version String is of invalid format. Must be of format "
-                 "MajorNum.MinorNum.");
+                 (int)(l < 60 ? l : 60), v);
         return 400;
     }
     if (major != 2 || minor < KOVA_MV_MIN || minor > KOVA_MV_MAX) {
@@ -738,6 +778,66 @@ static size_t header_bytes(struct kova_req *r)
     return n;
 }
 
+/* Whether the media type of the request's Content-Type (parameters and spaces cut) is one of
+ * types (NULL-terminated; case-insensitive); none or an empty one counts as "". */
+static bool media_type_is(struct kova_req *r, const char *const *types)
+{
+    const char *h = req_header(r, "Content-Type");
+    h = h ? h : "";
+    while (*h == ' ' || *h == '\t')
+        h++;
+    size_t n = strcspn(h, ";");
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    for (; *types; types++)
+        if (strlen(*types) == n && strncasecmp(h, *types, n) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The request's Content-Type, checked before the handler reads a byte of the body (replied and
+ * false when refused):
+ *  - Nova (wsgi.Request.get_content_type): anything but JSON is 415 on every method; none, an
+ *    empty one and text/plain (some web servers' default) read as JSON;
+ *  - Glance: a JSON patch type for PATCH (kova also takes application/json) and
+ *    application/octet-stream for an upload, else 415; its other bodies are read as JSON;
+ *  - Keystone (the noauth identity endpoint): a POST whose body is not JSON is 400.
+ */
+static bool content_type_ok(struct kova_req *r)
+{
+    static const char *const nova[] = {"", "text/plain", "application/json",
+                                       "application/vnd.openstack.compute+json", NULL};
+    static const char *const patch[] = {"application/openstack-images-v2.1-json-patch",
+                                        "application/openstack-images-v2.0-json-patch",
+                                        "application/json", NULL};
+    static const char *const octet[] = {"application/octet-stream", NULL};
+    static const char *const keystone[] = {"", "application/json", NULL};
+    if (r->service == SVC_IMAGE) {
+        const char *const *want = r->route->flags & ROUTE_UPLOAD    ? octet
+                                  : strcmp(r->method, "PATCH") == 0 ? patch
+                                                                    : NULL;
+        if (want && !media_type_is(r, want)) {
+            reply_fault(r, 415, "The Content-Type of the request is not supported here: %s",
+                        want[0]);
+            return false;
+        }
+        return true;
+    }
+    if (strncmp(r->path, "/identity", 9) == 0 && r->version_prefix == 0) {
+        if (strcmp(r->method, "POST") == 0 && !media_type_is(r, keystone)) {
+            reply_fault(r, 400, "Expecting to find application/json in Content-Type header.");
+            return false;
+        }
+        return true;
+    }
+    if (!media_type_is(r, nova)) {
+        reply_fault(r, 415, "Unsupported Content-Type");
+        return false;
+    }
+    return true;
+}
+
 static void req_start(struct kova_req *r)
 {
     char err[256], uuid[37];
@@ -789,12 +889,16 @@ static void req_start(struct kova_req *r)
                         "The identity service (Keystone) is not available; try again later.");
             return;
         }
+        if (!content_type_ok(r))
+            return;
         if (!kova_policy_allows(r->route->rule, &r->auth)) {
             reply_fault(r, 403, "Policy doesn't allow %s to be performed.",
                         kova_policy_name(r->route->rule));
             return;
         }
     }
+    if (r->route->rule == RULE_PUBLIC && !content_type_ok(r))
+        return;
     if (r->route->flags & ROUTE_UPLOAD) {
         r->db = kova_db_acquire(r->api->db);
         image_upload_begin(r);

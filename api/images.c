@@ -201,6 +201,18 @@ static bool check_attr(struct kova_req *r, const char *k, json_t *v)
     return true;
 }
 
+/* Glance's image_property_quota (its default; /limits says maxImageMeta 128): replies 413 and
+ * returns false when props holds more extra properties. */
+#define IMAGE_PROPERTY_QUOTA 128
+static bool props_within_quota(struct kova_req *r, json_t *props)
+{
+    if (json_object_size(props) <= IMAGE_PROPERTY_QUOTA)
+        return true;
+    reply_fault(r, 413, "Attempted: %zu, Maximum: %d", json_object_size(props),
+                IMAGE_PROPERTY_QUOTA);
+    return false;
+}
+
 static bool is_core_attr(const char *k)
 {
     static const char *const core[] = {
@@ -249,6 +261,10 @@ static void glance_create(struct kova_req *r)
     {
         if (!is_core_attr(k) && !json_is_null(v))
             json_object_set(props, k, v);
+    }
+    if (!props_within_quota(r, props)) {
+        json_decref(props);
+        goto out;
     }
     char *props_s = json_dumps(props, JSON_COMPACT);
     json_decref(props);
@@ -426,6 +442,23 @@ static bool size_filter(struct kova_req *r, const char *name, bool *has, long lo
     return true;
 }
 
+/* A list's marker must be an image the caller sees (Glance, Nova: 400 otherwise; paging from
+ * another project's private image would tell that it exists). false after replying 400. */
+static bool marker_visible(struct kova_req *r, const char *marker, const char *fmt)
+    __attribute__((format(printf, 3, 0)));
+static bool marker_visible(struct kova_req *r, const char *marker, const char *fmt)
+{
+    if (!marker)
+        return true;
+    struct kova_db_image im;
+    int e = kova_is_uuid(marker) ? kova_db_image_get_visible(r->db, marker, r->auth.project_id,
+                                                             r->auth.is_admin, &im)
+                                 : -ENOENT;
+    if (e == 0)
+        kova_db_image_free(&im);
+    return !reply_list_failed(r, e, fmt, marker);
+}
+
 static void glance_list(struct kova_req *r)
 {
     int limit;
@@ -474,7 +507,8 @@ static void glance_list(struct kova_req *r)
     if (!size_filter(r, "size_min", &f.has_size_min, &f.size_min) ||
         !size_filter(r, "size_max", &f.has_size_max, &f.size_max) ||
         !time_filter(r, "created_at", &f.created) || !time_filter(r, "updated_at", &f.updated) ||
-        !glance_order(r, sort, &f.nsort))
+        !glance_order(r, sort, &f.nsort) ||
+        !marker_visible(r, f.marker, "Invalid marker. Image %.100s could not be found."))
         return;
     struct kova_db_image *v;
     size_t n;
@@ -614,6 +648,8 @@ static int patch_txn(sqlite3 *conn, void *arg)
         else
             json_object_set(props, k, v);
     }
+    if (!props_within_quota(r, props))
+        goto out;
     props_s = json_dumps(props, JSON_COMPACT);
     tags_s = json_dumps(json_object_get(img, "tags"), JSON_COMPACT);
     if (!props_s || !tags_s) {
@@ -1010,6 +1046,12 @@ static void import_run(void *p)
     free(t);
 }
 
+/* Whether s is n hex digits. */
+static bool is_hex(const char *s, size_t n)
+{
+    return strlen(s) == n && strspn(s, "0123456789abcdefABCDEF") == n;
+}
+
 static void glance_import(struct kova_req *r)
 {
     json_t *body = req_json(r);
@@ -1052,6 +1094,14 @@ static void glance_import(struct kova_req *r)
         }
         want_md5 = ck ? json_string_value(ck) : NULL;
         want_sha = hv ? json_string_value(hv) : NULL;
+        /* as Glance: a hash value needs its algorithm, and both are hex of their length */
+        if ((!algo != !hv) || (want_md5 && !is_hex(want_md5, 32)) ||
+            (want_sha && !is_hex(want_sha, 128))) {
+            reply_fault(r, 400,
+                        "Invalid validation_data: os_hash_algo and os_hash_value go together, "
+                        "as hex digests (sha512: 128 digits, checksum: 32).");
+            goto out;
+        }
     }
     struct kova_db_image im;
     if (!load_image(r, r->arg[0], &im))
@@ -1161,7 +1211,8 @@ static void nova_list(struct kova_req *r)
                                      .marker = marker,
                                      .limit = status ? -1 : limit};
     /* changes-since: images updated then or later, as Nova's proxy asks Glance */
-    if (!time_filter(r, "changes-since", &f.updated))
+    if (!time_filter(r, "changes-since", &f.updated) ||
+        !marker_visible(r, marker, "marker [%.100s] not found"))
         return;
     if (f.updated.op == KOVA_DB_EQ)
         f.updated.op = KOVA_DB_GTE;

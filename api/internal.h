@@ -234,9 +234,10 @@ void kova_centry_unref(struct kova_centry *e);
 /* ---- util.c ---- */
 /* Strict integer parsing of a decimal string (optional sign); false when not an integer. */
 bool kova_parse_int(const char *s, long long *out);
-/* Accepts JSON integer or numeric string in [min, max]. */
+/* Accepts a JSON integer or a string of decimal digits (a leading '-' only when min < 0; no
+ * '+', no spaces, as Nova's schemas) in [min, max]. */
 bool json_as_int(json_t *v, long long min, long long max, long long *out);
-/* String of 1..maxlen chars without control characters and not only spaces. */
+/* String of 1..maxlen bytes without control characters, leading or trailing spaces. */
 bool valid_name(const char *s, size_t maxlen);
 json_t *json_str_or_null(const char *s);
 json_t *link_list(struct kova_req *r, const char *path_fmt, const char *id);

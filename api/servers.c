@@ -455,6 +455,113 @@ static bool list_order(struct kova_req *r, struct kova_db_sort *sort, int *nsort
     return true;
 }
 
+/* How many repetitions the interval x{m,n} at *pp asks for (n, or m+1 for "{m,}", m for
+ * "{m}"; at least 1), with *pp moved past it; 0 when it is not one (then regcomp decides what
+ * it is). */
+static size_t interval_count(const char **pp)
+{
+    const char *p = *pp + 1;
+    size_t m = 0, n = 0, digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++)
+        m = m > 100000 ? m : m * 10 + (size_t)(*p - '0');
+    if (!digits && *p != ',') /* glibc reads "{,n}" as "{0,n}" */
+        return 0;
+    n = m;
+    if (*p == ',') {
+        n = m + 1;
+        if (p[1] >= '0' && p[1] <= '9')
+            for (n = 0, p++; *p >= '0' && *p <= '9'; p++)
+                n = n > 100000 ? n : n * 10 + (size_t)(*p - '0');
+        else
+            p++;
+    }
+    if (*p != '}')
+        return 0;
+    *pp = p + 1;
+    return n > m ? (n ? n : 1) : (m ? m : 1);
+}
+
+/*
+ * An upper bound of the size regcomp() makes of an extended regular expression, in copies of
+ * its atoms: glibc expands bounded repetition, so x{m,n} is n copies of x, and "(.*){1,32000}"
+ * (255 characters are plenty) took gigabytes and the agent with it. *, + and ? count one copy
+ * more. Stops counting past budget (and returns more than it).
+ */
+static size_t regex_cost(const char *p, size_t budget)
+{
+    struct {
+        size_t sum, last; /* the level's cost so far; the cost of its last atom */
+    } st[32] = {{0, 0}};
+    int d = 0;
+    while (*p) {
+        size_t atom = 1, k;
+        switch (*p) {
+        case '(':
+            if (++d == (int)(sizeof(st) / sizeof(st[0])))
+                return budget + 1;
+            st[d].sum = st[d].last = 0;
+            p++;
+            continue;
+        case ')':
+            p++;
+            if (d > 0) {
+                atom = st[d].sum ? st[d].sum : 1;
+                d--;
+            }
+            break;
+        case '|':
+            st[d].last = 0;
+            p++;
+            continue;
+        case '*':
+        case '+':
+        case '?':
+            st[d].sum += st[d].last;
+            st[d].last *= 2;
+            p++;
+            goto check;
+        case '{':
+            if ((k = interval_count(&p)) == 0) {
+                p++;
+                break;
+            }
+            st[d].sum += st[d].last * (k - 1);
+            st[d].last *= k;
+            goto check;
+        case '\\':
+            p += p[1] ? 2 : 1;
+            break;
+        case '[':
+            /* a bracket expression: "]" first is a member, as are "[:class:]" and the like */
+            p++;
+            p += *p == '^';
+            p += *p == ']';
+            while (*p && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    const char *e = strchr(p + 2, p[1]);
+                    p = e && e[1] == ']' ? e + 2 : p + 1;
+                } else {
+                    p++;
+                }
+            }
+            p += *p == ']';
+            break;
+        default:
+            p++;
+            break;
+        }
+        st[d].sum += atom;
+        st[d].last = atom;
+    check:
+        if (st[d].sum > budget)
+            return budget + 1;
+    }
+    size_t total = 0;
+    for (int i = 0; i <= d; i++)
+        total += st[i].sum;
+    return total;
+}
+
 /* changes-since (Nova: servers updated at or after it; kova keeps no deleted ones) into the
  * form the servers table keeps times in; "" when absent. false after a 400 for a bad time. */
 static bool list_since(struct kova_req *r, char out[32])
@@ -553,10 +660,12 @@ static void server_list(struct kova_req *r)
                 p++;
             }
         }
-        if (strlen(name) > 255 || backref || regcomp(&re, name, REG_EXTENDED | REG_NOSUB) != 0) {
+        if (strlen(name) > 255 || backref || regex_cost(name, 1000) > 1000 ||
+            regcomp(&re, name, REG_EXTENDED | REG_NOSUB) != 0) {
             reply_fault(r, 400,
                         "Invalid name filter (a regular expression of at most 255 "
-                        "characters is expected)");
+                        "characters, without back-references or huge repetitions, is "
+                        "expected)");
             free(key.p);
             return;
         }
@@ -630,9 +739,12 @@ static struct kova_db_requester requester(struct kova_req *r)
     return (struct kova_db_requester){r->request_id, r->auth.user_id, r->auth.project_id};
 }
 
-/* Validates a metadata object (keys 1-255, string values ≤ 255). */
+/* Validates a metadata object as Nova's schema: keys of 1-255 characters of [a-zA-Z0-9-_:. ],
+ * values strings of at most 255. */
 static bool check_metadata(struct kova_req *r, json_t *md, const char *what)
 {
+    static const char key_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789-_:. ";
     if (!json_is_object(md)) {
         reply_fault(r, 400, "Invalid input for field/attribute %s: an object is required.", what);
         return false;
@@ -642,10 +754,10 @@ static bool check_metadata(struct kova_req *r, json_t *md, const char *what)
     json_object_foreach(md, k, v)
     {
         size_t kl = strlen(k);
-        if (kl == 0 || kl > 255) {
+        if (kl == 0 || kl > 255 || strspn(k, key_chars) != kl) {
             reply_fault(r, 400,
                         "Invalid input for field/attribute %s: keys must be 1-255 "
-                        "characters.",
+                        "characters of [a-zA-Z0-9-_:. ].",
                         what);
             return false;
         }
@@ -779,6 +891,8 @@ static int create_txn(sqlite3 *conn, void *arg)
     struct kova_db_image im = {0};
     struct kova_db_keypair kp = {0};
     int e = kova_db_flavor_get(conn, c->flavor, &fl);
+    if (e == 0 && !fl.is_public && !r->auth.is_admin)
+        e = -ENOENT; /* a private flavor: admins only (kova keeps no flavor access lists) */
     if (e == -ENOENT) {
         reply_fault(r, 400, "Flavor %.100s could not be found.", c->flavor);
         goto out;
@@ -930,6 +1044,14 @@ static void server_create(struct kova_req *r)
     if (!s || !check_keys(r, body, allowed_top, "body") || !check_keys(r, s, allowed, "'server'"))
         goto out;
     json_t *v;
+    /* scheduler hints: kova has one host and no server groups, but they are Nova's object */
+    for (int i = 1; i < 3; i++) {
+        if ((v = json_object_get(body, allowed_top[i])) && !json_is_object(v)) {
+            reply_fault(r, 400, "Invalid input for field/attribute %s: an object is required.",
+                        allowed_top[i]);
+            goto out;
+        }
+    }
     /* name */
     v = json_object_get(s, "name");
     if (!json_is_string(v) || !valid_name(json_string_value(v), 255) ||
@@ -1583,24 +1705,70 @@ static void state_conflict(struct kova_req *r, const struct kova_db_server_view 
                     v->vm_state);
 }
 
+/* The members of a rebuild besides imageRef, name and adminPass (which action_txn reads), as
+ * Nova's 2.1 schema has them: no other key (description, key_name, user_data are 2.19, 2.54,
+ * 2.57), each of its type. false after replying 400. */
+static bool check_rebuild(struct kova_req *r, json_t *a)
+{
+    static const char *const keys[] = {
+        "imageRef",           "name",       "adminPass",         "metadata",
+        "accessIPv4",         "accessIPv6", "OS-DCF:diskConfig", "personality",
+        "preserve_ephemeral", NULL};
+    const char *ignored = NULL;
+    if (!check_keys(r, a, keys, "rebuild") || !check_disk_config(r, a, &ignored) ||
+        !check_access_ip(r, a, AF_INET, false, &ignored) ||
+        !check_access_ip(r, a, AF_INET6, false, &ignored))
+        return false;
+    json_t *v = json_object_get(a, "metadata");
+    if (v && !check_metadata(r, v, "metadata"))
+        return false;
+    static const char *const bools[] = {"true", "1", "on", "yes", "false", "0", "off", "no"};
+    v = json_object_get(a, "preserve_ephemeral");
+    bool is_bool = json_is_boolean(v); /* Nova's parameter_types.boolean: these strings too */
+    for (size_t i = 0; json_is_string(v) && i < sizeof(bools) / sizeof(bools[0]); i++)
+        is_bool |= strcasecmp(json_string_value(v), bools[i]) == 0;
+    if (v && !is_bool) {
+        reply_fault(r, 400,
+                    "Invalid input for field/attribute preserve_ephemeral: a boolean is "
+                    "required.");
+        return false;
+    }
+    v = json_object_get(a, "personality");
+    if (v && (!json_is_array(v) || json_array_size(v) > 0)) {
+        reply_fault(r, 400,
+                    "Invalid input for field/attribute personality: personality files are not "
+                    "supported by kova.");
+        return false;
+    }
+    return true;
+}
+
+/* What a rebuild (c->arg, checked by check_rebuild) sets besides image and name, as Nova:
+ * metadata (replacing the server's: 403 replied past the quota, then -ECANCELED), accessIPv4,
+ * accessIPv6, OS-DCF:diskConfig. */
+static int rebuild_set(struct change *c, sqlite3 *conn)
+{
+    json_t *a = c->arg, *md = json_object_get(a, "metadata");
+    int e = 0;
+    if (md) {
+        c->arg = md;
+        e = metadata_set(c, conn, true);
+        c->arg = a;
+    }
+    struct kova_db_server_edit ed = {NULL, NULL, NULL, NULL};
+    if (e == 0 && check_access_ip(c->r, a, AF_INET, false, &ed.access_ipv4) &&
+        check_access_ip(c->r, a, AF_INET6, false, &ed.access_ipv6) &&
+        check_disk_config(c->r, a, &ed.disk_config) &&
+        (ed.access_ipv4 || ed.access_ipv6 || ed.disk_config))
+        e = kova_db_server_update(conn, c->id, NULL, &ed);
+    return e;
+}
+
 /* A server action's checks and its state change, in the transaction kova_db_txn_conn runs it
  * in: c->task is the task to submit after the commit. Replies a fault itself (then
  * -ECANCELED); a database error is returned unreplied. */
 static int action_txn(sqlite3 *conn, void *arg)
 {
-    static const char *const rebuild_keys[] = {"imageRef",
-                                               "name",
-                                               "adminPass",
-                                               "metadata",
-                                               "accessIPv4",
-                                               "accessIPv6",
-                                               "OS-DCF:diskConfig",
-                                               "personality",
-                                               "preserve_ephemeral",
-                                               "key_name",
-                                               "user_data",
-                                               "description",
-                                               NULL};
     struct change *c = arg;
     struct kova_req *r = c->r;
     const char *action = c->action;
@@ -1652,7 +1820,7 @@ static int action_txn(sqlite3 *conn, void *arg)
                         "required.");
             goto out;
         }
-        if (!check_keys(r, act_arg, rebuild_keys, "rebuild"))
+        if (!check_rebuild(r, act_arg))
             goto out;
         json_t *nm = json_object_get(act_arg, "name");
         if (nm && (!json_is_string(nm) || !valid_name(json_string_value(nm), 255) ||
@@ -1679,6 +1847,12 @@ static int action_txn(sqlite3 *conn, void *arg)
             goto out;
         }
     }
+    if (a->op != KOVA_OP_NONE && a->op != KOVA_OP_REBUILD && !json_is_null(act_arg) &&
+        !(json_is_object(act_arg) && json_object_size(act_arg) == 0)) {
+        /* os-start, os-stop, pause, unpause: Nova's body is {"<action>": null} */
+        reply_fault(r, 400, "Invalid input for field/attribute %.100s: null is required.", action);
+        goto out;
+    }
     if (a->vm_states != KOVA_ANY_STATE && !action_allowed(&v, a)) {
         state_conflict(r, &v, action);
         goto out;
@@ -1692,7 +1866,8 @@ static int action_txn(sqlite3 *conn, void *arg)
         if ((e = boot_image(r, conn, image, &im)) < 0)
             goto out;
         kova_db_image_free(&im);
-        if ((e = kova_db_server_set_image(conn, id, image, new_name)) < 0)
+        if ((e = kova_db_server_set_image(conn, id, image, new_name)) < 0 ||
+            (e = rebuild_set(c, conn)) < 0)
             goto out;
     }
     if ((e = begin_task(r, conn, id, a)) == 0)
@@ -1820,7 +1995,13 @@ static void limits_show(struct kova_req *r)
 {
     const struct kova_api_config *q = &r->api->cfg;
     const char *tenant = req_query(r, "tenant_id");
-    const char *proj = (tenant && r->auth.is_admin) ? tenant : r->auth.project_id;
+    if (tenant && !r->auth.is_admin) { /* Nova: os_compute_api:limits:other_project, admins' */
+        reply_fault(r, 403,
+                    "Policy doesn't allow os_compute_api:limits:other_project to be "
+                    "performed.");
+        return;
+    }
+    const char *proj = tenant ? tenant : r->auth.project_id;
     struct kova_db_server_usage u;
     int e = kova_db_server_usage_project(r->db, proj, &u);
     if (e < 0) {

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -40,18 +39,11 @@ bool json_as_int(json_t *v, long long min, long long max, long long *out)
     if (json_is_integer(v)) {
         x = json_integer_value(v);
     } else if (json_is_string(v)) {
-        char buf[32];
+        /* as Nova's schemas write it: ^[0-9]+$, or ^-?[0-9]+$ where negatives are allowed (no
+         * '+', no spaces) */
         const char *s = json_string_value(v);
-        size_t l = strlen(s);
-        while (l && isspace((unsigned char)*s))
-            s++, l--;
-        while (l && isspace((unsigned char)s[l - 1]))
-            l--;
-        if (l == 0 || l >= sizeof(buf))
-            return false;
-        memcpy(buf, s, l);
-        buf[l] = 0;
-        if (!kova_parse_int(buf, &x))
+        const char *d = (min < 0 && s[0] == '-') ? s + 1 : s;
+        if (!*d || strspn(d, "0123456789") != strlen(d) || strlen(s) > 20 || !kova_parse_int(s, &x))
             return false;
     } else {
         return false;
@@ -69,14 +61,14 @@ bool valid_name(const char *s, size_t maxlen)
     size_t n = strlen(s);
     if (n == 0 || n > maxlen)
         return false;
-    bool nonspace = false;
+    /* Nova's valid_name_regex (2.1): printable, no leading or trailing whitespace */
+    if (s[0] == ' ' || s[n - 1] == ' ')
+        return false;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p < 0x20 || *p == 0x7f)
             return false;
-        if (*p != ' ')
-            nonspace = true;
     }
-    return nonspace;
+    return true;
 }
 
 json_t *json_str_or_null(const char *s)
