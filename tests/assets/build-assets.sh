@@ -8,6 +8,9 @@
 #   l1-initrd.cpio.gz    initramfs of the nested-KVM test VM (tests/nested/l1-init)
 #   guest-initrd.cpio.gz initramfs of the test guest (tests/assets/guest-init)
 #   guest-root.ext4      a small raw ext4 root disk for the test guest
+#   l1-modules/          modules the tests insmod themselves in the test VM (its init loads only
+#                        KVM, virtio and 9p): tun, bridge, veth, vhost_net and what they need,
+#                        in the order of l1-modules/load-order; l1-modules/kernel-version
 #
 # Output directory: $KOVA_ASSETS, default <project>/build/assets. Safe to run concurrently
 # (flock) and repeatedly (a stamp over the inputs skips work that is already done).
@@ -96,6 +99,18 @@ make_tree "$work/l1" "$top/tests/nested/l1-init"
 add_modules "$work/l1" kvm-amd virtio_pci 9p 9pnet_virtio virtio_net
 pack "$work/l1" "$work/l1-initrd.cpio.gz"
 
+# 2b. Modules for the tests' own use in the test VM (vmm.net's tap, and bridges, veths and
+#     vhost-net for later tests), loaded by the test from inside the chroot with insmod.
+mkdir -p "$work/l1-modules"
+for m in tun bridge veth vhost_net; do
+    modprobe -d "$work/pkg" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
+done | awk '!seen[$0]++' | while read -r ko; do
+    cp "$ko" "$work/l1-modules/"
+    basename "$ko" >>"$work/l1-modules/load-order"
+done
+[ -s "$work/l1-modules/load-order" ] || die "no modules for l1-modules"
+echo "$kver" >"$work/l1-modules/kernel-version"
+
 # 3. The test guest: virtio-pci, -blk, -net, -rng, ext4 (+crc32c) and the ACPI power button.
 make_tree "$work/guest" "$here/guest-init"
 add_modules "$work/guest" virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4 button evdev
@@ -113,5 +128,9 @@ cp "$work/pkg/boot/vmlinuz-$kver" "$work/vmlinuz"
 echo "$kver" >"$work/kernel-version"
 mv -f "$work/vmlinuz" "$work/kernel-version" "$work/l1-initrd.cpio.gz" \
     "$work/guest-initrd.cpio.gz" "$work/guest-root.ext4" "$out/"
+rm -rf "$out/l1-modules.old"
+[ ! -d "$out/l1-modules" ] || mv "$out/l1-modules" "$out/l1-modules.old"
+mv "$work/l1-modules" "$out/"
+rm -rf "$out/l1-modules.old"
 echo "$stamp" >"$out/.stamp"
 echo "build-assets: kernel $kver ready in $out" >&2

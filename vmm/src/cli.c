@@ -77,6 +77,99 @@ int blk_spec_parse(const char *spec, struct blk_spec *out, char *err, size_t err
     return 0;
 }
 
+/* ---- --net ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* "xx:xx:xx:xx:xx:xx" (hex digits, either case) into mac. 0 or -EINVAL. */
+static int parse_mac(const char *s, unsigned char *mac)
+{
+    if (strlen(s) != 17)
+        return -EINVAL;
+    for (int i = 0; i < 6; i++) {
+        int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
+        if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
+            return -EINVAL;
+        mac[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int net_spec_parse(const char *spec, struct net_spec *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    out->vhost = NET_VHOST_AUTO;
+    size_t n = strlen(spec);
+    if (n >= 256)
+        return spec_err(err, errlen, "%s", "--net: option too long");
+    char buf[256];
+    memcpy(buf, spec, n + 1);
+    bool have_mac = false;
+    char *save = NULL;
+    for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return spec_err(err, errlen, "--net: \"%s\" is not key=value", kv);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(kv, "tap") == 0) {
+            size_t l = strlen(v);
+            if (l == 0 || l > NET_SPEC_IFNAME_MAX || strchr(v, '/') || strcmp(v, ".") == 0 ||
+                strcmp(v, "..") == 0)
+                return spec_err(err, errlen,
+                                "--net: tap= needs an interface name of 1 to 15 "
+                                "bytes, not \"%s\"",
+                                v);
+            for (size_t i = 0; i < l; i++)
+                if (v[i] <= 0x20 || v[i] > 0x7e || v[i] == ':')
+                    return spec_err(err, errlen, "--net: bad interface name \"%s\"", v);
+            memcpy(out->tap, v, l + 1);
+        } else if (strcmp(kv, "fd") == 0) {
+            char *end;
+            errno = 0;
+            long fd = (*v >= '0' && *v <= '9') ? strtol(v, &end, 10) : -1;
+            if (fd < 0 || errno || *end || fd > INT32_MAX)
+                return spec_err(err, errlen,
+                                "--net: fd= takes a file descriptor number, not "
+                                "\"%s\"",
+                                v);
+            out->fd = (int)fd;
+        } else if (strcmp(kv, "mac") == 0) {
+            if (parse_mac(v, out->mac) < 0)
+                return spec_err(err, errlen, "--net: mac \"%s\" is not xx:xx:xx:xx:xx:xx", v);
+            if (out->mac[0] & 1)
+                return spec_err(err, errlen, "--net: mac %s is a multicast address", v);
+            have_mac = true;
+        } else if (strcmp(kv, "vhost") == 0) {
+            if (strcmp(v, "on") == 0)
+                out->vhost = NET_VHOST_ON;
+            else if (strcmp(v, "off") == 0)
+                out->vhost = NET_VHOST_OFF;
+            else if (strcmp(v, "auto") == 0)
+                out->vhost = NET_VHOST_AUTO;
+            else
+                return spec_err(err, errlen, "--net: vhost= takes on, off or auto, not \"%s\"", v);
+        } else {
+            return spec_err(err, errlen, "--net: unknown key \"%s\" (tap, fd, mac, vhost)", kv);
+        }
+    }
+    if ((out->tap[0] != '\0') == (out->fd >= 0))
+        return spec_err(err, errlen, "%s", "--net: exactly one of tap=NAME and fd=N is required");
+    if (!have_mac)
+        return spec_err(err, errlen, "%s", "--net: mac= is required");
+    return 0;
+}
+
 /* ---- the options ---- */
 
 void kova_vmm_usage(FILE *out)
@@ -101,6 +194,10 @@ void kova_vmm_usage(FILE *out)
             "  --disk path=FILE,format=raw|qcow2[,readonly=on][,serial=S]\n"
             "                         a virtio-blk disk (repeatable, up to %d: vda, vdb, ...);\n"
             "                         serial: up to 20 printable bytes (GET_ID)\n"
+            "  --net tap=NAME|fd=N,mac=MAC[,vhost=on|off|auto]\n"
+            "                         a virtio-net NIC on a tap (repeatable, up to %d: eth0,\n"
+            "                         eth1, ...); fd=N: an inherited tap fd (IFF_TAP,\n"
+            "                         IFF_NO_PI, IFF_VNET_HDR); vhost=on is not implemented\n"
             "  --log-level LEVEL      error, warn, info (default) or debug; logs go to stderr\n"
             "  --sandbox-user USER    run the guest as USER (a name or UID[:GID]); as root the\n"
             "                         default is \"nobody\"; otherwise the caller's own uid\n"
@@ -110,7 +207,8 @@ void kova_vmm_usage(FILE *out)
             "Exit status: 0 guest powered off or quit, 1 bad arguments or input files,\n"
             "2 KVM or internal error, 3 guest triple fault. A guest reboot restarts the guest\n"
             "in the same process.\n",
-            KOVA_VMM_FIRMWARE, KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB, KOVA_VMM_MAX_DISKS);
+            KOVA_VMM_FIRMWARE, KOVA_VMM_MAX_CPUS, KOVA_VMM_MIN_MEMORY_MIB, KOVA_VMM_MAX_DISKS,
+            KOVA_VMM_MAX_NETS);
 }
 
 static int parse_uint(const char *s, uint64_t max, uint64_t *out)
@@ -139,6 +237,7 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         O_CTL,
         O_LEVEL,
         O_DISK,
+        O_NET,
         O_FIRMWARE,
         O_UUID,
         O_SANDBOX_USER,
@@ -158,6 +257,7 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
         {"control-socket", required_argument, NULL, O_CTL},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"disk", required_argument, NULL, O_DISK},
+        {"net", required_argument, NULL, O_NET},
         {"sandbox-user", required_argument, NULL, O_SANDBOX_USER},
         {"no-sandbox", no_argument, NULL, O_NO_SANDBOX},
         {"help", no_argument, NULL, O_HELP},
@@ -240,6 +340,20 @@ int kova_vmm_parse_args(int argc, char **argv, struct kova_vmm_config *cfg)
                 return -EINVAL;
             }
             cfg->disks[cfg->ndisks++] = optarg;
+            break;
+        }
+        case O_NET: {
+            struct net_spec spec;
+            char err[256];
+            if (net_spec_parse(optarg, &spec, err, sizeof(err)) < 0) {
+                fprintf(stderr, "kova-vmm: %s\n", err);
+                return -EINVAL;
+            }
+            if (cfg->nnets == KOVA_VMM_MAX_NETS) {
+                fprintf(stderr, "kova-vmm: at most %d --net options\n", KOVA_VMM_MAX_NETS);
+                return -EINVAL;
+            }
+            cfg->nets[cfg->nnets++] = optarg;
             break;
         }
         case O_SANDBOX_USER:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/landlock.h>
 #include <pwd.h>
@@ -250,6 +251,13 @@ static const char *const io_calls[] = {
     "fdatasync", "fsync",    "fallocate", "ftruncate", "eventfd2", NULL,
 };
 
+/* virtio-net workers: the tap's frames (read, writev: base calls), poll, and the queue's
+ * interrupt route, set up on first use like an I/O worker's. */
+static const char *const net_calls[] = {
+    "eventfd2",
+    NULL,
+};
+
 /* The main thread: the control socket's clients, signals, VM (re)creation after a guest reset,
  * thread creation (clone with CLONE_THREAD only), and what its threads need (they inherit this
  * list). */
@@ -327,6 +335,11 @@ static const unsigned long io_ioctls[] = {
     KVM_IRQ_LINE,
 };
 
+/* A virtio-net worker's: the interrupts, and the tap's offloads (set when the driver is ready). */
+static const unsigned long net_ioctls[] = {
+    KVM_IRQFD, KVM_SET_GSI_ROUTING, KVM_SIGNAL_MSI, KVM_IRQ_LINE, TUNSETOFFLOAD,
+};
+
 /* The main thread's: those and the VM's creation. */
 static const unsigned long control_ioctls[] = {
     KVM_GET_API_VERSION,       KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
@@ -391,6 +404,8 @@ int sandbox_thread(enum sandbox_kind kind, const char **why)
                              sizeof(control_ioctls) / sizeof(control_ioctls[0]));
         if (r == 0)
             r = allow_ioctls(ctx, vcpu_ioctls, sizeof(vcpu_ioctls) / sizeof(vcpu_ioctls[0]));
+        if (r == 0) /* the filters stack: the net workers' must pass this one too */
+            r = allow_ioctls(ctx, net_ioctls, sizeof(net_ioctls) / sizeof(net_ioctls[0]));
         break;
     case SANDBOX_VCPU:
         if (r == 0)
@@ -403,6 +418,12 @@ int sandbox_thread(enum sandbox_kind kind, const char **why)
             r = allow_names(ctx, io_calls, NULL);
         if (r == 0)
             r = allow_ioctls(ctx, io_ioctls, sizeof(io_ioctls) / sizeof(io_ioctls[0]));
+        break;
+    case SANDBOX_NET:
+        if (r == 0)
+            r = allow_names(ctx, net_calls, NULL);
+        if (r == 0)
+            r = allow_ioctls(ctx, net_ioctls, sizeof(net_ioctls) / sizeof(net_ioctls[0]));
         break;
     }
 #if defined(__SANITIZE_ADDRESS__)

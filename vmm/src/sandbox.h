@@ -39,6 +39,7 @@ enum sandbox_kind {
     SANDBOX_CONTROL, /* the main thread: control socket, VM (re)creation, thread creation */
     SANDBOX_VCPU,    /* KVM_RUN and the device emulation it calls (serial, PCI, fw_cfg …) */
     SANDBOX_IO,      /* virtio-blk workers: disk reads, writes, flushes */
+    SANDBOX_NET,     /* virtio-net workers: tap reads and writes, TUNSETOFFLOAD, poll */
 };
 
 /* "NAME" or "UID[:GID]" into uid and gid (a name's primary group). -ENOENT for an unknown user,

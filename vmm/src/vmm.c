@@ -9,6 +9,7 @@
 #include "sandbox.h"
 #include "log.h"
 #include "virtio_blk.h"
+#include "virtio_net.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -72,6 +73,7 @@ static void unmap_file(uint8_t *data, size_t size)
 
 struct vmm {
     const struct kova_vmm_config *cfg;
+    const struct net_backends *nets;
     struct vm *vm;
     uint64_t process_t0;
     unsigned boots;
@@ -119,6 +121,22 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
         json_object_set_new(r, "unhandled_mmio",
                             json_integer((json_int_t)(atomic_load(&vm->mmio.unknown_reads) +
                                                       atomic_load(&vm->mmio.unknown_writes))));
+        json_t *nics = json_array();
+        for (unsigned i = 0; m->nets && i < m->nets->n; i++) {
+            const struct net_backend *be = &m->nets->be[i];
+            const struct net_stats *st2 = be->stats;
+            json_array_append_new(
+                nics, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "tap", be->ifname,
+                                "rx_frames", (json_int_t)atomic_load(&st2->rx_frames), "rx_bytes",
+                                (json_int_t)atomic_load(&st2->rx_bytes), "tx_frames",
+                                (json_int_t)atomic_load(&st2->tx_frames), "tx_bytes",
+                                (json_int_t)atomic_load(&st2->tx_bytes), "bad_chains",
+                                (json_int_t)atomic_load(&st2->bad_chains), "rx_dropped",
+                                (json_int_t)atomic_load(&st2->rx_dropped), "tx_errors",
+                                (json_int_t)atomic_load(&st2->tx_errors), "broken_queues",
+                                (json_int_t)atomic_load(&st2->broken)));
+        }
+        json_object_set_new(r, "nics", nics);
         return r;
     }
     if (strcmp(cmd, KOVA_VMM_CMD_BOOT_TIME) == 0) {
@@ -240,6 +258,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
     uint64_t stop_at = 0;
     struct blk_spec *specs = NULL; /* the --disk options, parsed */
     struct blk_disks disks = {0};
+    struct net_spec *nspecs = NULL; /* the --net options, parsed */
+    struct net_backends nets = {0};
     struct kova_ctl_server ctl;
     kova_ctl_init(&ctl);
     struct vm *vm = calloc(1, sizeof(*vm));
@@ -363,6 +383,29 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
         goto out;
     }
 
+    /* NICs: the taps opened (or inherited fds checked) before the sandbox, kept across resets. */
+    if (cfg->nnets) {
+        nspecs = calloc(cfg->nnets, sizeof(*nspecs));
+        if (!nspecs) {
+            log_err("out of memory");
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < cfg->nnets; i++) {
+        char err[256];
+        if (net_spec_parse(cfg->nets[i], &nspecs[i], err, sizeof(err)) < 0) {
+            log_err("net %u: %s", i, err);
+            rc = KOVA_VMM_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (net_backends_open(&nets, nspecs, cfg->nnets) < 0) {
+        rc = KOVA_VMM_EXIT_USAGE;
+        goto out;
+    }
+    m.nets = &nets;
+
     size_t run_size;
     if ((r = kvm_open(&kvm_fd, cfg->cpus, &run_size, &why)) < 0) {
         log_err("%s: %s", why, strerror(-r));
@@ -395,6 +438,8 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
                 .stdout_fd = cfg->console_stdout ? STDOUT_FILENO : -1,
                 .disks = disks.be,
                 .ndisks = disks.n,
+                .nets = nets.be,
+                .nnets = nets.n,
             },
     };
     for (;;) {
@@ -485,6 +530,8 @@ out:
     free(vm);
     blk_disks_close(&disks);
     free(specs);
+    net_backends_close(&nets);
+    free(nspecs);
     if (stop_at)
         log_info("exiting with status %d, %.1f ms after the stop request", rc,
                  (double)(vm_now_ns() - stop_at) / 1e6);

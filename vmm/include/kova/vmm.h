@@ -24,6 +24,7 @@ enum kova_vmm_exit {
 };
 
 #define KOVA_VMM_MAX_DISKS 16                                    /* --disk options */
+#define KOVA_VMM_MAX_NETS  8                                     /* --net options */
 #define KOVA_VMM_FIRMWARE  "/usr/share/seabios/bios-microvm.bin" /* Debian's seabios */
 
 struct kova_vmm_config {
@@ -44,6 +45,10 @@ struct kova_vmm_config {
      * [,serial=S]", checked by kova_vmm_parse_args, opened by kova_vmm_run. */
     const char *disks[KOVA_VMM_MAX_DISKS];
     unsigned ndisks;
+    /* --net specs in order (eth0, eth1, ...): "tap=NAME|fd=N,mac=MAC[,vhost=on|off|auto]",
+     * checked by kova_vmm_parse_args, the taps opened by kova_vmm_run. */
+    const char *nets[KOVA_VMM_MAX_NETS];
+    unsigned nnets;
 };
 
 #define KOVA_VMM_MAX_CPUS       64

@@ -37,6 +37,7 @@ struct power_sink {
 };
 
 struct blk_backend;
+struct net_backend;
 
 /* What a device may use, owned by the VM. */
 struct dev_env {
@@ -62,6 +63,8 @@ struct dev_config {
     int stdout_fd;                   /* COM1 copies to it too; -1: none */
     const struct blk_backend *disks; /* virtio-blk disks, in PCI slot order (vda, vdb, ...) */
     unsigned ndisks;
+    const struct net_backend *nets; /* virtio-net NICs, in PCI slot order (eth0, eth1, ...) */
+    unsigned nnets;
     bool firmware;                  /* the VM boots through firmware: fw_cfg holds fw_files */
     unsigned ncpus;                 /* vCPUs (fw_cfg's CPU count) */
     const struct fw_file *fw_files; /* etc/e820, SMBIOS, ACPI, bootorder ... */

@@ -64,6 +64,7 @@ struct virtio_transport {
     bool (*driver_ok)(struct virtio_dev *d);                /* DRIVER_OK is set */
     void (*needs_reset)(struct virtio_dev *d);              /* sets DEVICE_NEEDS_RESET */
     void (*notify_queue)(struct virtio_dev *d, unsigned q); /* used buffers on q */
+    uint64_t (*driver_features)(struct virtio_dev *d);      /* what the driver acked */
 };
 
 /* The device's view of one instance, filled in by the transport. */
@@ -90,6 +91,12 @@ static inline void virtio_needs_reset(struct virtio_dev *d)
 static inline void virtio_notify_queue(struct virtio_dev *d, unsigned q)
 {
     d->transport->notify_queue(d, q);
+}
+
+/* The feature bits the driver acked (meaningful once DRIVER_OK is set). */
+static inline uint64_t virtio_driver_features(struct virtio_dev *d)
+{
+    return d->transport->driver_features(d);
 }
 
 /* A device type as the device table makes instances of it (VIRTIO_PCI_KIND, virtio_pci.h). */

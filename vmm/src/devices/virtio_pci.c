@@ -389,10 +389,16 @@ static void vt_notify_queue(struct virtio_dev *v, unsigned q)
     virtio_pci_notify_queue(of_vdev(v), q);
 }
 
+static uint64_t vt_driver_features(struct virtio_dev *v)
+{
+    return of_vdev(v)->driver_features;
+}
+
 static const struct virtio_transport pci_transport = {
     .driver_ok = vt_driver_ok,
     .needs_reset = vt_needs_reset,
     .notify_queue = vt_notify_queue,
+    .driver_features = vt_driver_features,
 };
 
 /* Called with the PCI host lock held after a config space write. */

@@ -22,6 +22,7 @@
 #include "virtq.h"
 
 struct blk_backend;
+struct net_backend;
 
 struct virtio_pci_dev {
     struct pci_dev pci;
@@ -106,5 +107,9 @@ int virtio_blk_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
 /* Stops the workers (after the requests in flight complete) and frees the device; the disk is
  * left open. */
 void virtio_blk_free(struct virtio_pci_dev *d);
+/* A NIC on be (its fd and stats must outlive the device): the worker runs until _free. */
+int virtio_net_create(struct virtio_pci_dev **out, const struct guest_mem *mem,
+                      const struct irq_sink *irq, const struct net_backend *be);
+void virtio_net_free(struct virtio_pci_dev *d);
 
 #endif
