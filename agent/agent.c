@@ -5,6 +5,7 @@
 #include "kova/compute.h"
 #include "kova/db.h"
 #include "kova/keystone.h"
+#include "net.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -158,6 +159,8 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     struct kova_keystone *keystone = NULL;
     struct workers w;
     bool workers_up = false;
+    struct agent_net an;
+    bool net_up = false;
     char path[4200];
     int r;
 
@@ -186,7 +189,19 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     /* the compute manager over the KVM driver; reconciled before the API listens */
     char images_dir[4200];
     snprintf(images_dir, sizeof(images_dir), "%s/images", cfg->state_dir);
-    struct kova_compute_config cc = {.db = db, .submit = submit, .submit_opaque = &w};
+    /* the networks' bridges and DHCP first: builds and adopted instances use them */
+    if ((r = agent_net_start(&an, cfg, db)) < 0)
+        goto out;
+    net_up = true;
+    size_t nnets;
+    const struct kova_net_def *nets = agent_net_defs(&an, &nnets);
+    struct kova_compute_config cc = {.db = db,
+                                     .submit = submit,
+                                     .submit_opaque = &w,
+                                     .networks = nets,
+                                     .nnetworks = nnets,
+                                     .ports_changed = agent_net_ports_changed,
+                                     .ports_opaque = &an};
     struct kova_kvm_driver_config kc = {
         .state_dir = cfg->state_dir,
         .images_dir = images_dir,
@@ -202,6 +217,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         fprintf(stderr, "kova-agent: cannot start the instance lifecycle: %s\n", strerror(-r));
         goto out;
     }
+    agent_net_reconcile(&an); /* after the VMMs nobody owns are gone: their taps with them */
 
     if (strcmp(cfg->auth_strategy, "keystone") == 0) {
         const struct kova_keystone_config kcfg = {
@@ -256,6 +272,10 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .quota_key_pairs = cfg->quota_key_pairs,
         .quota_metadata_items = cfg->quota_metadata_items,
         .compute = compute,
+        .networks = nets,
+        .nnetworks = nnets,
+        .ports_changed = agent_net_ports_changed,
+        .ports_opaque = &an,
         .verbose = cfg->log_level,
         .submit = submit,
         .submit_opaque = &w,
@@ -291,6 +311,8 @@ out:
     if (driver)
         driver->ops->free(driver); /* its monitor calls into compute: it goes first */
     kova_compute_free(compute);
+    if (net_up)
+        agent_net_stop(&an);
     kova_keystone_free(keystone);
     kova_db_close(db);
     return r;

@@ -2,6 +2,7 @@
 /* nova.conf-style configuration through Debian's libinih. */
 #include "kova/agent.h"
 #include "kova/common.h"
+#include "kova/network.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -116,11 +117,41 @@ static int set_bool(const char *v, int *out)
     return 1;
 }
 
+/* A key of a [network:NAME] section: the network's definition is started at its first key. */
+static int network_item(struct kova_agent_config *c, const char *netname, const char *name,
+                        const char *value)
+{
+    char err[256] = "";
+    struct kova_net_def *d = NULL;
+    for (size_t i = 0; i < c->nnetworks; i++)
+        if (strcmp(c->networks[i].name, netname) == 0)
+            d = &c->networks[i];
+    if (!d) {
+        if (c->nnetworks == KOVA_NET_MAX) {
+            fprintf(stderr, "kova-agent: at most %d networks\n", KOVA_NET_MAX);
+            return 0;
+        }
+        d = &c->networks[c->nnetworks];
+        if (kova_net_def_init(d, netname, err, sizeof(err)) < 0) {
+            fprintf(stderr, "kova-agent: [network:%s]: %s\n", netname, err);
+            return 0;
+        }
+        c->nnetworks++;
+    }
+    if (kova_net_def_set(d, name, value, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kova-agent: [network:%s] %s: %s\n", netname, name, err);
+        return 0;
+    }
+    return 1;
+}
+
 static int on_item(void *user, const char *section, const char *name, const char *value)
 {
     struct kova_agent_config *c = user;
     long long x;
     int b;
+    if (strncasecmp(section, "network:", 8) == 0)
+        return network_item(c, section + 8, name, value);
 #define IS(s, n) (strcasecmp(section, s) == 0 && strcasecmp(name, n) == 0)
     if (IS("DEFAULT", "osapi_compute_listen") || IS("kova", "listen_host"))
         return set_str(c->listen_host, sizeof(c->listen_host), value);
@@ -213,6 +244,12 @@ static int on_item(void *user, const char *section, const char *name, const char
         if (!set_int(value, 1, 3600, &x))
             return 0;
         c->boot_timeout = (unsigned)x;
+        return 1;
+    }
+    if (IS("kova", "dnsmasq")) {
+        if (strlen(value) >= sizeof(c->dnsmasq_path) || value[0] != '/')
+            return 0;
+        snprintf(c->dnsmasq_path, sizeof(c->dnsmasq_path), "%s", value);
         return 1;
     }
     if (IS("kova", "vmm_path")) {
@@ -313,6 +350,17 @@ int kova_agent_config_load(struct kova_agent_config *cfg, const char *path)
     fclose(f);
     if (line != 0) {
         fprintf(stderr, "kova-agent: %s:%d: invalid line or value\n", path, line);
+        return -EINVAL;
+    }
+    char err[256] = "";
+    for (size_t i = 0; i < cfg->nnetworks; i++) {
+        if (kova_net_def_finish(&cfg->networks[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "kova-agent: %s: [network:%s]: %s\n", path, cfg->networks[i].name, err);
+            return -EINVAL;
+        }
+    }
+    if (kova_net_defs_check(cfg->networks, cfg->nnetworks, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kova-agent: %s: networks: %s\n", path, err);
         return -EINVAL;
     }
     return 0;

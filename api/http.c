@@ -17,7 +17,7 @@
 
 static const struct kova_route *const route_tables[] = {
     kova_version_routes, kova_flavor_routes, kova_keypair_routes,  kova_server_routes,
-    kova_image_routes,   kova_host_routes,   kova_identity_routes,
+    kova_image_routes,   kova_host_routes,   kova_identity_routes, kova_network_routes,
 };
 
 const char *kova_api_min_version(void)

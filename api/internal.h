@@ -254,6 +254,33 @@ extern const struct kova_route kova_keypair_routes[];
 extern const struct kova_route kova_server_routes[];
 extern const struct kova_route kova_image_routes[];
 extern const struct kova_route kova_host_routes[];
+extern const struct kova_route kova_network_routes[];
+
+/* ---- networks.c: a create's `networks`, /os-networks, os-interface ---- */
+struct kova_net_def;
+struct net_nic_request {
+    const struct kova_net_def *net;
+    uint32_t ip; /* with has_ip: the fixed IP asked for (usable on net) */
+    bool has_ip;
+};
+struct net_request {
+    unsigned n; /* NICs, in order */
+    struct net_nic_request nic[KOVA_DB_PORTS_MAX];
+};
+/* A create's `networks` (v NULL: not given) into *out: "none", "auto" (and not given: the only
+ * network, none when there is none, 409 when there are several), or [{"uuid", "fixed_ip"}].
+ * false after replying 400/409. */
+bool net_request_parse(struct kova_req *r, json_t *v, long long max_count, struct net_request *out);
+/* In the create's transaction: the ports of server_id for nr. Replies 409 itself for a fixed IP
+ * in use or a network without free addresses (then -ECANCELED); else 0 or a database error. */
+int net_ports_create(struct kova_req *r, sqlite3 *conn, const struct net_request *nr,
+                     const char *server_id);
+/* After a commit that added or removed ports: tells the agent (DHCP leases). */
+void net_ports_changed(struct kova_api *api);
+/* servers.c: the server with this id as the caller may see it (load_server); false after
+ * replying 404 (or 500). */
+bool server_visible(struct kova_req *r, sqlite3 *conn, const char *id,
+                    struct kova_db_server_view *v);
 extern const struct kova_route kova_identity_routes[];
 
 /* versions.c */

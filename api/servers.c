@@ -195,7 +195,7 @@ static void render_server(struct sbuf *b, struct kova_req *r, const struct kova_
     sb_key(b, "updated");
     sb_str(b, v->updated_at);
     sb_key(b, "addresses");
-    sb_put(b, "{}");
+    sb_put(b, v->addresses);
     sb_key(b, "accessIPv4");
     sb_str(b, v->access_ipv4);
     sb_key(b, "accessIPv6");
@@ -306,6 +306,12 @@ static bool load_server(struct kova_req *r, sqlite3 *conn, const char *id,
     else if (e < 0)
         reply_db_error(r, e);
     return e == 0;
+}
+
+bool server_visible(struct kova_req *r, sqlite3 *conn, const char *id,
+                    struct kova_db_server_view *v)
+{
+    return load_server(r, conn, id, v);
 }
 
 /* ------------------------------------------------------------------ list */
@@ -875,8 +881,9 @@ struct create {
     struct kova_req *r;
     const char *flavor, *image, *key_name;
     long long min_count, max_count;
-    struct kova_db_server_new s; /* the request's part of the new rows */
-    long long count;             /* out: how many servers were made (in ids) */
+    const struct net_request *nets; /* each server's NICs */
+    struct kova_db_server_new s;    /* the request's part of the new rows */
+    long long count;                /* out: how many servers were made (in ids) */
     char ids[1000][37];
     const char *idp[1000];
 };
@@ -968,8 +975,12 @@ static int create_txn(sqlite3 *conn, void *arg)
     c->s.disk = disk;
     c->s.key_name = c->key_name;
     c->s.key_data = c->key_name ? kp.public_key : NULL;
-    if ((e = kova_db_server_create(conn, &c->s, c->idp, (size_t)count)) == 0)
-        c->count = count;
+    if ((e = kova_db_server_create(conn, &c->s, c->idp, (size_t)count)) < 0)
+        goto out;
+    for (long long i = 0; i < count; i++)
+        if ((e = net_ports_create(r, conn, c->nets, c->ids[i])) < 0)
+            goto out;
+    c->count = count;
 out:
     kova_db_image_free(&im);
     kova_db_keypair_free(&kp);
@@ -1182,26 +1193,11 @@ static void server_create(struct kova_req *r)
         goto out;
     }
     bool want_resv = v && json_is_true(v);
-    /* networks: kova has no networking service yet */
-    if ((v = json_object_get(s, "networks"))) {
-        if (json_is_string(v)) {
-            if (strcmp(json_string_value(v), "auto") && strcmp(json_string_value(v), "none")) {
-                reply_fault(r, 400, "Invalid input for field/attribute networks.");
-                goto out;
-            }
-        } else if (json_is_array(v)) {
-            if (json_array_size(v) > 0) {
-                json_t *n0 = json_array_get(v, 0);
-                json_t *u = json_is_object(n0) ? json_object_get(n0, "uuid") : NULL;
-                reply_fault(r, 400, "Network %.100s could not be found.",
-                            json_is_string(u) ? json_string_value(u) : "(port or fixed_ip)");
-                goto out;
-            }
-        } else {
-            reply_fault(r, 400, "Invalid input for field/attribute networks.");
-            goto out;
-        }
-    }
+    /* networks: the NICs, checked against kova's networks (their ports are made with the
+     * servers, in one transaction) */
+    struct net_request nets;
+    if (!net_request_parse(r, json_object_get(s, "networks"), max_count, &nets))
+        goto out;
     /* config_drive */
     const char *config_drive = "";
     if ((v = json_object_get(s, "config_drive")) && !json_is_null(v)) {
@@ -1283,6 +1279,7 @@ static void server_create(struct kova_req *r)
         .key_name = key_name,
         .min_count = min_count,
         .max_count = max_count,
+        .nets = &nets,
         .s = {.name = name,
               .project_id = r->auth.project_id,
               .user_id = r->auth.user_id,
@@ -1310,6 +1307,8 @@ static void server_create(struct kova_req *r)
     kova_uuid(ru);
     snprintf(resv, sizeof(resv), "r-%.8s", ru);
     snprintf(first_id, sizeof(first_id), "%s", c.ids[0]);
+    if (nets.n)
+        net_ports_changed(r->api); /* DHCP knows the ports before a guest asks */
     for (long long i = 0; i < c.count; i++)
         kova_compute_submit(r->api->manager, c.ids[i], KOVA_OP_BUILD);
     if (want_resv) {

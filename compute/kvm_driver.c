@@ -14,7 +14,9 @@
  */
 #include "kova/common.h"
 #include "kova/driver.h"
+#include "kova/db.h"
 #include "kova/layout.h"
+#include "kova/network.h"
 #include "kova/vmm_control.h"
 
 #include <dirent.h>
@@ -584,7 +586,10 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     snprintf(diskarg, sizeof(diskarg), "path=%s,format=qcow2", disk);
     snprintf(cpus, sizeof(cpus), "%u", s->vcpus);
     snprintf(mem, sizeof(mem), "%llu", s->ram_mib);
-    const char *argv[24];
+    const char *argv[24 + 2 * KOVA_DB_PORTS_MAX];
+    char netarg[KOVA_DB_PORTS_MAX][64];
+    int tapfd[KOVA_DB_PORTS_MAX];
+    unsigned ntaps = 0;
     int a = 0;
     argv[a++] = k->vmm_path;
     if (s->kernel_id) { /* direct boot; without it kova-vmm boots the disk through firmware */
@@ -613,11 +618,32 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
         argv[a++] = "--sandbox-user";
         argv[a++] = user;
     }
+    if (s->nnics > KOVA_DB_PORTS_MAX) {
+        snprintf(err, errlen, "%u NICs: kova-vmm takes %d", s->nnics, KOVA_DB_PORTS_MAX);
+        return -E2BIG;
+    }
+    /* The NICs: non-persistent taps on their bridges, inherited as fds 3, 4 ...: they go away
+     * with the VMM, whichever way it ends (no orphan tap). */
+    int logfd = -1, nullfd = -1;
+    for (; ntaps < s->nnics; ntaps++) {
+        const struct kova_boot_nic *nic = &s->nics[ntaps];
+        char why[256] = "";
+        r = kova_net_tap_open(nic->tap, nic->bridge, nic->mtu, why, sizeof(why));
+        if (r < 0) {
+            snprintf(err, errlen, "cannot create tap %s on bridge %s: %s", nic->tap, nic->bridge,
+                     why[0] ? why : strerror(-r));
+            goto fail_fds;
+        }
+        tapfd[ntaps] = r;
+        snprintf(netarg[ntaps], sizeof(netarg[ntaps]), "fd=%u,mac=%s", 3 + ntaps, nic->mac);
+        argv[a++] = "--net";
+        argv[a++] = netarg[ntaps];
+    }
     argv[a] = NULL;
 
     unlink(sock); /* a stale socket of a VMM that died */
-    int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (logfd < 0 || nullfd < 0) {
         r = -errno;
         snprintf(err, errlen, "cannot open %s: %s", logfd < 0 ? logp : "/dev/null", strerror(-r));
@@ -638,7 +664,15 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
         setsid();
         if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
             _exit(127);
-        syscall(SYS_close_range, 3U, ~0U, 0U);
+        /* the taps to 3, 4 ...: first above that range, so that no dup2 hits one not yet
+         * moved */
+        for (unsigned i = 0; i < ntaps; i++)
+            if ((tapfd[i] = fcntl(tapfd[i], F_DUPFD, 3 + ntaps)) < 0)
+                _exit(127);
+        for (unsigned i = 0; i < ntaps; i++)
+            if (dup2(tapfd[i], (int)(3 + i)) < 0)
+                _exit(127);
+        syscall(SYS_close_range, 3U + ntaps, ~0U, 0U);
         execv(argv[0], (char *const *)argv);
         static const char msg[] = "kova-agent: cannot execute kova-vmm\n";
         if (write(2, msg, sizeof(msg) - 1) < 0) {
@@ -648,6 +682,8 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     }
     close(logfd);
     close(nullfd);
+    for (unsigned i = 0; i < ntaps; i++)
+        close(tapfd[i]); /* the VMM holds them now */
     int pfd = pidfd_open(pid);
     if (pfd < 0) {
         r = -errno;
@@ -672,6 +708,8 @@ fail_fds:
         close(logfd);
     if (nullfd >= 0)
         close(nullfd);
+    for (unsigned i = 0; i < ntaps; i++)
+        close(tapfd[i]);
     return r;
 }
 

@@ -8,6 +8,7 @@
 #include "kova/compute.h"
 #include "kova/db.h"
 #include "kova/layout.h"
+#include "kova/network.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -292,8 +293,55 @@ out:
     return r < 0 ? r : 0;
 }
 
+/* The server's NICs from its ports: tap names and networks' bridges in p (KOVA_DB_PORTS_MAX). */
+struct nics {
+    struct kova_boot_nic nic[KOVA_DB_PORTS_MAX];
+    char tap[KOVA_DB_PORTS_MAX][KOVA_NET_IFNAME];
+    struct kova_db_port *ports;
+    size_t n;
+};
+
+static int load_nics(struct task *t, struct nics *ns, char *err, size_t errlen)
+{
+    memset(ns, 0, sizeof(*ns));
+    sqlite3 *conn = kova_db_acquire(t->c->cfg.db);
+    int r = kova_db_port_list(conn, t->id, &ns->ports, &ns->n);
+    kova_db_release(t->c->cfg.db, conn);
+    if (r < 0) {
+        snprintf(err, errlen, "database error");
+        return r;
+    }
+    if (ns->n > KOVA_DB_PORTS_MAX) {
+        snprintf(err, errlen, "the server has %zu ports; kova-vmm takes %d", ns->n,
+                 KOVA_DB_PORTS_MAX);
+        return -E2BIG;
+    }
+    for (size_t i = 0; i < ns->n; i++) {
+        const struct kova_db_port *p = &ns->ports[i];
+        const struct kova_net_def *d = NULL;
+        for (size_t k = 0; k < t->c->cfg.nnetworks; k++)
+            if (strcmp(t->c->cfg.networks[k].uuid, p->network_id) == 0)
+                d = &t->c->cfg.networks[k];
+        if (!d) {
+            snprintf(err, errlen,
+                     "network %s (%.64s) of port %s is not in the agent's configuration",
+                     p->network_id, p->network_name, p->id);
+            return -ENOENT;
+        }
+        kova_net_port_tap(p->id, ns->tap[i]);
+        ns->nic[i] = (struct kova_boot_nic){ns->tap[i], p->mac, d->bridge, d->mtu};
+    }
+    return 0;
+}
+
 static int spawn(struct task *t, const struct kova_db_server *w, char *err, size_t errlen)
 {
+    struct nics ns;
+    int r = load_nics(t, &ns, err, errlen);
+    if (r < 0) {
+        free(ns.ports);
+        return r;
+    }
     bool direct = w->kernel_id[0] != 0; /* else firmware boot */
     struct kova_boot_spec spec = {
         .uuid = t->id,
@@ -306,8 +354,12 @@ static int spawn(struct task *t, const struct kova_db_server *w, char *err, size
         .vcpus = (unsigned)w->vcpus,
         .ram_mib = (unsigned long long)w->ram,
         .root_gib = (unsigned long long)w->disk,
+        .nics = ns.nic,
+        .nnics = (unsigned)ns.n,
     };
-    return t->c->drv->ops->spawn(t->c->drv, &spec, note_ref, t, err, errlen);
+    r = t->c->drv->ops->spawn(t->c->drv, &spec, note_ref, t, err, errlen);
+    free(ns.ports);
+    return r;
 }
 
 /* ------------------------------------------------------------------ tasks */
@@ -387,10 +439,13 @@ static void do_delete(struct task *t)
     sqlite3 *conn = kova_db_acquire(t->c->cfg.db);
     r = kova_db_server_delete(conn, t->id);
     kova_db_release(t->c->cfg.db, conn);
-    if (r < 0)
+    if (r < 0) {
         kova_log(0, "server %s: cannot delete its row", t->id);
-    else
+    } else {
         kova_log(1, "server %s: deleted", t->id);
+        if (t->c->cfg.ports_changed) /* its ports went with the row: their fixed IPs are free */
+            t->c->cfg.ports_changed(t->c->cfg.ports_opaque);
+    }
 }
 
 /* pause/unpause. On failure the action's event records the error: an instance that is gone

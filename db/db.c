@@ -136,6 +136,19 @@ static const char *const migrations[] = {
     "ALTER TABLE servers ADD COLUMN kernel_id TEXT;"
     "ALTER TABLE servers ADD COLUMN ramdisk_id TEXT;"
     "ALTER TABLE servers ADD COLUMN os_cmdline TEXT;",
+    /* 4: networking: a port per server NIC (its order, network, MAC, fixed IPv4 in host order);
+     * a MAC is never given twice, nor a fixed IP twice on one network; deleted with the server */
+    "CREATE TABLE ports ("
+    "  id TEXT PRIMARY KEY,"
+    "  server_seq INTEGER NOT NULL REFERENCES servers(seq) ON DELETE CASCADE,"
+    "  idx INTEGER NOT NULL,"
+    "  network_id TEXT NOT NULL,"
+    "  network_name TEXT NOT NULL,"
+    "  mac TEXT NOT NULL UNIQUE,"
+    "  ip INTEGER NOT NULL,"
+    "  created_at TEXT NOT NULL,"
+    "  UNIQUE (network_id, ip),"
+    "  UNIQUE (server_seq, idx));",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -18,7 +18,17 @@
     "disk_config, host, launched_at, terminated_at, fault_code, fault_message, fault_details, "    \
     "fault_created, created_at, updated_at, vcpus, ram, disk, vmm_pid, vmm_start, kernel_id, "     \
     "ramdisk_id, os_cmdline, (SELECT json_group_object(key, value) FROM server_metadata WHERE "    \
-    "server_seq = servers.seq)"
+    "server_seq = servers.seq), " SERVER_ADDRESSES
+
+/* The server's addresses as Nova shows them: {"<network name>": [{"version": 4, "addr": ...,
+ * "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": ...}, ...], ...}, networks in the order
+ * of their first NIC, addresses in NIC order. */
+#define SERVER_ADDRESSES                                                                           \
+    "(SELECT json_group_object(network_name, json(a)) FROM (SELECT network_name, "                 \
+    "json_group_array(json_object('version', 4, 'addr', (ip >> 24) || '.' || ((ip >> 16) & 255) "  \
+    "|| '.' || ((ip >> 8) & 255) || '.' || (ip & 255), 'OS-EXT-IPS:type', 'fixed', "               \
+    "'OS-EXT-IPS-MAC:mac_addr', mac)) AS a, min(idx) AS first FROM (SELECT * FROM ports WHERE "    \
+    "server_seq = servers.seq ORDER BY idx) GROUP BY network_name ORDER BY first))"
 
 enum {
     C_SEQ,
@@ -55,6 +65,7 @@ enum {
     C_RAMDISK,
     C_CMDLINE,
     C_META, /* the metadata as a JSON object text */
+    C_ADDR, /* the addresses as a JSON object text */
 };
 
 static int read_server(sqlite3_stmt *st, void *dst)
@@ -120,6 +131,9 @@ static void read_view(sqlite3_stmt *st, struct kova_db_server_view *v)
     v->metadata = text(st, C_META);
     if (!v->metadata)
         v->metadata = "{}";
+    v->addresses = text(st, C_ADDR);
+    if (!v->addresses)
+        v->addresses = "{}";
 }
 
 /* Copies the text of a borrowed view into one malloc'd block (v->mem). */
@@ -149,6 +163,7 @@ static int view_own(struct kova_db_server_view *v)
         &v->created_at,
         &v->updated_at,
         &v->metadata,
+        &v->addresses,
     };
     size_t n = sizeof(t) / sizeof(t[0]), len = 1;
     for (size_t i = 0; i < n; i++)

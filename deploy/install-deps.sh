@@ -35,6 +35,9 @@ PACKAGES=(
     # the test cloud image (tests/assets/build-cloud-image.sh): a Debian tree (mmdebstrap), its
     # GPT (sgdisk), its EFI system partition and the cloud-init seed disks (mkfs.vfat, mcopy)
     mmdebstrap gdisk dosfstools mtools
+    # networks: the agent's netlink calls (bridges, taps: libmnl), DHCP for the guests (dnsmasq,
+    # run by the agent per network), masquerade to an uplink (iptables, nft backend)
+    libmnl-dev dnsmasq-base iptables
 )
 
 missing=()

@@ -139,7 +139,7 @@ class Config(unittest.TestCase):
             self.assert_clean_stop(a)
             db = sqlite3.connect(os.path.join(a.state_dir, "state.db"))
             self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
-            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 3)
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 4)
             db.close()
         finally:
             a.cleanup()

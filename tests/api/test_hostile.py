@@ -123,6 +123,14 @@ ROUTES = [
     ("compute", "GET", "/v2.1/images/detail", DEMO, None),
     ("compute", "GET", "/v2.1/images/{iid}", DEMO, None),
     ("compute", "DELETE", "/v2.1/images/{qid}", DEMO, None),
+    # networks.c (the sweep's agent has no networks: every id is unknown)
+    ("compute", "GET", "/v2.1/os-networks", DEMO, None),
+    ("compute", "GET", "/v2.1/os-networks/{nid}", DEMO, None),
+    ("compute", "GET", "/v2.1/servers/{sid}/os-interface", DEMO, None),
+    ("compute", "POST", "/v2.1/servers/{sid}/os-interface", DEMO,
+     lambda: {"interfaceAttachment": {"net_id": F["nid"]}}),
+    ("compute", "GET", "/v2.1/servers/{sid}/os-interface/{pid}", DEMO, None),
+    ("compute", "DELETE", "/v2.1/servers/{sid}/os-interface/{pid}", DEMO, None),
     # hosts.c
     ("compute", "GET", "/v2.1/os-availability-zone", DEMO, None),
     ("compute", "GET", "/v2.1/os-availability-zone/detail", ADMIN, None),
@@ -329,6 +337,8 @@ def setUpModule():
     acts = ok("compute", "GET", "/v2.1/servers/%s/os-instance-actions" % F["sid"])
     F["reqid"] = acts["instanceActions"][0]["request_id"]
     F["hyp"] = "1"
+    F["nid"] = "5a1c0e2e-7d1e-4c4f-9a55-1d0c3b7e9f10"
+    F["pid"] = "6b2d1f3f-8e2f-4d50-8b66-2e1d4c8f0a21"
 
 
 def tearDownModule():

@@ -10,7 +10,8 @@ password login with the CLI and server create/list/show/delete, flavor list and 
 through the catalog; a member of project B cannot see or touch project A's servers (404); a
 reader gets 403 on create, delete and actions but lists; admin sees both projects with
 --all-projects and alone may use admin routes; a missing, bad or revoked token gets 401 with
-WWW-Authenticate; one CLI reaches both regions; with Keystone stopped kova answers 503 (never
+WWW-Authenticate; one CLI reaches both regions; `server create --network NAME` finds the
+network through Nova's os-networks (no network service in the catalog); with Keystone stopped kova answers 503 (never
 500, never "let it in") and recovers when it is back.
 
 usage: /usr/bin/python3 test_keystone.py --agent PATH/kova-agent --fake-vmm PATH/kova-fake-vmm
@@ -34,6 +35,10 @@ REGISTER = os.path.join(HERE, "..", "..", "deploy", "keystone-register.sh")
 ADMIN_PW = "admin-secret"
 SVC_USER, SVC_PW = "kova", "kova-secret"
 CACHE_TIME = 3  # token_cache_time of the agents: a revoked token is refused after this
+NET_NAME = "ksnet%04x" % (os.getpid() & 0xffff)
+NET_BRIDGE = "ksbr%04x" % (os.getpid() & 0xffff)
+NET_CONF = "[network:%s]\ncidr = 10.234.%d.0/24\nbridge = %s\n" % (
+    NET_NAME, os.getpid() % 200 + 20, NET_BRIDGE)
 USERS = {  # name: (project, role)
     "alice": ("pa", "member"), "rita": ("pa", "reader"),
     "bob": ("pb", "member"), "rob": ("pb", "reader"),
@@ -155,8 +160,10 @@ http_request_timeout = 10
 """ % (ks.url, ks.port, SVC_USER, SVC_PW, CACHE_TIME)
         admin_env = cli_env(ks, cls.tmp, "admin", ADMIN_PW, "admin")
         for i, region in enumerate(("RegionOne", "RegionTwo")):
+            # RegionOne's agent has a network (its servers get a NIC): the CLI finds it by name
+            # through Nova's os-networks, as there is no network service in the catalog
             a = Agent(AGENT_BIN, extra_args=["--shutdown-timeout", "5", "--vmm", cls.fake],
-                      config_text=conf).start()
+                      config_text=conf + (NET_CONF if i == 0 else "")).start()
             cls.agents.append(a)
             args = [REGISTER, "--region", region, "--interfaces", "public",
                     "--compute-url", a.url("/v2.1"),
@@ -191,6 +198,7 @@ http_request_timeout = 10
                 stop_checked(a)
             except AssertionError as e:
                 errors.append(str(e))
+        subprocess.run(["ip", "link", "del", NET_BRIDGE], capture_output=True)
         if getattr(cls, "ks", None):
             cls.ks.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -390,6 +398,20 @@ http_request_timeout = 10
         _, _, b = self.agents[1].request("GET", "/v2/images?name=k", token=self.tokens["admin"],
                                          image=True)
         return b["images"][0]["id"]
+
+    def test_7_server_create_network_by_name(self):
+        s = self.cli_json("alice", "server", "create", "--image", "d", "--flavor", "1",
+                          "--network", NET_NAME, "--wait", "netvm")
+        show = self.cli_json("alice", "server", "show", s["id"])
+        _, _, b = self.api("alice", "GET", "/servers/" + s["id"], want=200)
+        ip = b["server"]["addresses"][NET_NAME][0]["addr"]
+        self.assertIn(ip, json.dumps(show["addresses"]))
+        row = [x for x in self.cli_json("alice", "server", "list") if x["ID"] == s["id"]][0]
+        self.assertIn(ip, json.dumps(row["Networks"]))
+        p = self.cli("alice", "server", "create", "--image", "d", "--flavor", "1", "--network",
+                     "no-such-net", "netvm2", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.cli("alice", "server", "delete", "--wait", s["id"])
 
     def test_9_keystone_down_is_503_then_recovers(self):
         t = self.ks.token("bob", "bob-pw", "pb")  # never validated: not in the cache

@@ -8,6 +8,7 @@
 #define KOVA_AGENT_H
 
 #include "kova/api.h"
+#include "kova/network.h"
 
 struct kova_agent_config {
     char listen_host[64];
@@ -35,6 +36,11 @@ struct kova_agent_config {
     char vmm_path[4096];       /* kova-vmm; "" = next to kova-agent (or ../vmm/ in a build tree) */
     unsigned shutdown_timeout; /* [DEFAULT] shutdown_timeout, Nova's name: clean stop, seconds */
     unsigned boot_timeout;     /* [kova] vmm_start_timeout: control socket answers, seconds */
+    /* [network:NAME] sections (kova/network.h: cidr, gateway, dns, bridge, masquerade, mtu,
+     * uuid), finished and checked by kova_agent_config_load */
+    struct kova_net_def networks[KOVA_NET_MAX];
+    size_t nnetworks;
+    char dnsmasq_path[4096]; /* [kova] dnsmasq: the DHCP server's executable; "": dnsmasq */
     /* [keystone_authtoken], nova.conf's names; used with auth_strategy = keystone */
     struct {
         char www_authenticate_uri[512]; /* named in 401 answers; default auth_url */

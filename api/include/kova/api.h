@@ -24,6 +24,7 @@ struct kova_db;
 struct kova_api;
 struct kova_compute;
 struct kova_keystone;
+struct kova_net_def;
 
 /* A unit of slow work; runs on a worker thread. The api owns arg and frees it in fn. */
 typedef void (*kova_task_fn)(void *arg);
@@ -56,7 +57,14 @@ struct kova_api_config {
     /* quotas (per project; -1 = unlimited) */
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
     struct kova_compute *compute; /* runs the server tasks (kova/compute.h); not owned */
-    int verbose;                  /* 0 warnings, 1 info, 2 debug (one line per request) */
+    /* kova's networks (kova/network.h), for servers' NICs and /os-networks; not owned, valid
+     * while the api runs. None: servers get no NICs. */
+    const struct kova_net_def *networks;
+    size_t nnetworks;
+    /* Called after a commit that added ports (a create), so that DHCP learns them; NULL: none. */
+    void (*ports_changed)(void *opaque);
+    void *ports_opaque;
+    int verbose; /* 0 warnings, 1 info, 2 debug (one line per request) */
     /* Queue slow work; returns 0 or -errno (then the api runs nothing and frees arg itself). */
     int (*submit)(void *opaque, kova_task_fn fn, void *arg);
     void *submit_opaque;

@@ -35,6 +35,7 @@
 
 struct kova_db;
 struct kova_compute;
+struct kova_net_def;
 
 /* A unit of slow work for a worker thread; the manager owns arg and frees it in fn. */
 typedef void (*kova_compute_task_fn)(void *arg);
@@ -44,6 +45,13 @@ struct kova_compute_config {
     /* Queue fn(arg) on a worker; 0 or -errno (then the manager runs it inline). NULL: inline. */
     int (*submit)(void *opaque, kova_compute_task_fn fn, void *arg);
     void *submit_opaque;
+    /* kova's networks (kova/network.h): a server's ports (kova_db_port) name one of them; its
+     * bridge and MTU go to the driver with the NIC. Not owned; valid while the manager runs. */
+    const struct kova_net_def *networks;
+    size_t nnetworks;
+    /* Called after a delete removed a server's ports (DHCP forgets them); NULL: none. */
+    void (*ports_changed)(void *opaque);
+    void *ports_opaque;
 };
 
 int kova_compute_new(const struct kova_compute_config *cfg, struct kova_compute **out);

@@ -37,6 +37,14 @@ struct kova_vmm_ref {
 
 enum kova_disk_kind { KOVA_BOOT_DISK_RAW, KOVA_BOOT_DISK_QCOW2 };
 
+/* One NIC: a tap the driver creates on the network's bridge (kova/network.h), the guest's MAC. */
+struct kova_boot_nic {
+    const char *tap;    /* "tap" + 11 characters of the port id */
+    const char *mac;    /* "fa:16:3e:xx:xx:xx" */
+    const char *bridge; /* the network's bridge */
+    unsigned mtu;
+};
+
 /* What to boot: the server's flavor and image, resolved by the manager. */
 struct kova_boot_spec {
     const char *uuid;
@@ -47,7 +55,9 @@ struct kova_boot_spec {
     const char *cmdline;    /* with kernel_id */
     unsigned vcpus;
     unsigned long long ram_mib;
-    unsigned long long root_gib; /* the flavor's root disk */
+    unsigned long long root_gib;      /* the flavor's root disk */
+    const struct kova_boot_nic *nics; /* spawn: eth0, eth1 ... in order */
+    unsigned nnics;
 };
 
 enum kova_power_off_mode {

@@ -177,8 +177,9 @@ struct kova_db_server_view {
     const char *fault_message, *fault_details, *fault_created;
     const char *created_at, *updated_at;
     long long vcpus, ram, disk;
-    const char *metadata; /* the metadata as a JSON object text ("{}": none), keys in order */
-    char *mem;            /* kova_db_server_view_get: the block the text is in; else NULL */
+    const char *metadata;  /* the metadata as a JSON object text ("{}": none), keys in order */
+    const char *addresses; /* Nova's addresses object as JSON text ("{}": no ports) */
+    char *mem;             /* kova_db_server_view_get: the block the text is in; else NULL */
 };
 
 /* The server with this id, when project_id is NULL (an administrator) or it is the server's
@@ -524,5 +525,37 @@ int kova_db_keypair_list(sqlite3 *conn, const char *user_id, struct kova_db_keyp
 int kova_db_keypair_create(sqlite3 *conn, struct kova_db_keypair *k, long long quota);
 /* -ENOENT when the user has no keypair of that name. */
 int kova_db_keypair_delete(sqlite3 *conn, const char *user_id, const char *name);
+
+/* ---- typed access: ports.c (a server's NICs on kova's networks) ---- */
+
+#define KOVA_DB_PORTS_MAX 8 /* NICs per server (kova-vmm's --net limit) */
+
+struct kova_db_port {
+    char id[KOVA_DB_ID_MAX];
+    char server_id[KOVA_DB_ID_MAX];
+    char server_name[KOVA_DB_NAME_MAX]; /* read only: the server's name */
+    int idx;                            /* the NIC's order: eth0, eth1 ... */
+    char network_id[KOVA_DB_ID_MAX];
+    char network_name[KOVA_DB_NAME_MAX]; /* the network's name when the port was made */
+    char mac[18];
+    uint32_t ip; /* IPv4, host byte order */
+    char created_at[32];
+};
+
+/* Adds p (every member but server_name and created_at, which is set) to server p->server_id.
+ * -ENOENT when there is no such server, -EEXIST when its id, its MAC, the server's NIC index or
+ * (network, ip) is taken. Run it in the transaction that checked the IP (kova_db_port_ip_owner). */
+int kova_db_port_add(sqlite3 *conn, const struct kova_db_port *p);
+/* The server that holds ip on the network, into owner (KOVA_DB_ID_MAX bytes): 1 when one does, 0
+ * when the address is free. */
+int kova_db_port_ip_owner(sqlite3 *conn, const char *network_id, uint32_t ip, char *owner);
+/* Every fixed IP taken on the network (malloc'd array, free() it; NULL and 0 when none). */
+int kova_db_port_ips(sqlite3 *conn, const char *network_id, uint32_t **out, size_t *n);
+/* The server's ports in NIC order (server_id NULL: every server's, by server then NIC; malloc'd
+ * array, free() it). */
+int kova_db_port_list(sqlite3 *conn, const char *server_id, struct kova_db_port **out, size_t *n);
+/* The port with this id of server_id. -ENOENT when it has none. */
+int kova_db_port_get(sqlite3 *conn, const char *server_id, const char *port_id,
+                     struct kova_db_port *out);
 
 #endif
