@@ -51,6 +51,7 @@ static const char *fault_name(int status)
         return "overLimit";
     case 415:
         return "badMediaType";
+    case 414:
     case 429:
     case 431:
         return "overLimit";
@@ -82,6 +83,8 @@ static const char *status_title(int status)
         return "Conflict";
     case 413:
         return "Request Entity Too Large";
+    case 414:
+        return "Request-URI Too Long";
     case 415:
         return "Unsupported Media Type";
     case 431:
@@ -588,7 +591,9 @@ static int normalise_path(struct kova_req *r)
 {
     const char *u = r->url;
     size_t len = strlen(u);
-    if (len == 0 || u[0] != '/' || len > 2048)
+    if (len > 2048)
+        return -ENAMETOOLONG; /* Nova (eventlet's wsgi): 414 */
+    if (len == 0 || u[0] != '/')
         return -EINVAL;
     char *p = strdup(u);
     if (!p)
@@ -850,7 +855,12 @@ static void req_start(struct kova_req *r)
                     hdr, r->api->cfg.max_header_size);
         return;
     }
-    if (normalise_path(r) < 0) {
+    int np = normalise_path(r);
+    if (np == -ENAMETOOLONG) {
+        reply_fault(r, 414, "Request-URI Too Long: the path is over 2048 bytes.");
+        return;
+    }
+    if (np < 0) {
         reply_fault(r, 400, "Invalid request path");
         return;
     }
