@@ -855,6 +855,15 @@ static void req_start(struct kova_req *r)
                     hdr, r->api->cfg.max_header_size);
         return;
     }
+    /* RFC 9112 §6.3: a request whose last transfer coding is not chunked has no knowable
+     * length (400, and the connection closed: on_request answers at once); kova decodes no
+     * other coding, so anything but plain "chunked" is refused */
+    const char *te = req_header(r, "Transfer-Encoding");
+    if (te && strcasecmp(te, "chunked") != 0) {
+        r->close = true;
+        reply_fault(r, 400, "Transfer-Encoding %.40s is not supported (only chunked).", te);
+        return;
+    }
     int np = normalise_path(r);
     if (np == -ENAMETOOLONG) {
         reply_fault(r, 414, "Request-URI Too Long: the path is over 2048 bytes.");
@@ -977,6 +986,8 @@ static enum MHD_Result send_reply(struct kova_req *r)
     }
     if (r->subject_token)
         MHD_add_response_header(resp, "X-Subject-Token", r->subject_token);
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     if (kova_log_get_level() >= 2)
@@ -1003,6 +1014,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->resp_fd = -1;
         *con_cls = r;
         req_start(r);
+        if (r->close)
+            return send_reply(r); /* the body cannot be read: answer now, then close */
         return MHD_YES;
     }
     if (*upload_data_size) {

@@ -125,6 +125,7 @@ struct kova_req {
     char location[512];
     char *subject_token;   /* identity: X-Subject-Token of an issued token */
     bool www_authenticate; /* a 401 that names Keystone (WWW-Authenticate) */
+    bool close;            /* answer before the body and close the connection */
 };
 
 /* ---- reply helpers (http.c) ---- */
