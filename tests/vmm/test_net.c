@@ -5,6 +5,7 @@
  * No KVM and no tap needed. */
 #include "cli.h"
 #include "mem.h"
+#include "vhost_net.h"
 #include "virtio_net.h"
 #include "virtio_pci.h"
 #include "virtq.h"
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -548,6 +550,232 @@ static void test_spec(void)
     }
 }
 
+/* ---- vhost-net: what goes to the kernel (no /dev/vhost-net needed) ---- */
+
+static void test_vhost_helpers(void)
+{
+    /* features: what the driver acked that vhost implements, ring features only */
+    uint64_t vf = VIRTIO_NET_F_MRG_RXBUF | VIRTIO_RING_F_EVENT_IDX | VIRTIO_RING_F_INDIRECT_DESC |
+                  VIRTIO_F_VERSION_1 | (1ULL << 27) | (1ULL << 26);
+    uint64_t acked = VIRTIO_NET_F_MRG_RXBUF | VIRTIO_RING_F_EVENT_IDX | VIRTIO_F_VERSION_1 |
+                     VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_MAC;
+    CHECK(vhost_net_features(acked, vf) ==
+          (VIRTIO_NET_F_MRG_RXBUF | VIRTIO_RING_F_EVENT_IDX | VIRTIO_F_VERSION_1));
+    CHECK(vhost_net_features(acked, vf & ~VIRTIO_RING_F_EVENT_IDX) ==
+          (VIRTIO_NET_F_MRG_RXBUF | VIRTIO_F_VERSION_1));
+
+    /* the ring check: inside RAM (host addresses of the rings), else refused */
+    struct guest_mem gm;
+    CHECK(gm_alloc(&gm, 32ULL << 20) == 0);
+    struct ring r;
+    ring_init(&r, &gm);
+    struct vhost_ring vr;
+    r.vq.last_avail = 5;
+    CHECK(vhost_ring_from_vq(&r.vq, &gm, &vr) == 0);
+    CHECK(vr.num == QSIZE && vr.base == 5 && vr.kick == -1 && vr.call == -1);
+    CHECK(vr.desc == (uint64_t)(uintptr_t)gm_ptr(&gm, DESC_GPA, 1) &&
+          vr.avail == (uint64_t)(uintptr_t)gm_ptr(&gm, AVAIL_GPA, 1) &&
+          vr.used == (uint64_t)(uintptr_t)gm_ptr(&gm, USED_GPA, 1));
+    struct virtq bad = r.vq;
+    bad.used_gpa = gm.size - 8ULL * QSIZE; /* the used ring runs past the end of RAM */
+    CHECK(vhost_ring_from_vq(&bad, &gm, &vr) == -EINVAL);
+    bad = r.vq;
+    bad.desc_gpa = GM_GAP_START; /* in the MMIO gap */
+    CHECK(vhost_ring_from_vq(&bad, &gm, &vr) == -EINVAL);
+    bad = r.vq;
+    bad.avail_gpa = 1ULL << 40;
+    CHECK(vhost_ring_from_vq(&bad, &gm, &vr) == -EINVAL);
+    bad = r.vq;
+    bad.desc_gpa += 8; /* misaligned */
+    CHECK(vhost_ring_from_vq(&bad, &gm, &vr) == -EINVAL);
+    bad = r.vq;
+    bad.enabled = false;
+    CHECK(vhost_ring_from_vq(&bad, &gm, &vr) == -EINVAL);
+    bad = r.vq;
+    bad.broken = true;
+    CHECK(vhost_ring_from_vq(&bad, &gm, &vr) == -EINVAL);
+    gm_free(&gm);
+
+    /* the memory table: RAM below the gap, and above 4 GiB (layout only, nothing mapped) */
+    struct guest_mem big;
+    gm_layout(&big, 5ULL << 30);
+    big.host = (uint8_t *)(uintptr_t)0x7f0000000000ULL;
+    uint64_t tbuf[64];
+    CHECK(vhost_mem_size() <= sizeof(tbuf));
+    CHECK(vhost_mem_fill(tbuf, &big) == 2);
+    /* struct vhost_memory (<linux/vhost_types.h>, not included: it redefines VIRTIO_*_F_*) */
+    struct {
+        uint32_t nregions, padding;
+        struct {
+            uint64_t guest_phys_addr, memory_size, userspace_addr, flags_padding;
+        } regions[2];
+    } *m = (void *)tbuf;
+    CHECK(m->nregions == 2);
+    CHECK(m->regions[0].guest_phys_addr == 0 && m->regions[0].memory_size == big.low_size &&
+          m->regions[0].userspace_addr == 0x7f0000000000ULL);
+    CHECK(m->regions[1].guest_phys_addr == GM_HIGH_START &&
+          m->regions[1].memory_size == big.high_size &&
+          m->regions[1].userspace_addr == 0x7f0000000000ULL + big.low_size);
+    struct guest_mem small;
+    gm_layout(&small, 256ULL << 20);
+    CHECK(vhost_mem_fill(tbuf, &small) == 1 && m->regions[0].memory_size == 256ULL << 20);
+}
+
+/* ---- the transport's irqfds for vhost's call eventfds: routed, re-routed, masked ---- */
+
+struct fake_routes {
+    int adds, sets, dels, msis;
+    int fd, gsi;
+    uint64_t addr;
+    uint32_t data;
+};
+static int fr_add(void *o, int fd, uint64_t addr, uint32_t data)
+{
+    struct fake_routes *f = o;
+    f->adds++;
+    f->fd = fd;
+    f->addr = addr;
+    f->data = data;
+    return f->gsi = 40 + f->adds;
+}
+static int fr_set(void *o, int gsi, uint64_t addr, uint32_t data)
+{
+    struct fake_routes *f = o;
+    CHECK(gsi == f->gsi);
+    f->sets++;
+    f->addr = addr;
+    f->data = data;
+    return 0;
+}
+static void fr_del(void *o, int gsi, int fd)
+{
+    struct fake_routes *f = o;
+    CHECK(gsi == f->gsi && fd == f->fd);
+    f->dels++;
+    f->gsi = -1;
+}
+static int fr_msi(void *o, uint64_t addr, uint32_t data)
+{
+    (void)addr;
+    (void)data;
+    ((struct fake_routes *)o)->msis++;
+    return 0;
+}
+
+static void bar_w(struct virtio_pci_dev *d, uint64_t off, unsigned size, uint64_t v)
+{
+    uint8_t b[8];
+    kova_le_put(b, size, v);
+    d->pci.bar_ops[0]->write(d->pci.bar_opaque[0], off, b, size);
+}
+static uint64_t bar_r(struct virtio_pci_dev *d, uint64_t off, unsigned size)
+{
+    uint8_t b[8];
+    d->pci.bar_ops[0]->read(d->pci.bar_opaque[0], off, b, size);
+    return kova_le_get(b, size);
+}
+static void msix_ctl(struct virtio_pci_dev *d, uint16_t v)
+{
+    kova_le_put(d->pci.cfg + 0x42, 2, v);
+    d->pci.cfg_written(&d->pci, 0x42, 2);
+}
+static uint64_t count(int fd)
+{
+    uint64_t v = 0;
+    return read(fd, &v, sizeof(v)) == sizeof(v) ? v : 0;
+}
+
+static void test_call_irqfd(void)
+{
+    struct guest_mem gm;
+    CHECK(gm_alloc(&gm, 16ULL << 20) == 0);
+    struct fake_routes f = {.fd = -1, .gsi = -1};
+    struct irq_sink sink = {.opaque = &f,
+                            .msi = fr_msi,
+                            .msi_route_add = fr_add,
+                            .msi_route_set = fr_set,
+                            .msi_route_del = fr_del};
+    static const struct virtio_dev_ops ops = {
+        .name = "test", .device_id = 1, .num_queues = 2, .queue_size = 8, .kick_fds = true};
+    struct virtio_pci_dev *d = calloc(1, sizeof(*d));
+    CHECK(d && virtio_pci_init(d, &ops, NULL, &gm, &sink) == 0);
+    if (!d)
+        return;
+    const struct virtio_transport *t = d->vdev.transport;
+    uint64_t e1 = VPCI_MSIX_OFF + 16; /* vector 1's table entry */
+    msix_ctl(d, 0x8000);
+    bar_w(d, e1 + 0, 4, 0xfee00000);
+    bar_w(d, e1 + 8, 4, 0x41);
+    bar_w(d, e1 + 12, 4, 0); /* unmasked */
+    bar_w(d, 0x16, 2, 0);    /* queue_select 0 */
+    bar_w(d, 0x1a, 2, 1);    /* queue_msix_vector 1 */
+    pthread_mutex_lock(&d->lock);
+    CHECK(t->queue_irqfd(&d->vdev, 1) == -1); /* queue 1 has no vector */
+    int fd = t->queue_irqfd(&d->vdev, 0);
+    pthread_mutex_unlock(&d->lock);
+    /* routed at once, to the entry's message; the kernel (here: this test) writes the fd */
+    CHECK(fd >= 0 && f.adds == 1 && f.fd == fd && f.addr == 0xfee00000 && f.data == 0x41);
+    /* the guest rewrites the message: re-routed at once, no delivery needed */
+    bar_w(d, e1 + 8, 4, 0x42);
+    CHECK(f.sets == 1 && f.data == 0x42 && f.adds == 1);
+    bar_w(d, e1 + 0, 8, 0xfee01000ULL);
+    CHECK(f.sets == 2 && f.addr == 0xfee01000ULL);
+    /* masked: unrouted; a write then is pending (the PBA shows it); unmask delivers it */
+    bar_w(d, e1 + 12, 4, 1);
+    CHECK(f.dels == 1 && f.gsi == -1);
+    uint64_t one = 1;
+    CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
+    CHECK(bar_r(d, VPCI_PBA_OFF, 8) == 2);
+    bar_w(d, e1 + 12, 4, 0);
+    CHECK(f.adds == 2 && f.data == 0x42 && f.addr == 0xfee01000ULL);
+    CHECK(bar_r(d, VPCI_PBA_OFF, 8) == 0 && count(fd) == 1 && f.msis == 0);
+    /* the function masked (MSI-X control), then unmasked: the same */
+    msix_ctl(d, 0x8000 | 0x4000);
+    CHECK(f.dels == 2);
+    CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
+    msix_ctl(d, 0x8000);
+    CHECK(f.adds == 3 && count(fd) == 1);
+    /* MSI-X off: unrouted */
+    msix_ctl(d, 0);
+    CHECK(f.dels == 3);
+    msix_ctl(d, 0x8000);
+    CHECK(f.adds == 4);
+    /* released: the transport's own lazy routing again (nothing changes until a delivery) */
+    pthread_mutex_lock(&d->lock);
+    t->irqfds_release(&d->vdev);
+    pthread_mutex_unlock(&d->lock);
+    bar_w(d, e1 + 8, 4, 0x43);
+    CHECK(f.sets == 2);
+    /* raise_queue: the interrupt now, through the route (no suppression check) */
+    pthread_mutex_lock(&d->lock);
+    t->raise_queue(&d->vdev, 0);
+    pthread_mutex_unlock(&d->lock);
+    CHECK(f.sets == 3 && f.data == 0x43 && count(fd) == 1);
+    virtio_pci_destroy(d);
+    free(d);
+
+    /* No irqfd routes in the sink: queue_irqfd -1 (the device polls its own eventfds and
+     * raises the interrupt itself), through KVM_SIGNAL_MSI. */
+    struct fake_routes g = {.fd = -1, .gsi = -1};
+    struct irq_sink plain = {.opaque = &g, .msi = fr_msi};
+    d = calloc(1, sizeof(*d));
+    CHECK(d && virtio_pci_init(d, &ops, NULL, &gm, &plain) == 0);
+    if (d) {
+        t = d->vdev.transport;
+        msix_ctl(d, 0x8000);
+        bar_w(d, e1 + 12, 4, 0);
+        bar_w(d, 0x1a, 2, 1);
+        pthread_mutex_lock(&d->lock);
+        CHECK(t->queue_irqfd(&d->vdev, 0) == -1);
+        t->raise_queue(&d->vdev, 0);
+        pthread_mutex_unlock(&d->lock);
+        CHECK(g.msis == 1);
+        virtio_pci_destroy(d);
+        free(d);
+    }
+    gm_free(&gm);
+}
+
 int main(void)
 {
     test_check();
@@ -555,5 +783,7 @@ int main(void)
     test_rx();
     test_device();
     test_spec();
+    test_vhost_helpers();
+    test_call_irqfd();
     return kt_finish("vmm net unit tests");
 }

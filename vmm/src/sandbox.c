@@ -8,6 +8,7 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/landlock.h>
+#include <linux/vhost.h>
 #include <pwd.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -335,9 +336,24 @@ static const unsigned long io_ioctls[] = {
     KVM_IRQ_LINE,
 };
 
-/* A virtio-net worker's: the interrupts, and the tap's offloads (set when the driver is ready). */
+/* A virtio-net worker's: the interrupts, the tap's offloads (set when the driver is ready), and
+ * with vhost-net the kernel's set-up at DRIVER_OK and its stop at a reset (vhost_net.h; the
+ * device was opened, owned and asked for its features before the sandbox). */
 static const unsigned long net_ioctls[] = {
-    KVM_IRQFD, KVM_SET_GSI_ROUTING, KVM_SIGNAL_MSI, KVM_IRQ_LINE, TUNSETOFFLOAD,
+    KVM_IRQFD,
+    KVM_SET_GSI_ROUTING,
+    KVM_SIGNAL_MSI,
+    KVM_IRQ_LINE,
+    TUNSETOFFLOAD,
+    VHOST_SET_FEATURES,
+    VHOST_SET_MEM_TABLE,
+    VHOST_SET_VRING_NUM,
+    VHOST_SET_VRING_BASE,
+    VHOST_GET_VRING_BASE,
+    VHOST_SET_VRING_ADDR,
+    VHOST_SET_VRING_KICK,
+    VHOST_SET_VRING_CALL,
+    VHOST_NET_SET_BACKEND,
 };
 
 /* The main thread's: those and the VM's creation. */

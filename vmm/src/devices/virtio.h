@@ -65,6 +65,19 @@ struct virtio_transport {
     void (*needs_reset)(struct virtio_dev *d);              /* sets DEVICE_NEEDS_RESET */
     void (*notify_queue)(struct virtio_dev *d, unsigned q); /* used buffers on q */
     uint64_t (*driver_features)(struct virtio_dev *d);      /* what the driver acked */
+    /* For a device whose used buffers are signalled by someone outside the VMM (vhost-net's
+     * call eventfds); both may be NULL.
+     * queue_irqfd: an eventfd that, when written, raises queue q's MSI-X vector in the kernel
+     * (an irqfd), following the guest's table: re-routed when it rewrites the entry's address
+     * or data, unrouted while the vector or the function is masked (a write then leaves the
+     * vector pending: the PBA shows it, unmasking delivers it). -1 where that is not possible
+     * (no vector, no irqfd routes): the device then raises the interrupt itself (raise_queue).
+     * Valid until irqfds_release, which the device calls once nothing writes them any more. */
+    int (*queue_irqfd)(struct virtio_dev *d, unsigned q);
+    void (*irqfds_release)(struct virtio_dev *d);
+    /* The interrupt for used buffers on q now: the suppression decision (EVENT_IDX, NO_INTERRUPT)
+     * was made by whoever filled the used ring. */
+    void (*raise_queue)(struct virtio_dev *d, unsigned q);
 };
 
 /* The device's view of one instance, filled in by the transport. */

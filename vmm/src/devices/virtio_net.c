@@ -3,6 +3,7 @@
 #include "log.h"
 #include "sandbox.h"
 #include "tap.h"
+#include "vhost_net.h"
 
 #include "kova/vmm.h"
 
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -217,17 +219,14 @@ int net_backends_open(struct net_backends *out, const struct net_spec *specs, un
         log_err("out of memory");
         return -ENOMEM;
     }
-    bool vhost_dev = access("/dev/vhost-net", F_OK) == 0;
+    for (unsigned i = 0; i < n; i++)
+        out->be[i].fd = out->be[i].vhost_fd = -1;
     for (unsigned i = 0; i < n; i++) {
         const struct net_spec *s = &specs[i];
         struct net_backend *be = &out->be[i];
         const char *why = NULL;
-        if (s->vhost == NET_VHOST_ON) {
-            log_err("net %u: vhost=on: vhost-net not implemented (use vhost=off or auto)", i);
-            net_backends_close(out);
-            return -ENOTSUP;
-        }
         int r;
+        out->n = i + 1; /* closed from here on */
         if (s->tap[0]) {
             r = tap_open(s->tap, &why);
             if (r >= 0) {
@@ -247,21 +246,37 @@ int net_backends_open(struct net_backends *out, const struct net_spec *specs, un
         be->is_tap = true;
         memcpy(be->mac, s->mac, 6);
         be->stats = &out->stats[i];
-        out->n = i + 1;
-        log_info("net eth%u: tap %s, mac %02x:%02x:%02x:%02x:%02x:%02x, userspace path", i,
-                 be->ifname, s->mac[0], s->mac[1], s->mac[2], s->mac[3], s->mac[4], s->mac[5]);
-        if (s->vhost == NET_VHOST_AUTO)
-            log_info("net eth%u: vhost-net: not used (userspace path only)%s", i,
-                     vhost_dev ? "" : "; /dev/vhost-net is absent on this host");
+        const char *vwhy = NULL;
+        int vr = 0;
+        if (s->vhost != NET_VHOST_OFF) {
+            vr = vhost_net_open(&be->vhost_features, &vwhy);
+            if (vr >= 0) {
+                be->vhost_fd = vr;
+                be->vhost = true;
+            } else if (s->vhost == NET_VHOST_ON) {
+                log_err("net %u (tap %s): vhost=on: %s: %s", i, be->ifname, vwhy, strerror(-vr));
+                net_backends_close(out);
+                return vr;
+            }
+        }
+        log_info("net eth%u: tap %s, mac %02x:%02x:%02x:%02x:%02x:%02x, %s", i, be->ifname,
+                 s->mac[0], s->mac[1], s->mac[2], s->mac[3], s->mac[4], s->mac[5],
+                 be->vhost ? "vhost-net" : "userspace path");
+        if (vr < 0)
+            log_info("net eth%u: vhost=auto: vhost-net not usable (%s: %s): userspace path", i,
+                     vwhy, strerror(-vr));
     }
     return 0;
 }
 
 void net_backends_close(struct net_backends *nb)
 {
-    for (unsigned i = 0; i < nb->n; i++)
+    for (unsigned i = 0; i < nb->n; i++) {
         if (nb->be[i].fd >= 0)
             close(nb->be[i].fd);
+        if (nb->be[i].vhost_fd >= 0)
+            close(nb->be[i].vhost_fd);
+    }
     free(nb->be);
     free(nb->stats);
     memset(nb, 0, sizeof(*nb));
@@ -273,11 +288,19 @@ struct net {
     struct virtio_dev *dev; /* the transport's view, from start() on */
     struct net_backend be;
     uint8_t config[NET_CONFIG_LEN];
+    int wake_fd;             /* eventfd: reset and stop wake the worker */
+    int own_call[2];         /* vhost's call eventfds where the transport has no irqfd */
+    pthread_cond_t vhost_cv; /* signalled when vhost_running goes false */
     /* Under the device lock: */
     struct net_path path;
     bool offload_set; /* the tap's offloads match the driver's features */
     bool stopping;
     bool thread_started;
+    unsigned resets;    /* driver resets seen (net_reset) */
+    bool vhost_running; /* the kernel has the rings (started during reset number vhost_gen) */
+    unsigned vhost_gen;
+    bool vhost_failed;  /* vhost could not start for reset number vhost_gen: wait for one */
+    bool own_polled[2]; /* own_call[q] is vhost's call fd of queue q */
     pthread_t thread;
 };
 
@@ -286,6 +309,14 @@ static void drain(int fd)
     uint64_t v;
     if (read(fd, &v, sizeof(v)) < 0) {
         /* EAGAIN: nothing pending */
+    }
+}
+
+static void poke(int fd)
+{
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof(one)) < 0) {
+        /* only on counter overflow: readable either way */
     }
 }
 
@@ -302,13 +333,147 @@ static unsigned offload_flags(uint64_t f)
     return fl;
 }
 
+/* The tap's offloads from the driver's features, once per DRIVER_OK (device lock held). */
+static void set_offload(struct net *n, uint64_t f)
+{
+    if (!n->offload_set && n->be.is_tap) {
+        int r = tap_set_offload(n->be.fd, offload_flags(f));
+        if (r < 0)
+            log_warn("virtio-net %s: TUNSETOFFLOAD failed: %s", n->be.ifname, strerror(-r));
+    }
+    n->offload_set = true;
+}
+
+/* ---- vhost-net: started and stopped by the worker, with the device lock held ---- */
+
+static void vhost_stop(struct net *n)
+{
+    struct virtio_dev *d = n->dev;
+    uint16_t base[VHOST_NET_QUEUES];
+    int r = vhost_net_stop(n->be.vhost_fd, base);
+    if (r < 0)
+        log_warn("virtio-net %s: stopping vhost-net: %s", n->be.ifname, strerror(-r));
+    if (d->transport->irqfds_release)
+        d->transport->irqfds_release(d);
+    for (unsigned q = 0; q < 2; q++) {
+        n->own_polled[q] = false;
+        drain(n->own_call[q]);
+    }
+    n->vhost_running = false;
+    log_debug("virtio-net %s: vhost-net stopped (rx at %u, tx at %u)", n->be.ifname, base[0],
+              base[1]);
+    pthread_cond_broadcast(&n->vhost_cv);
+}
+
+/* At DRIVER_OK: both rings (checked), their eventfds and the tap to the kernel. A ring outside
+ * guest RAM or a refusal by the kernel: DEVICE_NEEDS_RESET, and no retry until the reset. */
+static void vhost_start(struct net *n)
+{
+    struct virtio_dev *d = n->dev;
+    struct vhost_ring ring[VHOST_NET_QUEUES];
+    const char *why = "a ring is not enabled or lies outside guest RAM";
+    int r = 0;
+    n->vhost_gen = n->resets;
+    for (unsigned q = 0; q < VHOST_NET_QUEUES; q++) {
+        if ((r = vhost_ring_from_vq(&d->vq[q], d->mem, &ring[q])) < 0)
+            goto fail;
+        ring[q].kick = d->kick_fd[q];
+        int call = d->transport->queue_irqfd ? d->transport->queue_irqfd(d, q) : -1;
+        n->own_polled[q] = call < 0;
+        ring[q].call = call < 0 ? n->own_call[q] : call;
+    }
+    uint64_t acked = virtio_driver_features(d);
+    set_offload(n, acked);
+    uint64_t f = vhost_net_features(acked, n->be.vhost_features);
+    if ((r = vhost_net_start(n->be.vhost_fd, f, d->mem, ring, n->be.fd, &why)) < 0)
+        goto fail;
+    n->vhost_running = true;
+    /* kicks the worker took before the kernel had the rings */
+    for (unsigned q = 0; q < VHOST_NET_QUEUES; q++)
+        poke(d->kick_fd[q]);
+    log_info("virtio-net %s: vhost-net started (features 0x%llx, interrupts %s)", n->be.ifname,
+             (unsigned long long)f,
+             n->own_polled[0] || n->own_polled[1] ? "through the VMM" : "irqfd");
+    return;
+fail:
+    log_warn("virtio-net %s: vhost-net: %s (%s): the device needs a reset", n->be.ifname, why,
+             strerror(-r));
+    if (d->transport->irqfds_release)
+        d->transport->irqfds_release(d);
+    n->own_polled[0] = n->own_polled[1] = false;
+    n->vhost_failed = true;
+    atomic_fetch_add(&n->be.stats->broken, 1);
+    virtio_needs_reset(d);
+}
+
+/* The worker's step with vhost (lock held): the poll timeout. */
+static int vhost_step(struct net *n)
+{
+    struct virtio_dev *d = n->dev;
+    bool ready = virtio_driver_ok(d);
+    if (n->vhost_running && (!ready || n->vhost_gen != n->resets))
+        vhost_stop(n);
+    if (n->vhost_failed && n->vhost_gen != n->resets)
+        n->vhost_failed = false;
+    if (ready && !n->vhost_running && !n->vhost_failed)
+        vhost_start(n);
+    return ready ? -1 : 100;
+}
+
+/* The worker's step on the userspace path (lock held): runs the TX ring, then the RX ring.
+ * Returns the poll timeout; *rx_stalled, *tx_blocked: what to wait for. */
+static int user_step(struct net *n, bool *rx_stalled, bool *tx_blocked)
+{
+    struct virtio_dev *d = n->dev;
+    int timeout = -1;
+    if (!virtio_driver_ok(d)) {
+        *rx_stalled = *tx_blocked = false;
+        return 100;
+    }
+    uint64_t f = virtio_driver_features(d);
+    set_offload(n, f);
+    n->path.mrg_rxbuf = (f & VIRTIO_NET_F_MRG_RXBUF) != 0;
+    unsigned used;
+    struct virtq *tx = &d->vq[1], *rx = &d->vq[0];
+    if (tx->enabled && !tx->broken && !*tx_blocked) {
+        enum net_rc rc = net_tx_run(&n->path, tx, d->mem, NET_BUDGET_N, &used);
+        if (used)
+            virtio_notify_queue(d, 1);
+        if (rc == NET_BROKEN) {
+            atomic_fetch_add(&n->be.stats->broken, 1);
+            virtio_needs_reset(d);
+        }
+        *tx_blocked = rc == NET_STALLED;
+        if (rc == NET_BUDGET)
+            timeout = 0;
+    }
+    if (rx->enabled && !rx->broken && !*rx_stalled) {
+        enum net_rc rc = net_rx_run(&n->path, rx, d->mem, NET_BUDGET_N, &used);
+        if (used)
+            virtio_notify_queue(d, 0);
+        if (rc == NET_BROKEN) {
+            atomic_fetch_add(&n->be.stats->broken, 1);
+            virtio_needs_reset(d);
+        }
+        *rx_stalled = rc == NET_STALLED || rc == NET_BROKEN;
+        if (rc == NET_BUDGET)
+            timeout = 0;
+    }
+    if (!rx->enabled || rx->broken)
+        *rx_stalled = true;
+    return timeout;
+}
+
 /*
- * The worker: under the device lock it runs the TX ring, then the RX ring, then sleeps (without
- * the lock) in poll on both kick eventfds and the backend: POLLIN only while the RX ring has
- * buffers (and no frame waits), POLLOUT only while TX is blocked. Both rings are looked at
- * again after every wake-up; an empty ring re-arms avail_event first (virtq_pop), so no kick
- * is lost. Before DRIVER_OK it looks every 100 ms (the driver may have filled the RX ring
- * before it set DRIVER_OK and not kick again).
+ * The worker. Userspace path: under the device lock it runs the TX ring, then the RX ring, then
+ * sleeps (without the lock) in poll on both kick eventfds and the backend: POLLIN only while
+ * the RX ring has buffers (and no frame waits), POLLOUT only while TX is blocked. Both rings
+ * are looked at again after every wake-up; an empty ring re-arms avail_event first
+ * (virtq_pop), so no kick is lost. Before DRIVER_OK it looks every 100 ms (the driver may have
+ * filled the RX ring before it set DRIVER_OK and not kick again).
+ * vhost-net: it starts the kernel at DRIVER_OK and stops it at a reset (waking on wake_fd, or
+ * on a kick before the kernel has the rings); while the kernel runs it polls only wake_fd and
+ * the call eventfds of its own (raise_queue), never the kicks or the tap.
  */
 static void *net_worker(void *arg)
 {
@@ -322,78 +487,62 @@ static void *net_worker(void *arg)
     bool rx_stalled = false, tx_blocked = false, backend_err = false;
     pthread_mutex_lock(d->lock);
     while (!n->stopping) {
-        int timeout = -1;
         bool ready = virtio_driver_ok(d);
-        if (!ready) {
-            timeout = 100;
-            rx_stalled = tx_blocked = false;
+        struct pollfd pf[4];
+        int timeout;
+        if (n->be.vhost) {
+            timeout = vhost_step(n);
+            bool kicks = !n->vhost_running;
+            pf[0] = (struct pollfd){.fd = kicks ? d->kick_fd[0] : -1, .events = POLLIN};
+            pf[1] = (struct pollfd){.fd = kicks ? d->kick_fd[1] : -1, .events = POLLIN};
+            pf[2] = (struct pollfd){.fd = n->own_polled[0] ? n->own_call[0] : -1, .events = POLLIN};
+            pf[3] = (struct pollfd){.fd = n->own_polled[1] ? n->own_call[1] : -1, .events = POLLIN};
         } else {
-            uint64_t f = virtio_driver_features(d);
-            if (!n->offload_set && n->be.is_tap) {
-                int r = tap_set_offload(n->be.fd, offload_flags(f));
-                if (r < 0)
-                    log_warn("virtio-net %s: TUNSETOFFLOAD failed: %s", n->be.ifname, strerror(-r));
-            }
-            n->offload_set = true;
-            n->path.mrg_rxbuf = (f & VIRTIO_NET_F_MRG_RXBUF) != 0;
-            unsigned used;
-            struct virtq *tx = &d->vq[1], *rx = &d->vq[0];
-            if (tx->enabled && !tx->broken && !tx_blocked) {
-                enum net_rc rc = net_tx_run(&n->path, tx, d->mem, NET_BUDGET_N, &used);
-                if (used)
-                    virtio_notify_queue(d, 1);
-                if (rc == NET_BROKEN) {
-                    atomic_fetch_add(&n->be.stats->broken, 1);
-                    virtio_needs_reset(d);
-                }
-                tx_blocked = rc == NET_STALLED;
-                if (rc == NET_BUDGET)
-                    timeout = 0;
-            }
-            if (rx->enabled && !rx->broken && !rx_stalled) {
-                enum net_rc rc = net_rx_run(&n->path, rx, d->mem, NET_BUDGET_N, &used);
-                if (used)
-                    virtio_notify_queue(d, 0);
-                if (rc == NET_BROKEN) {
-                    atomic_fetch_add(&n->be.stats->broken, 1);
-                    virtio_needs_reset(d);
-                }
-                rx_stalled = rc == NET_STALLED || rc == NET_BROKEN;
-                if (rc == NET_BUDGET)
-                    timeout = 0;
-            }
-            if (!rx->enabled || rx->broken)
-                rx_stalled = true;
+            timeout = user_step(n, &rx_stalled, &tx_blocked);
+            pf[0] = (struct pollfd){.fd = d->kick_fd[0], .events = POLLIN};
+            pf[1] = (struct pollfd){.fd = d->kick_fd[1], .events = POLLIN};
+            pf[2] = (struct pollfd){.fd = backend_err ? -1 : n->be.fd,
+                                    .events = (short)((ready && !rx_stalled ? POLLIN : 0) |
+                                                      (tx_blocked ? POLLOUT : 0))};
+            pf[3] = (struct pollfd){.fd = n->wake_fd, .events = POLLIN};
         }
+        struct pollfd wake = {.fd = n->wake_fd, .events = POLLIN};
         pthread_mutex_unlock(d->lock);
-        struct pollfd pf[3] = {
-            {.fd = d->kick_fd[0], .events = POLLIN},
-            {.fd = d->kick_fd[1], .events = POLLIN},
-            {.fd = n->be.fd,
-             .events = (short)((ready && !rx_stalled ? POLLIN : 0) | (tx_blocked ? POLLOUT : 0))},
-        };
-        if (backend_err)
-            pf[2].fd = -1;
-        int pr = poll(pf, 3, timeout);
-        if (pr > 0) {
-            if (pf[0].revents) {
-                drain(d->kick_fd[0]);
-                rx_stalled = false;
-            }
-            if (pf[1].revents)
-                drain(d->kick_fd[1]);
-            if (pf[2].revents & POLLOUT)
-                tx_blocked = false;
-            if (pf[2].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-                log_warn("virtio-net %s: the backend failed (poll revents 0x%x): not polled "
-                         "any more",
-                         n->be.ifname, (unsigned)pf[2].revents);
-                backend_err = true;
-                tx_blocked = false;
-            }
-        }
+        struct pollfd all[5] = {pf[0], pf[1], pf[2], pf[3], wake};
+        int pr = poll(all, n->be.vhost ? 5 : 4, timeout);
         pthread_mutex_lock(d->lock);
+        if (pr <= 0)
+            continue;
+        if (all[0].revents)
+            drain(d->kick_fd[0]);
+        if (all[1].revents)
+            drain(d->kick_fd[1]);
+        if (n->be.vhost) {
+            if (all[4].revents)
+                drain(n->wake_fd);
+            for (unsigned q = 0; q < 2; q++) {
+                if (all[2 + q].revents && n->own_polled[q]) {
+                    drain(n->own_call[q]);
+                    d->transport->raise_queue(d, q);
+                }
+            }
+            continue;
+        }
+        if (all[0].revents)
+            rx_stalled = false;
+        if (all[3].revents)
+            drain(n->wake_fd);
+        if (all[2].revents & POLLOUT)
+            tx_blocked = false;
+        if (all[2].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+            log_warn("virtio-net %s: the backend failed (poll revents 0x%x): not polled any more",
+                     n->be.ifname, (unsigned)all[2].revents);
+            backend_err = true;
+            tx_blocked = false;
+        }
     }
+    if (n->vhost_running)
+        vhost_stop(n);
     pthread_mutex_unlock(d->lock);
     return NULL;
 }
@@ -405,12 +554,22 @@ static void net_reset(struct virtio_dev *d)
      * that waited for buffers is dropped with the old rings. */
     n->path.frame_len = 0;
     n->offload_set = false;
+    n->resets++;
+    /* vhost: the kernel must be off the rings before the driver sees the reset done. */
+    if (n->vhost_running && n->thread_started && !n->stopping) {
+        poke(n->wake_fd);
+        while (n->vhost_running)
+            pthread_cond_wait(&n->vhost_cv, d->lock);
+    }
 }
 
 static uint64_t net_features(struct virtio_dev *d)
 {
-    (void)d;
-    return NET_FEATURES;
+    struct net *n = d->opaque;
+    uint64_t f = NET_FEATURES;
+    if (n->be.vhost) /* the ring features the kernel lacks (none in practice) */
+        f &= ~(VHOST_NET_RING_FEATURES & ~n->be.vhost_features);
+    return f;
 }
 
 static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t size)
@@ -427,10 +586,7 @@ static void net_stop(struct virtio_dev *d)
         return;
     pthread_mutex_lock(d->lock);
     n->stopping = true;
-    uint64_t one = 1;
-    if (write(d->kick_fd[1], &one, sizeof(one)) < 0) {
-        /* only on counter overflow: readable either way */
-    }
+    poke(n->wake_fd);
     pthread_mutex_unlock(d->lock);
     pthread_join(n->thread, NULL);
     n->thread_started = false;
@@ -468,6 +624,19 @@ static unsigned net_count(const struct dev_config *cfg)
     return cfg->nnets;
 }
 
+static void net_destroy(void *state)
+{
+    struct net *n = state;
+    net_path_free(&n->path);
+    if (n->wake_fd >= 0)
+        close(n->wake_fd);
+    for (unsigned q = 0; q < 2; q++)
+        if (n->own_call[q] >= 0)
+            close(n->own_call[q]);
+    pthread_cond_destroy(&n->vhost_cv);
+    free(n);
+}
+
 static int net_create(const struct dev_config *cfg, unsigned index, void **state, const char **why)
 {
     if (index >= NET_MAX_NICS || index >= cfg->nnets) {
@@ -477,24 +646,27 @@ static int net_create(const struct dev_config *cfg, unsigned index, void **state
     struct net *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
+    n->wake_fd = n->own_call[0] = n->own_call[1] = -1;
+    pthread_cond_init(&n->vhost_cv, NULL);
     n->be = cfg->nets[index];
     int r = net_path_init(&n->path, n->be.fd, n->be.stats);
-    if (r < 0) {
-        free(n);
-        return r;
+    if (r < 0)
+        goto fail;
+    n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    for (unsigned q = 0; q < 2; q++)
+        n->own_call[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (n->wake_fd < 0 || n->own_call[0] < 0 || n->own_call[1] < 0) {
+        r = -errno;
+        goto fail;
     }
     memcpy(n->config, n->be.mac, 6);
     n->config[6] = NET_S_LINK_UP;
     n->config[8] = 1; /* max_virtqueue_pairs (read only with MQ) */
     *state = n;
     return 0;
-}
-
-static void net_destroy(void *state)
-{
-    struct net *n = state;
-    net_path_free(&n->path);
-    free(n);
+fail:
+    net_destroy(n);
+    return r;
 }
 
 const struct virtio_type virtio_net_type = {

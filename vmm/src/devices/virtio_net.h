@@ -27,6 +27,16 @@
  *
  * The backends belong to the process (net_backends_open, from the parsed --net options: cli.h):
  * opened once before the sandbox and kept across guest resets; a device only does I/O on its fd.
+ *
+ * vhost-net (be.vhost, vhost_net.h): the same device, but the kernel moves the frames. At each
+ * DRIVER_OK the worker hands it both rings (checked to lie in guest RAM, else
+ * DEVICE_NEEDS_RESET), the queues' kick eventfds (the KVM ioeventfds) and as call eventfds the
+ * transport's irqfds of the queues' MSI-X vectors (virtio_transport.queue_irqfd: re-routed and
+ * masked as the guest programs its table), or, where the transport has none, eventfds of its
+ * own that it turns into interrupts (raise_queue); then the tap. It never touches the rings or
+ * the tap itself while vhost runs (it still sets the tap's offloads). A device reset waits
+ * until the worker has stopped vhost (backend -1, ring bases read back), so no buffer is used
+ * after the driver got its reset. The control queue is not offered, with or without vhost.
  */
 #ifndef KOVA_VMM_VIRTIO_NET_H
 #define KOVA_VMM_VIRTIO_NET_H
@@ -69,6 +79,11 @@ struct net_stats {
 struct net_backend {
     int fd;
     bool is_tap; /* TUNSETOFFLOAD applies */
+    /* vhost-net (vhost_net.h) chosen at start: the kernel moves the frames (vhost_fd, its
+     * features); false: the userspace path. The counters stay 0 with vhost. */
+    bool vhost;
+    int vhost_fd;
+    uint64_t vhost_features;
     unsigned char mac[6];
     char ifname[16];
     struct net_stats *stats; /* owned by the process, outlives the VMs */
@@ -116,9 +131,10 @@ struct net_backends {
     struct net_stats *stats; /* n entries */
 };
 
-/* Opens each parsed --net option's tap (or adopts its fd), before the sandbox. vhost=on fails
- * (not implemented); auto and off use the userspace path. On failure logs a message naming the
- * NIC, closes what it opened and returns -errno. */
+/* Opens each parsed --net option's tap (or adopts its fd), before the sandbox, and chooses the
+ * data path: vhost=on opens /dev/vhost-net (vhost_net_open) and fails when it cannot; auto uses
+ * vhost-net where it can, else the userspace path; off the userspace path. Logs the choice per
+ * NIC. On failure logs a message naming the NIC, closes what it opened and returns -errno. */
 int net_backends_open(struct net_backends *out, const struct net_spec *specs, unsigned n);
 void net_backends_close(struct net_backends *nb);
 

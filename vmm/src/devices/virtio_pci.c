@@ -100,6 +100,63 @@ static void msix_fire(struct virtio_pci_dev *d, unsigned vec)
     d->interrupts++;
 }
 
+static bool vec_deliverable(const struct virtio_pci_dev *d, unsigned v)
+{
+    uint16_t ctl = msix_control(d);
+    return (ctl & MSIX_ENABLE) && !(ctl & MSIX_MASKALL) && !(d->msix_table[v][3] & 1);
+}
+
+/* An unrouted ext route's eventfd counter into the PBA (someone wrote it while masked). */
+static void ext_take_pending(struct virtio_pci_dev *d, unsigned v)
+{
+    uint64_t n = 0;
+    if (read(d->route[v].fd, &n, sizeof(n)) == (ssize_t)sizeof(n) && n)
+        d->msix_pending |= 1ULL << v;
+}
+
+/* Makes ext route v follow the guest's table and masks (see struct msix_route). A route that
+ * cannot be set up leaves the device without interrupts: it needs a reset (and the transport
+ * uses KVM_SIGNAL_MSI from then on, so the device then raises its interrupts itself). */
+static void route_sync(struct virtio_pci_dev *d, unsigned v)
+{
+    struct msix_route *r = &d->route[v];
+    const struct irq_sink *s = d->irq;
+    if (!r->ext || d->irqfd_failed)
+        return;
+    if (!vec_deliverable(d, v)) {
+        if (r->gsi >= 0)
+            s->msi_route_del(s->opaque, r->gsi, r->fd);
+        r->gsi = -1;
+        return;
+    }
+    uint64_t addr = d->msix_table[v][0] | (uint64_t)d->msix_table[v][1] << 32;
+    uint32_t data = d->msix_table[v][2];
+    if (r->gsi < 0) {
+        ext_take_pending(d, v); /* written while unrouted: delivered by msix_deliver_pending */
+        int gsi = s->msi_route_add(s->opaque, r->fd, addr, data);
+        if (gsi < 0)
+            goto fail;
+        r->gsi = gsi;
+    } else if (r->addr != addr || r->data != data) {
+        if (s->msi_route_set(s->opaque, r->gsi, addr, data) < 0)
+            goto fail;
+    }
+    r->addr = addr;
+    r->data = data;
+    return;
+fail:
+    log_err("%s: MSI-X vector %u: cannot route its irqfd; the device needs a reset", d->ops->name,
+            v);
+    d->irqfd_failed = true;
+    d->status |= STATUS_NEEDS_RESET;
+}
+
+static void routes_sync(struct virtio_pci_dev *d)
+{
+    for (unsigned v = 0; v < d->msix_n; v++)
+        route_sync(d, v);
+}
+
 static void msix_deliver_pending(struct virtio_pci_dev *d)
 {
     for (unsigned v = 0; v < d->msix_n; v++) {
@@ -323,6 +380,9 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
         if (size == 8 && w < 3)
             kova_le_put(data + 4, 4, e[w + 1]);
     } else if (off >= VPCI_PBA_OFF && off + size <= VPCI_PBA_OFF + 8) {
+        for (unsigned v = 0; v < d->msix_n; v++)
+            if (d->route[v].ext && d->route[v].gsi < 0)
+                ext_take_pending(d, v);
         uint8_t pba[8];
         kova_le_put(pba, 8, d->msix_pending);
         memcpy(data, pba + (off - VPCI_PBA_OFF), size);
@@ -360,6 +420,7 @@ static void bar_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t 
         e[w] = (uint32_t)v;
         if (size == 8 && w < 3)
             e[w + 1] = (uint32_t)(v >> 32);
+        route_sync(d, (unsigned)(rel / 16));
         msix_deliver_pending(d);
     }
     pthread_mutex_unlock(&d->lock);
@@ -394,11 +455,62 @@ static uint64_t vt_driver_features(struct virtio_dev *v)
     return of_vdev(v)->driver_features;
 }
 
+static int vt_queue_irqfd(struct virtio_dev *v, unsigned q)
+{
+    struct virtio_pci_dev *d = of_vdev(v);
+    const struct irq_sink *s = d->irq;
+    if (q >= d->ops->num_queues || !s->msi_route_add || !s->msi_route_set || !s->msi_route_del ||
+        d->irqfd_failed)
+        return -1;
+    unsigned vec = d->vq[q].msix_vector;
+    if (vec >= d->msix_n)
+        return -1;
+    struct msix_route *r = &d->route[vec];
+    if (r->fd < 0 && (r->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        return -1;
+    if (!r->ext && r->gsi >= 0 && !vec_deliverable(d, vec)) {
+        /* routed by an earlier delivery, masked since: unrouted now */
+        s->msi_route_del(s->opaque, r->gsi, r->fd);
+        r->gsi = -1;
+    }
+    r->ext = true;
+    route_sync(d, vec);
+    if (d->irqfd_failed) {
+        r->ext = false;
+        return -1;
+    }
+    return r->fd;
+}
+
+static void vt_irqfds_release(struct virtio_dev *v)
+{
+    struct virtio_pci_dev *d = of_vdev(v);
+    for (unsigned vec = 0; vec < d->msix_n; vec++) {
+        struct msix_route *r = &d->route[vec];
+        if (r->ext && r->gsi < 0)
+            ext_take_pending(d, vec);
+        r->ext = false;
+    }
+}
+
+static void vt_raise_queue(struct virtio_dev *v, unsigned q)
+{
+    struct virtio_pci_dev *d = of_vdev(v);
+    if (q >= d->ops->num_queues)
+        return;
+    d->isr |= 1;
+    if (msix_control(d) & MSIX_ENABLE)
+        msix_fire(d, d->vq[q].msix_vector);
+}
+
 static const struct virtio_transport pci_transport = {
     .driver_ok = vt_driver_ok,
     .needs_reset = vt_needs_reset,
     .notify_queue = vt_notify_queue,
     .driver_features = vt_driver_features,
+    .queue_irqfd = vt_queue_irqfd,
+    .irqfds_release = vt_irqfds_release,
+    .raise_queue = vt_raise_queue,
 };
 
 /* Called with the PCI host lock held after a config space write. */
@@ -408,6 +520,7 @@ static void cfg_written(struct pci_dev *p, uint32_t off, uint32_t size)
         (struct virtio_pci_dev *)((char *)p - offsetof(struct virtio_pci_dev, pci));
     if (off <= CAP_MSIX + 3 && off + size > CAP_MSIX + 2) {
         pthread_mutex_lock(&d->lock);
+        routes_sync(d);
         msix_deliver_pending(d);
         pthread_mutex_unlock(&d->lock);
     }

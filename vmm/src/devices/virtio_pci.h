@@ -12,6 +12,7 @@
 #define KOVA_VMM_VIRTIO_PCI_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "device.h"
@@ -48,11 +49,15 @@ struct virtio_pci_dev {
     uint64_t msix_pending;
     uint64_t interrupts; /* delivered, for tests and status */
     /* Per vector, delivery through KVM_IRQFD: eventfd, GSI and the message its route holds
-     * (updated when the guest's table entry differs at delivery time). */
+     * (updated when the guest's table entry differs at delivery time). An ext route's eventfd
+     * is also written outside the VMM (virtio_transport.queue_irqfd: vhost): it is routed, to
+     * the table's current message, exactly while the vector can be delivered (gsi >= 0), and
+     * unrouted (gsi -1) while it is masked; its counter is then the vector's pending bit. */
     struct msix_route {
         int fd, gsi;
         uint64_t addr;
         uint32_t data;
+        bool ext;
     } route[VIRTIO_MAX_QUEUES + 1];
     bool irqfd_failed;         /* a route could not be set up: KVM_SIGNAL_MSI from then on */
     uint64_t irqfd_interrupts; /* of `interrupts`, those raised through an irqfd */
