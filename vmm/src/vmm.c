@@ -126,15 +126,16 @@ static json_t *handle(void *opaque, const char *cmd, json_t *req)
             const struct net_backend *be = &m->nets->be[i];
             const struct net_stats *st2 = be->stats;
             json_array_append_new(
-                nics, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "tap", be->ifname,
-                                "rx_frames", (json_int_t)atomic_load(&st2->rx_frames), "rx_bytes",
-                                (json_int_t)atomic_load(&st2->rx_bytes), "tx_frames",
-                                (json_int_t)atomic_load(&st2->tx_frames), "tx_bytes",
-                                (json_int_t)atomic_load(&st2->tx_bytes), "bad_chains",
-                                (json_int_t)atomic_load(&st2->bad_chains), "rx_dropped",
-                                (json_int_t)atomic_load(&st2->rx_dropped), "tx_errors",
-                                (json_int_t)atomic_load(&st2->tx_errors), "broken_queues",
-                                (json_int_t)atomic_load(&st2->broken)));
+                nics,
+                json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "tap", be->ifname,
+                          "vhost", be->vhost, "rx_frames", (json_int_t)atomic_load(&st2->rx_frames),
+                          "rx_bytes", (json_int_t)atomic_load(&st2->rx_bytes), "tx_frames",
+                          (json_int_t)atomic_load(&st2->tx_frames), "tx_bytes",
+                          (json_int_t)atomic_load(&st2->tx_bytes), "bad_chains",
+                          (json_int_t)atomic_load(&st2->bad_chains), "rx_dropped",
+                          (json_int_t)atomic_load(&st2->rx_dropped), "tx_errors",
+                          (json_int_t)atomic_load(&st2->tx_errors), "broken_queues",
+                          (json_int_t)atomic_load(&st2->broken)));
         }
         json_object_set_new(r, "nics", nics);
         return r;
