@@ -154,6 +154,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     char vmm[4096];
     struct kova_db *db = NULL;
     struct kova_api *api = NULL;
+    struct kova_mdsvc *mdsvc = NULL;
     struct kova_compute *compute = NULL;
     struct kova_driver *driver = NULL;
     struct kova_keystone *keystone = NULL;
@@ -200,6 +201,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
                                      .submit_opaque = &w,
                                      .networks = nets,
                                      .nnetworks = nnets,
+                                     .dhcp_domain = cfg->dhcp_domain,
                                      .ports_changed = agent_net_ports_changed,
                                      .ports_opaque = &an};
     struct kova_kvm_driver_config kc = {
@@ -271,6 +273,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
         .quota_ram = cfg->quota_ram,
         .quota_key_pairs = cfg->quota_key_pairs,
         .quota_metadata_items = cfg->quota_metadata_items,
+        .force_config_drive = cfg->force_config_drive,
         .compute = compute,
         .networks = nets,
         .nnetworks = nnets,
@@ -282,6 +285,22 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     };
     if ((r = kova_api_start(&ac, db, &api)) < 0)
         goto out;
+    /* the metadata service: per network on 169.254.169.254, or on the address configured */
+    if (!cfg->metadata_off && (cfg->metadata_host[0] || nnets)) {
+        struct kova_mdsvc_config mc = {
+            .db = db,
+            .networks = nets,
+            .nnetworks = nnets,
+            .dhcp_domain = cfg->dhcp_domain,
+            .host = cfg->metadata_host,
+            .port = cfg->metadata_port,
+        };
+        char err[512] = "";
+        if ((r = kova_mdsvc_start(&mc, &mdsvc, err, sizeof(err))) < 0) {
+            fprintf(stderr, "kova-agent: %s\n", err[0] ? err : strerror(-r));
+            goto out;
+        }
+    }
     /* after listening (a failed start must not leave tasks behind) */
     int n = kova_compute_resume(compute);
     if (n > 0)
@@ -304,6 +323,7 @@ int kova_agent_run(const struct kova_agent_config *cfg)
     fprintf(stderr, "kova-agent: signal %d, stopping\n", sig);
     r = 0;
 out:
+    kova_mdsvc_stop(mdsvc);
     kova_api_quiesce(api); /* in-flight requests finish; nothing new is queued */
     if (workers_up)
         workers_stop(&w); /* queued tasks finish: they use the api and the db */

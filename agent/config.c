@@ -25,6 +25,8 @@ void kova_agent_config_defaults(struct kova_agent_config *cfg)
     if (gethostname(cfg->host_name, sizeof(cfg->host_name) - 1) < 0 || !cfg->host_name[0])
         snprintf(cfg->host_name, sizeof(cfg->host_name), "localhost");
     snprintf(cfg->availability_zone, sizeof(cfg->availability_zone), "nova");
+    snprintf(cfg->dhcp_domain, sizeof(cfg->dhcp_domain), "novalocal"); /* Nova's default */
+    cfg->metadata_port = 80;
     cfg->api_threads = 2;
     cfg->workers = 8; /* builds and clean shutdowns wait: several run at once */
     cfg->shutdown_timeout = 60;
@@ -182,6 +184,20 @@ static int on_item(void *user, const char *section, const char *name, const char
             c->image_port = 0;
         return 1;
     }
+    if (IS("kova", "metadata_listen")) { /* HOST:PORT, or "off" */
+        c->metadata_off = strcasecmp(value, "off") == 0;
+        if (c->metadata_off) {
+            c->metadata_host[0] = 0;
+            return 1;
+        }
+        return kova_agent_parse_listen(value, c->metadata_host, sizeof(c->metadata_host),
+                                       &c->metadata_port) == 0 &&
+               !strchr(c->metadata_host, ':');
+    }
+    if (IS("DEFAULT", "force_config_drive"))
+        return set_bool(value, &c->force_config_drive);
+    if (IS("api", "dhcp_domain") || IS("DEFAULT", "dhcp_domain"))
+        return set_str(c->dhcp_domain, sizeof(c->dhcp_domain), value);
     if (IS("DEFAULT", "state_path") || IS("kova", "state_dir"))
         return set_str(c->state_dir, sizeof(c->state_dir), value);
     if (IS("DEFAULT", "host"))

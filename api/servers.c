@@ -1216,6 +1216,8 @@ static void server_create(struct kova_req *r)
             goto out;
         }
     }
+    if (r->api->cfg.force_config_drive) /* Nova's [DEFAULT] force_config_drive */
+        config_drive = "True";
     const char *disk_config = "MANUAL", *ip4 = "", *ip6 = "";
     if (!check_disk_config(r, s, &disk_config) || !check_access_ip(r, s, AF_INET, false, &ip4) ||
         !check_access_ip(r, s, AF_INET6, false, &ip6))

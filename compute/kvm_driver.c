@@ -16,6 +16,7 @@
 #include "kova/driver.h"
 #include "kova/db.h"
 #include "kova/layout.h"
+#include "kova/metadata.h"
 #include "kova/network.h"
 #include "kova/vmm_control.h"
 
@@ -408,6 +409,16 @@ static int prepare(struct kova_driver *d, const struct kova_boot_spec *spec, int
     }
     if (r == KOVA_LAYOUT_EFLAVOR_DISK_SMALLER)
         *fault_code = 400;
+    if (r < 0 || !spec->config_files)
+        return r;
+    char cd[KOVA_LAYOUT_PATH_MAX], why[256] = "";
+    if ((r = kova_layout_instance_path(&k->layout, spec->uuid, KOVA_INSTANCE_CONFIG_DRIVE, cd,
+                                       sizeof(cd))) < 0 ||
+        (r = kova_md_write_config_drive(cd, spec->config_files, spec->nconfig_files, why,
+                                        sizeof(why))) < 0) {
+        snprintf(err, errlen, "cannot build the config drive: %s", why[0] ? why : strerror(-r));
+        kova_layout_remove_instance(&k->layout, spec->uuid, NULL, 0);
+    }
     return r;
 }
 
@@ -552,6 +563,7 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     char kernel[KOVA_LAYOUT_PATH_MAX], initrd[KOVA_LAYOUT_PATH_MAX], disk[KOVA_LAYOUT_PATH_MAX];
     char clog[KOVA_LAYOUT_PATH_MAX], sock[KOVA_LAYOUT_PATH_MAX], dir[KOVA_LAYOUT_PATH_MAX];
     char logp[KOVA_LAYOUT_PATH_MAX + 16], diskarg[KOVA_LAYOUT_PATH_MAX + 32], cpus[24], mem[24];
+    char cd[KOVA_LAYOUT_PATH_MAX], cdarg[KOVA_LAYOUT_PATH_MAX + 48];
     char user[32];
     int r;
     if ((s->kernel_id &&
@@ -586,7 +598,7 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     snprintf(diskarg, sizeof(diskarg), "path=%s,format=qcow2", disk);
     snprintf(cpus, sizeof(cpus), "%u", s->vcpus);
     snprintf(mem, sizeof(mem), "%llu", s->ram_mib);
-    const char *argv[24 + 2 * KOVA_DB_PORTS_MAX];
+    const char *argv[28 + 2 * KOVA_DB_PORTS_MAX];
     char netarg[KOVA_DB_PORTS_MAX][64];
     int tapfd[KOVA_DB_PORTS_MAX];
     unsigned ntaps = 0;
@@ -614,6 +626,19 @@ static int start_vmm(struct kvm_driver *k, const struct kova_boot_spec *s, struc
     argv[a++] = sock;
     argv[a++] = "--disk";
     argv[a++] = diskarg;
+    if (s->config_drive) { /* vdb, as Nova's libvirt driver attaches disk.config */
+        if ((r = kova_layout_instance_path(&k->layout, s->uuid, KOVA_INSTANCE_CONFIG_DRIVE, cd,
+                                           sizeof(cd))) < 0)
+            return r;
+        if (access(cd, R_OK) < 0) {
+            r = -errno;
+            snprintf(err, errlen, "the server's config drive %s: %s", cd, strerror(-r));
+            return r;
+        }
+        snprintf(cdarg, sizeof(cdarg), "path=%s,format=raw,readonly=on", cd);
+        argv[a++] = "--disk";
+        argv[a++] = cdarg;
+    }
     if (k->vmm_ids) {
         argv[a++] = "--sandbox-user";
         argv[a++] = user;

@@ -8,6 +8,7 @@
 #include "kova/compute.h"
 #include "kova/db.h"
 #include "kova/layout.h"
+#include "kova/metadata.h"
 #include "kova/network.h"
 
 #include <errno.h>
@@ -202,6 +203,9 @@ static void fail(struct task *t, enum kova_vm_state vm, enum kova_power_state po
 static int prepare(struct task *t, struct kova_db_server *w, int *code, char *err, size_t errlen)
 {
     struct kova_db_image im = {0}, km = {0}, rm = {0};
+    struct kova_md_source src = {0};
+    struct kova_md_file *cfiles = NULL;
+    size_t ncfiles = 0;
     json_t *props = NULL;
     sqlite3 *conn = kova_db_acquire(t->c->cfg.db);
     int r = kova_db_image_get(conn, w->image_ref, &im);
@@ -276,6 +280,19 @@ static int prepare(struct task *t, struct kova_db_server *w, int *code, char *er
         .ram_mib = (unsigned long long)w->ram,
         .root_gib = (unsigned long long)w->disk,
     };
+    if (w->config_drive) { /* its files now, from the server as it is at this (re)build */
+        r = kova_md_source_load(conn, t->id, t->c->cfg.networks, t->c->cfg.nnetworks,
+                                t->c->cfg.dhcp_domain, &src);
+        if (r == 0)
+            r = kova_md_config_drive_files(&src.in, &cfiles, &ncfiles);
+        if (r < 0) {
+            snprintf(err, errlen, "cannot gather the config drive's metadata: %s",
+                     r == -EINVAL ? "the server's user data or metadata is invalid" : strerror(-r));
+            goto out;
+        }
+        spec.config_files = cfiles;
+        spec.nconfig_files = ncfiles;
+    }
     kova_db_release(t->c->cfg.db, conn);
     conn = NULL;
     if ((r = t->c->drv->ops->prepare(t->c->drv, &spec, code, err, errlen)) < 0)
@@ -287,6 +304,8 @@ out:
     if (conn)
         kova_db_release(t->c->cfg.db, conn);
     json_decref(props);
+    kova_md_files_free(cfiles, ncfiles);
+    kova_md_source_free(&src);
     kova_db_image_free(&im);
     kova_db_image_free(&km);
     kova_db_image_free(&rm);
@@ -356,6 +375,7 @@ static int spawn(struct task *t, const struct kova_db_server *w, char *err, size
         .root_gib = (unsigned long long)w->disk,
         .nics = ns.nic,
         .nnics = (unsigned)ns.n,
+        .config_drive = w->config_drive,
     };
     r = t->c->drv->ops->spawn(t->c->drv, &spec, note_ref, t, err, errlen);
     free(ns.ports);

@@ -88,3 +88,21 @@ int kova_db_port_get(sqlite3 *conn, const char *server_id, const char *port_id,
     return db_get(conn, "SELECT " PORT_COLS " WHERE s.id = ? AND p.id = ?",
                   DB_ARGS(DB_TEXT(server_id), DB_TEXT(port_id)), read_port, out);
 }
+
+static const struct db_rows owner_rows = {KOVA_DB_ID_MAX, read_owner, NULL};
+
+int kova_db_port_by_ip(sqlite3 *conn, uint32_t ip, char *server_id)
+{
+    char(*ids)[KOVA_DB_ID_MAX] = NULL;
+    size_t n = 0;
+    int r = db_collect(conn,
+                       "SELECT s.id FROM ports p JOIN servers s ON s.seq = p.server_seq WHERE "
+                       "p.ip = ? LIMIT 2",
+                       DB_ARGS(DB_INT(ip)), &owner_rows, (void **)&ids, &n);
+    if (r < 0)
+        return r;
+    if (n == 1)
+        memcpy(server_id, ids[0], KOVA_DB_ID_MAX);
+    free(ids);
+    return n == 1 ? 1 : 0;
+}

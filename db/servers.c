@@ -85,6 +85,8 @@ static int read_server(sqlite3_stmt *st, void *dst)
     db_copy_col(w->kernel_id, sizeof(w->kernel_id), st, C_KERNEL);
     db_copy_col(w->ramdisk_id, sizeof(w->ramdisk_id), st, C_RAMDISK);
     db_copy_col(w->cmdline, sizeof(w->cmdline), st, C_CMDLINE);
+    const unsigned char *cd = sqlite3_column_text(st, C_CONFIG_DRIVE);
+    w->config_drive = cd && cd[0];
     return 0;
 }
 
@@ -509,6 +511,42 @@ int kova_db_server_exists(sqlite3 *conn, const char *id)
     long long seq;
     int r = server_seq(conn, id, &seq);
     return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+}
+
+struct guest_data {
+    char *key_data, *user_data;
+};
+
+static char *dup_col(sqlite3_stmt *st, int c)
+{
+    const unsigned char *t = sqlite3_column_text(st, c);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static int read_guest_data(sqlite3_stmt *st, void *dst)
+{
+    struct guest_data *g = dst;
+    g->key_data = dup_col(st, 0);
+    g->user_data = dup_col(st, 1);
+    if ((sqlite3_column_type(st, 0) != SQLITE_NULL && !g->key_data) ||
+        (sqlite3_column_type(st, 1) != SQLITE_NULL && !g->user_data)) {
+        free(g->key_data);
+        free(g->user_data);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int kova_db_server_guest_data(sqlite3 *conn, const char *id, char **key_data, char **user_data)
+{
+    struct guest_data g = {0};
+    int r = db_get(conn, "SELECT key_data, user_data FROM servers WHERE id = ?",
+                   DB_ARGS(DB_TEXT(id)), read_guest_data, &g);
+    if (r < 0)
+        return r;
+    *key_data = g.key_data;
+    *user_data = g.user_data;
+    return 0;
 }
 
 /* Adds (or replaces) the n items of a server's metadata. */

@@ -38,6 +38,10 @@ PACKAGES=(
     # networks: the agent's netlink calls (bridges, taps: libmnl), DHCP for the guests (dnsmasq,
     # run by the agent per network), masquerade to an uplink (iptables, nft backend)
     libmnl-dev dnsmasq-base iptables
+    # metadata.cloudinit reads kova's metadata with cloud-init's own Python code (its .deb is
+    # unpacked at test time, not installed on the host): the modules it imports
+    python3-configobj python3-yaml python3-jinja2 python3-jsonpatch python3-jsonschema
+    python3-requests python3-oauthlib python3-netifaces python3-serial
 )
 
 missing=()

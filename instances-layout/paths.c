@@ -79,6 +79,9 @@ int kova_layout_instance_path(const struct kova_layout *l, const char *uuid,
     case KOVA_INSTANCE_VMM_PID:
         leaf = "vmm.pid";
         break;
+    case KOVA_INSTANCE_CONFIG_DRIVE:
+        leaf = "disk.config";
+        break;
     default:
         return -EINVAL;
     }

@@ -238,12 +238,26 @@ static int masquerade(struct kova_net_host *h, const struct kova_net_def *d, cha
 
 /* ---- the bridge ---- */
 
-static int bridge_setup(const struct kova_net_def *d, char *err, size_t errlen)
+static int bridge_setup(const struct kova_net_def *d, uint32_t metadata_ip, char *err,
+                        size_t errlen)
 {
     struct nl_link l;
     int r = nl_link_get(d->bridge, &l);
     if (r == -ENODEV) {
-        r = nl_bridge_add(d->bridge, d->mtu);
+        /* A MAC of its own, set once: a bridge without one takes its lowest port's, and
+         * changes it when that port (a guest's tap) goes, which leaves every other guest's ARP
+         * entry for the gateway stale until it expires. 02:..: locally administered, from the
+         * network's uuid (stable across agent restarts). */
+        uint8_t mac[6] = {0x02};
+        unsigned nib = 0;
+        for (const char *c = d->uuid; *c && nib < 10; c++) {
+            int v = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : -1;
+            if (v < 0)
+                continue;
+            mac[1 + nib / 2] = (uint8_t)(mac[1 + nib / 2] << 4 | (unsigned)v);
+            nib++;
+        }
+        r = nl_bridge_add(d->bridge, d->mtu, mac);
         if (r < 0 && r != -EEXIST)
             return kova_err(err, errlen, r, "network %s: cannot create bridge %s: %s", d->name,
                             d->bridge, strerror(-r));
@@ -265,6 +279,12 @@ static int bridge_setup(const struct kova_net_def *d, char *err, size_t errlen)
         kova_net_ip_format(d->gateway, gw);
         return kova_err(err, errlen, r, "network %s: cannot add %s/%u to %s: %s", d->name, gw,
                         d->prefix, d->bridge, strerror(-r));
+    }
+    if (metadata_ip && (r = nl_addr_add(l.index, metadata_ip, 32)) < 0) {
+        char ip[KOVA_NET_IP_STRLEN];
+        kova_net_ip_format(metadata_ip, ip);
+        return kova_err(err, errlen, r, "network %s: cannot add %s/32 to %s: %s", d->name, ip,
+                        d->bridge, strerror(-r));
     }
     return 0;
 }
@@ -459,6 +479,22 @@ static void stale_stop(const struct kova_net_host *h, const struct net *n)
     }
 }
 
+/* Whether n's dnsmasq has set up its signal handlers: it installs them first thing and writes
+ * its pid file later, so a pid file naming n->pid means a SIGHUP rereads the hosts file (sent
+ * earlier, it would kill the new dnsmasq). Waits up to READY_WAIT_MS for it. */
+#define READY_WAIT_MS 3000
+static bool dnsmasq_ready(const struct kova_net_host *h, const struct net *n)
+{
+    char pidf[PATH_LEN], buf[32];
+    net_path(h, n, "pid", pidf);
+    for (int ms = 0; ms <= READY_WAIT_MS; ms += 10) {
+        if (n->pid > 0 && read_small(pidf, buf, sizeof(buf)) > 0 && atoi(buf) == (int)n->pid)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
 static void *supervise(void *arg)
 {
     struct kova_net_host *h = arg;
@@ -566,7 +602,7 @@ int kova_net_host_start(const struct kova_net_host_config *cfg, struct kova_net_
 
     for (size_t i = 0; i < h->n; i++) {
         const struct kova_net_def *d = &h->defs[i];
-        if ((r = bridge_setup(d, err, errlen)) < 0)
+        if ((r = bridge_setup(d, cfg->metadata_ip, err, errlen)) < 0)
             goto fail;
         if (d->masquerade[0] && (r = masquerade(h, d, err, errlen)) < 0)
             goto fail;
@@ -757,8 +793,13 @@ int kova_net_host_set_leases(struct kova_net_host *h, const struct kova_net_leas
             else
                 kova_log(KOVA_LOG_INFO, "network %s: a lease went: dnsmasq restarted (pid %d)",
                          nt->def->name, (int)nt->pid);
-        } else if (nt->pid > 0) {
+        } else if (nt->pid > 0 && dnsmasq_ready(h, nt)) {
             kill(nt->pid, SIGHUP);
+        } else if (nt->pid > 0) { /* not answering signals yet: a new one reads the new file */
+            dnsmasq_stop(nt);
+            if ((r = dnsmasq_spawn(h, nt, false)) < 0)
+                kova_log(KOVA_LOG_ERROR, "network %s: cannot restart dnsmasq: %s", nt->def->name,
+                         strerror(-r));
         }
         free(nt->hosts);
         nt->hosts = s;

@@ -164,7 +164,7 @@ int nl_link_get(const char *name, struct nl_link *out)
     return r < 0 ? r : r ? 0 : -ENODEV;
 }
 
-int nl_bridge_add(const char *name, unsigned mtu)
+int nl_bridge_add(const char *name, unsigned mtu, const uint8_t mac[6])
 {
     struct nl *nl;
     int r = nl_open(&nl);
@@ -176,6 +176,8 @@ int nl_bridge_add(const char *name, unsigned mtu)
     mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
     if (mtu)
         mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
+    if (mac)
+        mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
     struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
     mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
     mnl_attr_nest_end(nlh, info);
@@ -237,7 +239,8 @@ int nl_addr_add(int index, uint32_t addr, unsigned prefix)
     uint32_t mask = prefix ? ~0u << (32 - prefix) : 0;
     mnl_attr_put_u32(nlh, IFA_LOCAL, htonl(addr));
     mnl_attr_put_u32(nlh, IFA_ADDRESS, htonl(addr));
-    mnl_attr_put_u32(nlh, IFA_BROADCAST, htonl(addr | ~mask));
+    if (prefix < 31)
+        mnl_attr_put_u32(nlh, IFA_BROADCAST, htonl(addr | ~mask));
     r = nl_request(nlh, nl);
     nl_close(nl);
     return r == -EEXIST ? 0 : r;

@@ -21,8 +21,9 @@ struct nl_link {
 int nl_links(int (*fn)(const struct nl_link *l, void *arg), void *arg);
 /* The link named name: 0, -ENODEV. */
 int nl_link_get(const char *name, struct nl_link *out);
-/* Creates a bridge: 0, -EEXIST when a link of that name exists. */
-int nl_bridge_add(const char *name, unsigned mtu);
+/* Creates a bridge with this MAC (NULL: the kernel's choice, which then follows its ports):
+ * 0, -EEXIST when a link of that name exists. */
+int nl_bridge_add(const char *name, unsigned mtu, const uint8_t mac[6]);
 /* Sets a link's MTU (0: unchanged), master (0: unchanged) and brings it up. */
 int nl_link_set(int index, unsigned mtu, int master, bool up);
 int nl_link_del(int index);

@@ -16,7 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kova_agent_fixture import Agent, sanitizer_problems, unittest_main  # noqa: E402
+from kova_agent_fixture import (Agent, free_port, sanitizer_problems,  # noqa: E402
+                                unittest_main)
 
 AGENT_BIN = None
 CONFIG = """
@@ -25,6 +26,10 @@ CONFIG = """
 my_ip = 10.0.0.1
 host = kova-test-host
 default_availability_zone = az-test
+force_config_drive = true
+
+[kova]
+metadata_listen = 127.0.0.1:%(md_port)d
 
 [api]
 auth_strategy = noauth2
@@ -65,7 +70,10 @@ class Config(unittest.TestCase):
         try:
             bad = os.path.join(a.tmp, "bad.conf")
             for text in ("[DEFAULT]\nosapi_compute_listen_port = seventy\n",
-                         "[quota]\ninstances = -5\n", "not an ini line\n"):
+                         "[quota]\ninstances = -5\n", "not an ini line\n",
+                         "[kova]\nmetadata_listen = [::1]:80\n",
+                         "[kova]\nmetadata_listen = 169.254.169.254\n",
+                         "[DEFAULT]\nforce_config_drive = maybe\n"):
                 with open(bad, "w") as f:
                     f.write(text)
                 r = self.run_agent(["--config", bad, "--state-dir", a.state_dir])
@@ -80,7 +88,8 @@ class Config(unittest.TestCase):
             a.cleanup()
 
     def test_config_values_apply(self):
-        a = Agent(AGENT_BIN, config_text=CONFIG).start()
+        md_port = free_port()
+        a = Agent(AGENT_BIN, config_text=CONFIG % {"md_port": md_port}).start()
         try:
             st, _, b = a.request("GET", "/v2.1/os-availability-zone")
             self.assertEqual(b["availabilityZoneInfo"][0]["zoneName"], "az-test")
@@ -114,8 +123,21 @@ class Config(unittest.TestCase):
             st, _, b = a.request("POST", "/v2.1/servers", {"server": {
                 "name": "q", "imageRef": img["id"], "flavorRef": "1", "max_count": 5}})
             self.assertEqual(st, 202, b)
-            st, _, b = a.request("GET", "/v2.1/servers")
+            st, _, b = a.request("GET", "/v2.1/servers/detail")
             self.assertEqual(len(b["servers"]), 2)  # as many as the quota allows
+            # force_config_drive: every server has one
+            self.assertEqual([x["config_drive"] for x in b["servers"]], ["True", "True"])
+            # the metadata service where metadata_listen says; 127.0.0.1 is no server's
+            c = http.client.HTTPConnection("127.0.0.1", md_port, timeout=10)
+            c.request("GET", "/openstack/latest/meta_data.json")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.getheader("Content-Type")),
+                             (404, "text/plain; charset=UTF-8"))
+            r.read()
+            c.request("DELETE", "/openstack")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.getheader("Allow")), (405, "GET, HEAD"))
+            c.close()
             self.assert_clean_stop(a)
         finally:
             a.cleanup()

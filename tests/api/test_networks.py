@@ -12,10 +12,16 @@ namespace gets exactly the port's fixed IP, gateway and DNS from it; dnsmasq res
 SIGKILL; address exhaustion; an agent SIGKILLed during creates leaves, after its restart, no tap
 that no port names, no duplicate IP and one dnsmasq per network; Debian's openstack CLI with
 `server create --network NAME` and the Networks column.
+Metadata: the metadata service on 169.254.169.254:80 from network namespaces with servers'
+fixed IPs (each sees its own meta_data.json, keys, user data, EC2 tree, network_data.json; an
+address that is no server's and a deleted server's get 404; hostile paths 404, POST 405); the
+config drive (vfat config-2 read back with blkid and mcopy, attached read-only, kept over
+stop/start, gone with the server).
 
 usage: /usr/bin/python3 test_networks.py --agent PATH/kova-agent --fake-vmm PATH/kova-fake-vmm
        [--openstack /usr/bin/openstack]
 """
+import base64
 import ipaddress
 import json
 import os
@@ -240,6 +246,13 @@ class Networks(Base):
             have = ["%s/%d" % (x["local"], x["prefixlen"]) for x in addrs[0]["addr_info"]
                     if x["family"] == "inet"]
             self.assertIn("%s/%d" % (n.gateway, n.cidr.prefixlen), have)
+            self.assertIn("169.254.169.254/32", have)  # the metadata service's address
+            # a MAC of its own (02: + the network's uuid), not its lowest port's: it never
+            # changes under the guests when a tap goes
+            with open("/sys/class/net/%s/address" % n.bridge) as f:
+                self.assertRegex(f.read().strip(), r"^02(:[0-9a-f]{2}){5}$")
+            with open("/sys/class/net/%s/addr_assign_type" % n.bridge) as f:
+                self.assertEqual(f.read().strip(), "3")  # NET_ADDR_SET
             self.assertEqual(len(dnsmasqs(n.bridge)), 1, n.bridge)
         nets = self.req("GET", "/v2.1/os-networks", status=200)["networks"]
         mine = {x["label"]: x for x in nets}
@@ -420,8 +433,9 @@ class Networks(Base):
 
     def test_dnsmasq_restarted(self):
         n = NETS[1]
+        # a delete in an earlier test may have it restarting (a lease went) just now
+        self.wait_for(lambda: len(dnsmasqs(n.bridge)) == 1, "one dnsmasq on %s" % n.bridge)
         old = dnsmasqs(n.bridge)
-        self.assertEqual(len(old), 1)
         os.kill(old[0], signal.SIGKILL)
         self.wait_for(lambda: len(dnsmasqs(n.bridge)) == 1 and dnsmasqs(n.bridge) != old,
                       "dnsmasq restarted", timeout=15)
@@ -454,6 +468,176 @@ class Networks(Base):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+
+
+class Metadata(Base):
+    """The metadata service (per network on 169.254.169.254:80, bound to the bridge) seen from
+    network namespaces on the bridge with a server's fixed IP, and the config drive's vfat image
+    (blkid, mcopy) and its attachment to the VMM."""
+
+    KEY = None
+
+    @classmethod
+    def keypair(cls, test):
+        if not cls.KEY:
+            tmp = tempfile.mkdtemp(prefix="kova-md-key-")
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "md@test", "-f",
+               os.path.join(tmp, "k"))
+            with open(os.path.join(tmp, "k.pub")) as f:
+                cls.KEY = f.read().strip()
+            shutil.rmtree(tmp, ignore_errors=True)
+            test.req("POST", "/v2.1/os-keypairs",
+                     {"keypair": {"name": "mdk", "public_key": cls.KEY}}, status=200)
+        return cls.KEY
+
+    class Guest:
+        """A network namespace on n's bridge whose veth has ip (a server's or not) and the
+        default route through the gateway, as a guest's eth0 after DHCP."""
+
+        def __init__(self, n, ip, k):
+            self.ns, self.v0, self.v1 = "km%s%d" % (TAG, k), "kmv%s%da" % (TAG, k), \
+                "kmv%s%db" % (TAG, k)
+            sh("ip", "netns", "add", self.ns)
+            sh("ip", "link", "add", self.v0, "type", "veth", "peer", "name", self.v1)
+            sh("ip", "link", "set", self.v0, "master", n.bridge, "up")
+            sh("ip", "link", "set", self.v1, "netns", self.ns)
+            sh("ip", "-n", self.ns, "link", "set", self.v1, "up")
+            sh("ip", "-n", self.ns, "addr", "add", "%s/%d" % (ip, n.cidr.prefixlen), "dev",
+               self.v1)
+            sh("ip", "-n", self.ns, "route", "add", "default", "via", n.gateway)
+
+        def get(self, path, method="GET"):
+            """(HTTP status, body bytes) of a request to http://169.254.169.254<path>."""
+            r = subprocess.run(["ip", "netns", "exec", self.ns, "curl", "-sS", "--path-as-is",
+                                "--max-time", "10", "-X", method, "-o", "-", "-w",
+                                "\n%{http_code}", "http://169.254.169.254" + path],
+                               capture_output=True, timeout=30)
+            body, _, code = r.stdout.rpartition(b"\n")
+            if r.returncode != 0:
+                raise AssertionError("curl %s %s: exit %d %s" % (method, path, r.returncode,
+                                                                 r.stderr.decode()[-300:]))
+            return int(code or 0), body
+
+        def close(self):
+            sh("ip", "link", "del", self.v0, check=False)
+            sh("ip", "netns", "del", self.ns, check=False)
+
+    def test_service_answers_each_server_its_own(self):
+        n = NETS[0]
+        nid = self.net_id(n)
+        key = self.keypair(self)
+        ip_a, ip_b, ip_x = (str(n.cidr.network_address + k) for k in (110, 111, 150))
+        ud_a, ud_b = b"#!/bin/sh\necho server-a > /tmp/marker\n", b"#cloud-config\n{}\n"
+        a = self.boot_with([{"uuid": nid, "fixed_ip": ip_a}], "Md Server_A", key_name="mdk",
+                           user_data=ud_a, metadata={"role": "a"})
+        b = self.boot_with([{"uuid": nid, "fixed_ip": ip_b}], "md-b", user_data=ud_b)
+        guests = []
+        try:
+            ga, gb, gx = (self.Guest(n, ip, k) for k, ip in enumerate((ip_a, ip_b, ip_x)))
+            guests = [ga, gb, gx]
+            st, body = ga.get("/openstack/latest/meta_data.json")
+            self.assertEqual(st, 200, body)
+            md = json.loads(body)
+            self.assertEqual((md["uuid"], md["name"], md["hostname"], md["project_id"]),
+                             (a["id"], "Md Server_A", "md-server-a.novalocal", "demo"))
+            self.assertEqual(md["public_keys"], {"mdk": key})
+            self.assertEqual(md["keys"], [{"name": "mdk", "type": "ssh", "data": key}])
+            self.assertEqual(md["meta"], {"role": "a"})
+            self.assertEqual(ga.get("/openstack/latest/user_data"), (200, ud_a))
+            self.assertEqual(ga.get("/latest/meta-data/local-ipv4"), (200, ip_a.encode()))
+            self.assertEqual(ga.get("/latest/meta-data/public-keys/0/openssh-key"),
+                             (200, key.encode()))
+            self.assertEqual(ga.get("/latest/user-data"), (200, ud_a))
+            st, body = ga.get("/openstack/2018-08-27/network_data.json")
+            self.assertEqual(st, 200, body)
+            nd = json.loads(body)
+            mac = a["addresses"][n.name][0]["OS-EXT-IPS-MAC:mac_addr"]
+            self.assertEqual([x["ethernet_mac_address"] for x in nd["links"]], [mac])
+            self.assertEqual([x["ip_address"] for x in nd["networks"]], [ip_a])
+            # the second server sees its own data, never the first's
+            st, body = gb.get("/openstack/latest/meta_data.json")
+            self.assertEqual(st, 200, body)
+            mb = json.loads(body)
+            self.assertEqual((mb["uuid"], mb["hostname"]), (b["id"], "md-b.novalocal"))
+            self.assertNotIn("public_keys", mb)
+            self.assertEqual(gb.get("/openstack/latest/user_data"), (200, ud_b))
+            self.assertEqual(gb.get("/latest/meta-data/public-keys")[0], 404)
+            # no server has ip_x; hostile paths and methods
+            self.assertEqual(gx.get("/openstack/latest/meta_data.json")[0], 404)
+            self.assertEqual(gx.get("/latest/meta-data/")[0], 404)
+            for bad in ("/openstack/latest/../latest/meta_data.json",
+                        "/openstack/latest/%6deta_data.json", "/openstack/latest//meta_data.json",
+                        "/openstack/latest/meta_data.json/x", "/" + "a" * 5000):
+                self.assertEqual(ga.get(bad)[0], 404, bad)
+            self.assertEqual(ga.get("/openstack/latest/meta_data.json", method="POST")[0], 405)
+            self.assertEqual(ga.get("/openstack")[0], 200)
+            # deleted: its address gets nothing any more
+            self.delete(a["id"])
+            self.assertEqual(ga.get("/openstack/latest/meta_data.json")[0], 404)
+            self.assertEqual(gb.get("/openstack/latest/meta_data.json")[0], 200)
+        finally:
+            for g in guests:
+                g.close()
+            self.delete(b["id"])
+
+    def boot_with(self, networks, name, user_data=None, **extra):
+        if user_data is not None:
+            extra["user_data"] = base64.b64encode(user_data).decode()
+        sid = self.create(networks, name=name, **extra)["server"]["id"]
+        return self.wait(sid, "ACTIVE")
+
+    def vmm_cmdline(self, sid):
+        c = sqlite3.connect(os.path.join(self.a.state_dir, "state.db"), timeout=10)
+        pid = c.execute("SELECT vmm_pid FROM servers WHERE id = ?", (sid,)).fetchone()[0]
+        c.close()
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().decode().split("\0")
+
+    def test_config_drive(self):
+        n = NETS[1]
+        nid = self.net_id(n)
+        key = self.keypair(self)
+        ud = b"#!/bin/sh\necho from-the-config-drive\n"
+        s = self.boot_with([{"uuid": nid}], "cd-vm", user_data=ud, key_name="mdk",
+                           config_drive=True)
+        plain = self.boot_with([{"uuid": nid}], "no-cd-vm")
+        try:
+            self.assertEqual(s["config_drive"], "True")
+            self.assertEqual(plain["config_drive"], "")
+            inst = os.path.join(self.a.state_dir, "instances")
+            img = os.path.join(inst, s["id"], "disk.config")
+            self.assertFalse(os.path.exists(os.path.join(inst, plain["id"], "disk.config")))
+            blk = subprocess.run(["blkid", "-o", "export", img], capture_output=True, text=True)
+            self.assertIn("LABEL=config-2", blk.stdout, blk)
+            self.assertIn("TYPE=vfat", blk.stdout, blk)
+
+            def read(path):
+                r = subprocess.run(["mcopy", "-n", "-i", img, "::" + path, "-"],
+                                   capture_output=True, env={"MTOOLS_SKIP_CHECK": "1",
+                                                             "PATH": os.environ["PATH"]})
+                self.assertEqual(r.returncode, 0, (path, r.stderr))
+                return r.stdout
+            md = json.loads(read("openstack/latest/meta_data.json"))
+            self.assertEqual((md["uuid"], md["hostname"]), (s["id"], "cd-vm.novalocal"))
+            self.assertEqual(md["public_keys"], {"mdk": key})
+            self.assertEqual(read("openstack/latest/user_data"), ud)
+            ip = s["addresses"][n.name][0]["addr"]
+            nd = json.loads(read("openstack/latest/network_data.json"))
+            self.assertEqual([x["ip_address"] for x in nd["networks"]], [ip])
+            self.assertEqual(json.loads(read("ec2/latest/meta-data.json"))["local-ipv4"], ip)
+            # the VMM has it as a second, read-only raw disk; the plain server has one disk
+            self.assertIn("path=%s,format=raw,readonly=on" % img, self.vmm_cmdline(s["id"]))
+            self.assertEqual(self.vmm_cmdline(plain["id"]).count("--disk"), 1)
+            # stop/start keeps it; the attachment comes back
+            self.req("POST", "/v2.1/servers/%s/action" % s["id"], {"os-stop": None}, status=202)
+            self.wait(s["id"], "SHUTOFF")
+            self.req("POST", "/v2.1/servers/%s/action" % s["id"], {"os-start": None}, status=202)
+            self.wait(s["id"], "ACTIVE")
+            self.assertIn("path=%s,format=raw,readonly=on" % img, self.vmm_cmdline(s["id"]))
+        finally:
+            self.delete(s["id"])
+            self.delete(plain["id"])
+        self.assertFalse(os.path.exists(os.path.join(inst, s["id"])))
 
 class Restart(Base):
     def test_sigkill_during_creates(self):

@@ -41,6 +41,13 @@ struct kova_agent_config {
     struct kova_net_def networks[KOVA_NET_MAX];
     size_t nnetworks;
     char dnsmasq_path[4096]; /* [kova] dnsmasq: the DHCP server's executable; "": dnsmasq */
+    /* [kova] metadata_listen: "" (default): 169.254.169.254:80 on each network's bridge;
+     * "HOST:PORT": one listener there (IPv4); "off": no metadata service */
+    char metadata_host[64];
+    unsigned metadata_port;
+    int metadata_off;
+    int force_config_drive; /* [DEFAULT] force_config_drive: every server gets a config drive */
+    char dhcp_domain[256];  /* [api] dhcp_domain (Nova's, default "novalocal"); "": none */
     /* [keystone_authtoken], nova.conf's names; used with auth_strategy = keystone */
     struct {
         char www_authenticate_uri[512]; /* named in 401 answers; default auth_url */

@@ -56,6 +56,7 @@ struct kova_api_config {
     int max_limit; /* page size cap for list calls (Nova's max_limit) */
     /* quotas (per project; -1 = unlimited) */
     int quota_instances, quota_cores, quota_ram, quota_key_pairs, quota_metadata_items;
+    int force_config_drive; /* every new server gets a config drive ("config_drive": "True") */
     struct kova_compute *compute; /* runs the server tasks (kova/compute.h); not owned */
     /* kova's networks (kova/network.h), for servers' NICs and /os-networks; not owned, valid
      * while the api runs. None: servers get no NICs. */
@@ -76,6 +77,28 @@ int kova_api_start(const struct kova_api_config *cfg, struct kova_db *db, struct
 void kova_api_quiesce(struct kova_api *api);
 /* Quiesces (if not yet done) and frees the api. */
 void kova_api_stop(struct kova_api *api);
+
+/* ---- the metadata service (metadata.c): Nova's metadata API for the guests ----
+ * GET/HEAD of kova/metadata.h's trees, to the server whose fixed IP the request comes from
+ * (by the connection's source address alone: no header is trusted). host NULL or "": one
+ * listener per network on 169.254.169.254:port bound to the network's bridge (SO_BINDTODEVICE:
+ * agents with other bridges may do the same), serving that network's servers; else one
+ * listener on host:port serving every network's. A source that is no server's, or any path
+ * not in the trees: 404; other methods: 405. */
+struct kova_mdsvc;
+struct kova_mdsvc_config {
+    struct kova_db *db;
+    const struct kova_net_def *networks; /* not owned; valid while the service runs */
+    size_t nnetworks;
+    const char *dhcp_domain; /* the hostname's domain ("novalocal"); NULL: none */
+    const char *host;        /* an IPv4 address; NULL or "": per network on 169.254.169.254 */
+    unsigned port;           /* 0: 80 */
+};
+/* -errno (err says why: the address is not on the host, the port is taken ...). */
+int kova_mdsvc_start(const struct kova_mdsvc_config *cfg, struct kova_mdsvc **out, char *err,
+                     size_t errlen);
+/* Stops the listeners (in-flight requests finish) and frees s (NULL: nothing). */
+void kova_mdsvc_stop(struct kova_mdsvc *s);
 
 /* The microversion range served, as "2.N" strings. */
 const char *kova_api_min_version(void);

@@ -49,6 +49,9 @@ struct kova_compute_config {
      * bridge and MTU go to the driver with the NIC. Not owned; valid while the manager runs. */
     const struct kova_net_def *networks;
     size_t nnetworks;
+    /* Nova's [api]dhcp_domain: the config drive's hostname is "<name>.<dhcp_domain>"; NULL or
+     * "": the name alone. */
+    const char *dhcp_domain;
     /* Called after a delete removed a server's ports (DHCP forgets them); NULL: none. */
     void (*ports_changed)(void *opaque);
     void *ports_opaque;

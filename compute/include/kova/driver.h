@@ -30,6 +30,8 @@
 
 #define KOVA_DRIVER_ERR_MAX 1024
 
+struct kova_md_file;
+
 struct kova_vmm_ref {
     pid_t pid;                /* 0: none */
     unsigned long long start; /* the process start time (/proc/PID/stat field 22) */
@@ -58,6 +60,12 @@ struct kova_boot_spec {
     unsigned long long root_gib;      /* the flavor's root disk */
     const struct kova_boot_nic *nics; /* spawn: eth0, eth1 ... in order */
     unsigned nnics;
+    /* The config drive (kova/metadata.h): prepare writes these files into the instance's
+     * disk.config (a vfat "config-2"); spawn attaches it read-only as the second disk when
+     * config_drive is set. */
+    const struct kova_md_file *config_files;
+    size_t nconfig_files;
+    bool config_drive;
 };
 
 enum kova_power_off_mode {
@@ -82,8 +90,8 @@ struct kova_driver;
 
 struct kova_driver_ops {
     const char *name;
-    /* Prepares the instance's disks (image caches, its dir with the root overlay); an existing
-     * dir of an earlier attempt is replaced. */
+    /* Prepares the instance's disks (image caches, its dir with the root overlay, the config
+     * drive when spec has its files); an existing dir of an earlier attempt is replaced. */
     int (*prepare)(struct kova_driver *d, const struct kova_boot_spec *spec, int *fault_code,
                    char *err, size_t errlen);
     /* Starts the instance from its prepared disks and waits until its VMM answers. */

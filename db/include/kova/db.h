@@ -111,6 +111,7 @@ struct kova_db_server {
     unsigned long long vmm_start;
     char kernel_id[KOVA_DB_ID_MAX], ramdisk_id[KOVA_DB_ID_MAX]; /* what it boots ("": none) */
     char cmdline[KOVA_DB_CMDLINE_MAX];
+    bool config_drive; /* the server has a config drive (its config_drive column is not "") */
 };
 
 /* How a task ends (kova_db_server_finish). */
@@ -154,6 +155,10 @@ int kova_db_server_record_exit(sqlite3 *conn, const char *id, pid_t pid);
  * alive, a fault (code 500) when fault is not NULL. */
 int kova_db_server_reconcile(sqlite3 *conn, const char *id, const char *vm_state, int power_state,
                              bool alive, const char *fault);
+/* What the guest gets through its metadata: the create request's key_data (the public key of
+ * key_name) and user_data (base64), each malloc'd (free() them) or NULL when none. -ENOENT when
+ * there is no such server. */
+int kova_db_server_guest_data(sqlite3 *conn, const char *id, char **key_data, char **user_data);
 /* Removes the server's row (its metadata and actions go with it). */
 int kova_db_server_delete(sqlite3 *conn, const char *id);
 /* 1 when a server with this id exists, 0 when not. */
@@ -549,6 +554,10 @@ int kova_db_port_add(sqlite3 *conn, const struct kova_db_port *p);
 /* The server that holds ip on the network, into owner (KOVA_DB_ID_MAX bytes): 1 when one does, 0
  * when the address is free. */
 int kova_db_port_ip_owner(sqlite3 *conn, const char *network_id, uint32_t ip, char *owner);
+/* The one server that holds ip on any network, into server_id (KOVA_DB_ID_MAX bytes): 1 when
+ * exactly one does; 0 when none does or when two networks' servers share it (overlapping CIDRs:
+ * the metadata service then answers nobody rather than the wrong one). */
+int kova_db_port_by_ip(sqlite3 *conn, uint32_t ip, char *server_id);
 /* Every fixed IP taken on the network (malloc'd array, free() it; NULL and 0 when none). */
 int kova_db_port_ips(sqlite3 *conn, const char *network_id, uint32_t **out, size_t *n);
 /* The server's ports in NIC order (server_id NULL: every server's, by server then NIC; malloc'd

@@ -4,6 +4,7 @@
  *
  *   STATE/instances/<uuid>/disk          qcow2 overlay over the cached base image
  *   STATE/instances/<uuid>/disk.info     {"<abs path of disk>": "qcow2"} (one JSON line)
+ *   STATE/instances/<uuid>/disk.config   the config drive (vfat "config-2"), when it has one
  *   STATE/instances/<uuid>/console.log   guest serial console (rotated: console.log.0 .. .2)
  *   STATE/instances/<uuid>/vmm.sock      kova-vmm's control socket
  *   STATE/instances/<uuid>/vmm.pid       kova-vmm's PID file
@@ -68,6 +69,7 @@ enum kova_instance_file {
     KOVA_INSTANCE_CONSOLE_LOG,
     KOVA_INSTANCE_VMM_SOCK, /* guaranteed to fit sun_path (< 108 bytes) */
     KOVA_INSTANCE_VMM_PID,
+    KOVA_INSTANCE_CONFIG_DRIVE,
 };
 
 /* --- ids and paths (pure: no file system access) -------------------------------------------- */

@@ -100,14 +100,17 @@ struct kova_net_host_config {
     size_t ndefs;
     const char *run_dir; /* dnsmasq's hosts, pid and lease files: <run_dir>/<network uuid>.* */
     const char *dnsmasq; /* the executable; NULL: "dnsmasq" on PATH (/usr/sbin) */
+    /* The metadata service's address (169.254.169.254), added as a /32 to every bridge so that
+     * guests reach it through their gateway; 0: none. */
+    uint32_t metadata_ip;
 };
 
-/* For each network: the bridge (created when missing, the gateway address/prefix added, MTU
- * set, up), masquerade when asked (net.ipv4.ip_forward=1 and one iptables MASQUERADE rule,
- * added once), dnsmasq started with an empty hosts file (a dnsmasq a previous agent left, named
- * by its pid file in run_dir, is stopped first); then a supervisor thread restarts a dnsmasq that
- * died (at most once a second). -errno when a bridge cannot be set up or dnsmasq
- * cannot be started (nothing is left running then). */
+/* For each network: the bridge (created when missing, the gateway address/prefix and the
+ * metadata address added, MTU set, up), masquerade when asked (net.ipv4.ip_forward=1 and one
+ * iptables MASQUERADE rule, added once), dnsmasq started with an empty hosts file (a dnsmasq a
+ * previous agent left, named by its pid file in run_dir, is stopped first); then a supervisor
+ * thread restarts a dnsmasq that died (at most once a second). -errno when a bridge cannot be set
+ * up or dnsmasq cannot be started (nothing is left running then). */
 int kova_net_host_start(const struct kova_net_host_config *cfg, struct kova_net_host **out,
                         char *err, size_t errlen);
 /* The definitions it runs (owned by the host; valid until kova_net_host_stop). */
