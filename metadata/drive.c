@@ -11,13 +11,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,42 +132,16 @@ static int run_tool(const char *const *argv, const char *outpath, char *err, siz
     static const char *const envp[] = {"MTOOLS_SKIP_CHECK=1", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                                        "LC_ALL=C", NULL};
     const char *tool = strrchr(argv[0], '/') + 1;
-    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nullfd < 0)
-        return kova_err(err, errlen, -errno, "config drive: /dev/null: %s", strerror(errno));
     int out = open(outpath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (out < 0) {
         int e = errno;
-        close(nullfd);
         return kova_err(err, errlen, -e, "config drive: %s: %s", outpath, strerror(e));
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(nullfd);
-        close(out);
-        return kova_err(err, errlen, -e, "config drive: fork: %s", strerror(e));
-    }
-    if (pid == 0) {
-        /* the child: async-signal-safe calls only */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        static const int sigs[] = {SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGTERM};
-        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-            signal(sigs[i], SIG_DFL);
-        if (dup2(nullfd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-            _exit(127);
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        execve(argv[0], (char *const *)argv, (char *const *)envp);
-        static const char msg[] = "cannot execute the program\n";
-        if (write(2, msg, sizeof(msg) - 1) < 0) {
-            /* nothing left to report to */
-        }
-        _exit(127);
-    }
-    close(nullfd);
+    pid_t pid = kova_spawn(argv, envp, out, false);
     close(out);
+    if (pid < 0)
+        return kova_err(err, errlen, (int)pid, "config drive: cannot run %s: %s", tool,
+                        strerror((int)-pid));
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR)

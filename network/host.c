@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,42 +136,10 @@ static bool world_searchable(const char *dir)
 
 /* ---- child processes ---- */
 
-/* Forks and execs argv[0] with stdin /dev/null, stdout and stderr to out (-1: /dev/null), in
- * its own session; the pid or -errno. */
+/* argv[0] in its own session, stdout and stderr to out (-1: /dev/null): kova_spawn. */
 static pid_t spawn(const char *const *argv, int out)
 {
-    int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (nullfd < 0)
-        return -errno;
-    if (out < 0)
-        out = nullfd;
-    pid_t pid = fork();
-    if (pid < 0) {
-        pid = -errno;
-        close(nullfd);
-        return pid;
-    }
-    if (pid == 0) {
-        /* the child: async-signal-safe calls only */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        static const int sigs[] = {SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGTERM};
-        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-            signal(sigs[i], SIG_DFL);
-        setsid();
-        if (dup2(nullfd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-            _exit(127);
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        execv(argv[0], (char *const *)argv);
-        static const char msg[] = "kova network: cannot execute the program\n";
-        if (write(2, msg, sizeof(msg) - 1) < 0) {
-            /* nothing left to report to */
-        }
-        _exit(127);
-    }
-    close(nullfd);
-    return pid;
+    return kova_spawn(argv, NULL, out, true);
 }
 
 /* Runs argv to its end: its exit status (128 + signal when killed) or -errno. */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 enum { KOVA_LOG_ERROR = -1, KOVA_LOG_WARNING = 0, KOVA_LOG_INFO = 1, KOVA_LOG_DEBUG = 2 };
@@ -33,6 +34,12 @@ void kova_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
  * rc, so that a failure reads `return kova_err(err, errlen, -EINVAL, "bad %s", what);`. */
 int kova_err(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Forks and execs argv[0] (an absolute path) with argv, envp (NULL: this environment), stdin
+ * /dev/null, stdout and stderr to out (-1: /dev/null), no other descriptor, signals unblocked and
+ * at their defaults, in a session of its own when new_session. The child's pid, or -errno (the
+ * exec's failure shows as exit status 127). out stays the caller's. */
+pid_t kova_spawn(const char *const *argv, const char *const *envp, int out, bool new_session);
 
 /* write(2) of all len bytes (EINTR retried); 0 or -errno. */
 int kova_write_all(int fd, const void *buf, size_t len);
