@@ -598,6 +598,36 @@ static bool list_since(struct kova_req *r, char out[32])
 static void server_list(struct kova_req *r)
 {
     bool detail = route_variant(r) == LIST_DETAIL;
+    /* all_tenants as Nova reads it (oslo bool_from_string, strict): another project's servers
+     * are an administrator's to list (policy servers:{index,detail}:get_all_tenants) */
+    bool all_tenants = false;
+    const char *all = req_query(r, "all_tenants");
+    if (all) {
+        static const char *const yes[] = {"1", "t", "true", "on", "y", "yes"};
+        static const char *const no[] = {"0", "f", "false", "off", "n", "no"};
+        bool known = false;
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+            if (strcasecmp(all, yes[i]) == 0)
+                known = all_tenants = true;
+            if (strcasecmp(all, no[i]) == 0)
+                known = true;
+        }
+        if (!known) {
+            reply_fault(r, 400,
+                        "Invalid input received: Unrecognized value '%.64s', acceptable values "
+                        "are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', "
+                        "'yes'",
+                        all);
+            return;
+        }
+        if (all_tenants && !r->auth.is_admin) {
+            reply_fault(r, 403,
+                        "Policy doesn't allow os_compute_api:servers:%s:get_all_tenants to be "
+                        "performed.",
+                        detail ? "detail" : "index");
+            return;
+        }
+    }
     struct kova_cache *cache = r->api->list_cache;
     struct sbuf key = {0};
     uint64_t gen = 0;
@@ -624,16 +654,9 @@ static void server_list(struct kova_req *r)
     const char *image = req_query(r, "image");
     const char *flavor = req_query(r, "flavor");
     const char *marker = req_query(r, "marker");
-    const char *all = req_query(r, "all_tenants");
     const char *proj = req_query(r, "project_id");
     if (!proj)
         proj = req_query(r, "tenant_id");
-    bool all_tenants = false;
-    if (all && r->auth.is_admin) {
-        all_tenants = !(strcasecmp(all, "0") == 0 || strcasecmp(all, "false") == 0 ||
-                        strcasecmp(all, "f") == 0 || strcasecmp(all, "off") == 0 ||
-                        strcasecmp(all, "no") == 0);
-    }
     if (!r->auth.is_admin || !proj)
         proj = all_tenants ? NULL : r->auth.project_id;
     if (status) {

@@ -642,6 +642,14 @@ class Servers(Base):
                           if s["id"] in ids], [])
         allt = self.ok("GET", "/v2.1/servers?all_tenants=1", token=ADMIN)["servers"]
         self.assertTrue(set(ids) <= {s["id"] for s in allt})
+        # a member asking for all_tenants: Nova's policy 403; a value that is no boolean: 400
+        b = self.fault(403, "GET", "/v2.1/servers/detail?all_tenants=1", token=OTHER)
+        self.assertIn("servers:detail:get_all_tenants", json.dumps(b))
+        self.fault(403, "GET", "/v2.1/servers?all_tenants=True", token=OTHER)
+        self.fault(400, "GET", "/v2.1/servers?all_tenants=maybe", token=ADMIN)
+        self.fault(400, "GET", "/v2.1/servers/detail?all_tenants=", token=OTHER)
+        self.assertEqual([s for s in self.ok("GET", "/v2.1/servers?all_tenants=no",
+                                             token=OTHER)["servers"] if s["id"] in ids], [])
 
     def test_list_sort_keys_and_dirs(self):
         tok = "sorter:sortproj"

@@ -293,8 +293,10 @@ http_request_timeout = 10
                          want=404 if method == "GET" else 403)
             ids = [s["id"] for s in self.api("bob", "GET", "/servers", want=200)[2]["servers"]]
             self.assertEqual(ids, [sb])
-            # all_tenants is an admin's: a member asking for it sees only its own project
-            ids = [s["id"] for s in self.api("bob", "GET", "/servers/detail?all_tenants=1",
+            # all_tenants is an admin's: a member asking for it gets Nova's 403
+            self.api("bob", "GET", "/servers/detail?all_tenants=1", want=403)
+            self.api("bob", "GET", "/servers?all_tenants=true", want=403)
+            ids = [s["id"] for s in self.api("bob", "GET", "/servers/detail?all_tenants=0",
                                              want=200)[2]["servers"]]
             self.assertEqual(ids, [sb])
             # the admin sees both with --all-projects, neither without (its own project)
