@@ -36,6 +36,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from kova_hostnet import dnsmasqs, link_up, links  # noqa: E402
 from kova_agent_fixture import (Agent, openstack_env, sanitizer_problems,  # noqa: E402
                                 unittest_main)
 
@@ -50,37 +52,6 @@ def sh(*args, check=True):
     if check and r.returncode != 0:
         raise AssertionError("%s: %d %s" % (" ".join(args), r.returncode, r.stderr.strip()))
     return r
-
-
-def links():
-    """{name: master or None} of every network interface."""
-    out = {}
-    for name in os.listdir("/sys/class/net"):
-        m = os.path.join("/sys/class/net", name, "master")
-        out[name] = os.path.basename(os.readlink(m)) if os.path.islink(m) else None
-    return out
-
-
-def link_up(name):
-    with open("/sys/class/net/%s/flags" % name) as f:
-        return int(f.read(), 16) & 1 == 1
-
-
-def dnsmasqs(bridge):
-    """Pids of dnsmasq processes serving bridge."""
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % p, "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == "dnsmasq" and any(
-                a in ("--interface=" + bridge, bridge) for a in argv):
-            out.append(int(p))
-    return out
 
 
 class Net:

@@ -38,6 +38,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
+from kova_hostnet import dnsmasqs, link_up, links  # noqa: E402
 import test_lifecycle_kvm as L  # noqa: E402  (its helpers: api, console, wait_status, gone, ...)
 from test_lifecycle_kvm import Agent, check, log  # noqa: E402
 
@@ -117,39 +119,6 @@ def load_modules(assets):
     return os.path.exists("/dev/net/tun") and os.path.isdir("/sys/module/bridge")
 
 
-def links():
-    """{name: master or None} of every network interface."""
-    out = {}
-    for name in os.listdir("/sys/class/net"):
-        m = os.path.join("/sys/class/net", name, "master")
-        out[name] = os.path.basename(os.readlink(m)) if os.path.islink(m) else None
-    return out
-
-
-def link_up(name):
-    try:
-        with open("/sys/class/net/%s/flags" % name) as f:
-            return int(f.read(), 16) & 1 == 1
-    except OSError:
-        return False
-
-
-def dnsmasqs():
-    """Pids of the dnsmasq processes serving our bridge."""
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % p, "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == "dnsmasq" and "--interface=" + BRIDGE in argv:
-            out.append(int(p))
-    return out
-
-
 def net_file(ext):
     try:
         with open(os.path.join(L.C.agent.state_dir, "networks", "%s.%s" % (C.net_id, ext)),
@@ -193,7 +162,7 @@ def diag(sids=()):
     out.append("---- ip neigh\n" + sh("ip", "neigh").stdout)
     out.append("---- hosts file\n" + net_file("hosts"))
     out.append("---- dnsmasq log (tail)\n" + net_file("log")[-3000:])
-    out.append("---- dnsmasq pids %r" % dnsmasqs())
+    out.append("---- dnsmasq pids %r" % dnsmasqs(BRIDGE))
     return "\n".join(out)
 
 
@@ -328,8 +297,9 @@ def register():
     addrs = json.loads(sh("ip", "-j", "addr", "show", "dev", BRIDGE).stdout or "[]")
     have = ["%s/%d" % (x["local"], x["prefixlen"]) for a in addrs for x in a["addr_info"]
             if x["family"] == "inet"]
-    check(GATEWAY + "/24" in have and link_up(BRIDGE) and len(dnsmasqs()) == 1,
-          "bridge %s up with %s/24, one dnsmasq (%r, %r)" % (BRIDGE, GATEWAY, have, dnsmasqs()))
+    check(GATEWAY + "/24" in have and link_up(BRIDGE) and len(dnsmasqs(BRIDGE)) == 1,
+          "bridge %s up with %s/24, one dnsmasq (%r, %r)" % (BRIDGE, GATEWAY, have,
+                                                              dnsmasqs(BRIDGE)))
 
 
 def part_net():
@@ -409,15 +379,18 @@ def main():
         if agent.proc:
             left, agent_log = L.finish_agent(agent)
             check(not left, "no kova-vmm left at the end (%r)" % left)
-        check(wait_for(lambda: not dnsmasqs(), 10), "the agent's dnsmasq stopped with it")
-        # Not a failure (it is timing-dependent), but a kova bug when it shows: a SIGHUP for a
-        # new lease sent to a dnsmasq just (re)started, before it set its SIGHUP handler, kills
-        # it (network/host.c kova_net_host_set_leases); the supervisor restarts it a second or
-        # two later, and DHCP is down meanwhile.
+        check(wait_for(lambda: not dnsmasqs(BRIDGE), 10), "the agent's dnsmasq stopped with it")
+        # A SIGHUP for a new lease sent to a dnsmasq just (re)started, before it set its
+        # handler, killed it (DHCP down until the supervisor restarted it): the agent now waits
+        # for its pid file first (network/host.c dnsmasq_ready). Any other death is noted.
+        hup = []
         for line in (agent_log or "").splitlines():
             if "dnsmasq (pid" in line and ("killed by signal" in line or "exited" in line):
                 log("NOTE: " + line.split("kova-agent ", 1)[-1])
-        for pid in dnsmasqs():
+                if re.search(r"killed by signal 1\b", line):
+                    hup.append(line)
+        check(not hup, "no dnsmasq killed by a SIGHUP (%r)" % hup)
+        for pid in dnsmasqs(BRIDGE):
             os.kill(pid, signal.SIGKILL)
         if L.failures:
             print("---- agent log (tail)\n" + (agent_log or agent.read_log())[-8000:])
