@@ -81,6 +81,12 @@ EOF
 mkdir -p "$root/boot/efi"
 echo localhost >"$root/etc/hostname"
 : >"$root/etc/machine-id"
+# no resolver of the build host's (mmdebstrap copies its resolv.conf): a guest whose DHCP gives
+# no DNS server then waits 30 s per lookup to an address it cannot reach (cloud-init's DNS
+# redirection check, sudo's own hostname); an empty file means the local resolver, which fails
+# at once
+rm -f "$root/etc/resolv.conf"
+: >"$root/etc/resolv.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
 cat >"$root/etc/network/interfaces" <<'EOF'
 # interfaces(5): cloud-init writes the instance's interfaces into interfaces.d
