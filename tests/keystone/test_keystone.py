@@ -415,6 +415,46 @@ http_request_timeout = 10
         self.assertNotEqual(p.returncode, 0)
         self.cli("alice", "server", "delete", "--wait", s["id"])
 
+    def test_8_cloud_init_user_story(self):
+        """Issue 14's commands with the real CLI: keypair create (kova makes the key), server
+        create --key-name --user-data --network --config-drive true --wait; the config drive
+        the agent built holds the keypair's public key, the script and the server's name."""
+        tmp = tempfile.mkdtemp(prefix="kova-ks-ci-")
+        try:
+            pem = self.cli("alice", "keypair", "create", "cik").stdout
+            kf = os.path.join(tmp, "cik")
+            with open(kf, "wb") as f:
+                f.write(pem)
+            os.chmod(kf, 0o600)
+            pub = subprocess.run(["ssh-keygen", "-y", "-f", kf], capture_output=True, text=True)
+            self.assertEqual(pub.returncode, 0, pub.stderr)
+            script = os.path.join(tmp, "script.sh")
+            with open(script, "w") as f:
+                f.write("#!/bin/sh\necho hello > /var/tmp/marker\n")
+            s = self.cli_json("alice", "server", "create", "--image", "d", "--flavor", "1",
+                              "--key-name", "cik", "--user-data", script, "--network",
+                              NET_NAME, "--config-drive", "true", "--wait", "vm1")
+            self.assertEqual(s["key_name"], "cik")
+            self.assertEqual(str(s.get("config_drive")), "True")
+            img = os.path.join(self.agents[0].state_dir, "instances", s["id"], "disk.config")
+            env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+
+            def read(path):
+                r = subprocess.run(["mcopy", "-n", "-i", img, "::" + path, "-"],
+                                   capture_output=True, env=env)
+                self.assertEqual(r.returncode, 0, (path, r.stderr))
+                return r.stdout
+            md = json.loads(read("openstack/latest/meta_data.json"))
+            self.assertEqual((md["uuid"], md["name"], md["hostname"]),
+                             (s["id"], "vm1", "vm1.novalocal"))
+            self.assertEqual(md["public_keys"]["cik"].split()[:2], pub.stdout.split()[:2])
+            self.assertEqual(read("openstack/latest/user_data"),
+                             b"#!/bin/sh\necho hello > /var/tmp/marker\n")
+            self.cli("alice", "server", "delete", "--wait", s["id"])
+            self.cli("alice", "keypair", "delete", "cik")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def test_9_keystone_down_is_503_then_recovers(self):
         t = self.ks.token("bob", "bob-pw", "pb")  # never validated: not in the cache
         self.ks.stop()
