@@ -43,6 +43,10 @@ security=${KOVA_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 packages=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,cloud-init,openssh-server
 packages+=,ifupdown,isc-dhcp-client,sudo,iproute2,iputils-ping,netbase,dmidecode,e2fsprogs
 packages+=,grub-pc-bin,procps,less,ca-certificates,cloud-guest-utils
+# net-tools: cloud-init 22.4's ifupdown renderer puts a static network's routes in
+# `post-up route add ... || true`; without `route` a NIC configured from network_data.json
+# (config drive or metadata service) has no default route
+packages+=,net-tools
 
 # The stamp covers this script; the packages' versions are whatever the mirror has on the day
 # of the build (delete the image to rebuild).

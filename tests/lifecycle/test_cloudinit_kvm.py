@@ -34,6 +34,7 @@ usage: python3 test_cloudinit_kvm.py --agent A --vmm V --assets DIR --cloud-imag
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,7 +48,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
 from kova_hostnet import dnsmasqs, link_up, links  # noqa: E402
 import test_lifecycle_kvm as L  # noqa: E402  (its helpers: api, console, wait_status, gone, ...)
-import test_network_kvm as N  # noqa: E402  (load_modules, wait_for)
+import test_network_kvm as N  # noqa: E402  (load_modules, net_file, wait_for)
 from test_lifecycle_kvm import Agent, check, log  # noqa: E402
 
 NET, BRIDGE = "knet", "kovanet56"
@@ -92,18 +93,9 @@ def diag(sid):
            "---- links: %r" % links(),
            "---- ip -br addr\n" + sh("ip", "-br", "addr").stdout,
            "---- ip neigh\n" + sh("ip", "neigh").stdout,
-           "---- hosts file\n" + net_file("hosts"),
-           "---- dnsmasq log (tail)\n" + net_file("log")[-3000:]]
+           "---- hosts file\n" + N.net_file("hosts", C.net_id),
+           "---- dnsmasq log (tail)\n" + N.net_file("log", C.net_id)[-3000:]]
     return "\n".join(out)
-
-
-def net_file(ext):
-    try:
-        with open(os.path.join(L.C.agent.state_dir, "networks", "%s.%s" % (C.net_id, ext)),
-                  errors="replace") as f:
-            return f.read()
-    except OSError as e:
-        return "(%s)" % e
 
 
 def ssh(ip, command, timeout=120):
@@ -201,6 +193,48 @@ def stages(name, ip):
         % (name, ", ".join(parts) or "(none)", up))
 
 
+def parts(name, sid, ip, t_post, t_ssh):
+    """Where the time from the POST to ssh answering went (logged as one BENCH line, read by
+    tests/bench/cloudinit-bench.sh; never asserted): agent (POST -> kova-vmm process start),
+    vmm (process start -> the VM runs), firmware+grub (-> the guest kernel starts), kernel
+    (systemd-analyze's kernel + initrd), cloud-init (its first stage's start to its last
+    stage's end) and the rest (the other userspace, sshd, ssh's retry step). The VMM's side from
+    its control socket (vmm_uptime_s, uptime_s), the guest's from /proc/uptime over ssh (its
+    round trip, about a second here, is the error)."""
+    try:
+        sock = os.path.join(L.C.agent.state_dir, "instances", sid, "vmm.sock")
+        tq = time.time()
+        vs = json.loads(L.vmm_status(sock))
+        vmm_proc = tq - float(vs["vmm_uptime_s"])
+        vm_start = tq - float(vs["uptime_s"])
+        rc, out, err = ssh(ip, "cut -d' ' -f1 /proc/uptime")  # read as the session ends
+        kernel_start = time.time() - float(out.strip())
+        rc, out, err = ssh(ip, "cat /run/cloud-init/status.json; echo @@; "
+                               "systemd-analyze 2>/dev/null | head -n1")
+        js, _, sa = out.partition("@@")
+        st = json.loads(js).get("v1", {})
+        boot = kernel_start
+        ci = (st["modules-final"]["finished"] - st["init-local"]["start"]
+              if st.get("init-local", {}).get("start") and
+              st.get("modules-final", {}).get("finished") else float("nan"))
+        ci_start = (st["init-local"]["start"] - boot) if st.get("init-local", {}).get("start") \
+            else float("nan")
+        kern = float("nan")
+        # "Startup finished in 1min 2.3s (kernel) + 1.2s (initrd) + ..."
+        m = re.findall(r"((?:[0-9.]+(?:min|ms|s) )+)\((kernel|initrd)\)", sa)
+        if m:
+            unit = {"min": 60, "s": 1, "ms": 0.001}
+            kern = sum(float(v) * unit[u] for d, _ in m
+                       for v, u in re.findall(r"([0-9.]+)(min|ms|s)", d))
+        p = {"post_to_ssh": t_ssh, "agent": vmm_proc - t_post, "vmm": vm_start - vmm_proc,
+             "firmware_grub": kernel_start - vm_start, "kernel": kern,
+             "cloud_init_starts": ci_start, "cloud_init": ci}
+        p["rest"] = t_ssh - p["agent"] - p["vmm"] - p["firmware_grub"] - ci_start - ci
+        log("BENCH %s %s" % (name, " ".join("%s=%.2f" % kv for kv in p.items())))
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        log("%s: no time split (%r)" % (name, e))
+
+
 def metadata_reads(name, ip):
     """Logs what cloud-init's local stage did with the metadata service (its cloud-init.log): the
     ephemeral DHCP lines, "Resolving URL ... took" (cloud-init's check for a DNS that redirects
@@ -275,10 +309,22 @@ def one_server(name, config_drive, deadline):
         raise RuntimeError("%s: no ssh with the marker" % name)
     C.timings.append((label, t_active, t_ssh))
     log("%s: ssh answered with the marker %.1f s after the POST" % (name, t_ssh))
+    parts(name, sid, ip, t0, t_ssh)
 
     rc, out, err = ssh(ip, "hostname")
     check(rc == 0 and out.strip().split(".")[0] == name,
           "%s: hostname is %s (%r)" % (name, name, out.strip() or err.strip()))
+    # the guest itself asks the metadata service (through its gateway): its own document
+    rc, out, err = ssh(ip, "python3 -c \"import urllib.request as u; print(u.urlopen("
+                           "'http://169.254.169.254/openstack/latest/meta_data.json', "
+                           "timeout=20).read().decode())\"")
+    try:
+        md = json.loads(out)
+    except ValueError:
+        md = {}
+    check(md.get("uuid") == sid and md.get("name") == name,
+          "%s: from the guest, 169.254.169.254 answers its own meta_data.json (%r)" % (
+              name, (md.get("uuid"), md.get("name")) if md else (out + err)[-300:]))
     rc, out, err = ssh(ip, "cat ~/.ssh/authorized_keys")
     check(rc == 0 and " ".join(C.pub.split()[:2]) in out,
           "%s: ~/.ssh/authorized_keys holds the keypair's key" % name)

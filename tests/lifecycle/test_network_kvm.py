@@ -119,9 +119,11 @@ def load_modules(assets):
     return os.path.exists("/dev/net/tun") and os.path.isdir("/sys/module/bridge")
 
 
-def net_file(ext):
+def net_file(ext, net_id=None):
+    """The agent's STATE/networks/<network uuid>.EXT (hosts, leases, log), or why not."""
     try:
-        with open(os.path.join(L.C.agent.state_dir, "networks", "%s.%s" % (C.net_id, ext)),
+        with open(os.path.join(L.C.agent.state_dir, "networks",
+                               "%s.%s" % (net_id or C.net_id, ext)),
                   errors="replace") as f:
             return f.read()
     except OSError as e:
