@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -241,4 +242,30 @@ bool kova_is_uuid(const char *s)
 bool kova_is_uuid_lower(const char *s)
 {
     return uuid_check(s, false);
+}
+
+void kova_file_last_line(const char *path, char *out, size_t outlen)
+{
+    if (!outlen)
+        return;
+    out[0] = '\0';
+    char buf[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
+    ssize_t n = size > 0 ? pread(fd, buf, sizeof(buf) - 1, from) : 0;
+    close(fd);
+    if (n <= 0)
+        return;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = '\0';
+    const char *l = strrchr(buf, '\n');
+    l = l ? l + 1 : buf;
+    size_t o = 0;
+    for (; *l && o + 1 < outlen; l++)
+        out[o++] = (unsigned char)*l < 0x20 ? ' ' : *l;
+    out[o] = '\0';
 }

@@ -326,33 +326,12 @@ static void *monitor_main(void *arg)
 /* The last non-empty line of the instance's vmm.log. */
 static void last_words(struct kova_driver *d, const char *id, char *out, size_t outlen)
 {
-    struct kvm_driver *k = KD(d);
-    char dir[KOVA_LAYOUT_PATH_MAX], path[KOVA_LAYOUT_PATH_MAX + 16], buf[2048];
+    char dir[KOVA_LAYOUT_PATH_MAX], path[KOVA_LAYOUT_PATH_MAX + 16];
     out[0] = 0;
-    if (instance_file_path(k, id, KOVA_INSTANCE_DIR, dir) < 0)
+    if (instance_file_path(KD(d), id, KOVA_INSTANCE_DIR, dir) < 0)
         return;
     snprintf(path, sizeof(path), "%s/vmm.log", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return;
-    struct stat sb;
-    ssize_t n = 0;
-    if (fstat(fd, &sb) == 0) {
-        off_t off = sb.st_size > (off_t)sizeof(buf) - 1 ? sb.st_size - (off_t)sizeof(buf) + 1 : 0;
-        n = pread(fd, buf, sizeof(buf) - 1, off);
-    }
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = 0;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = 0;
-    char *l = strrchr(buf, '\n');
-    l = l ? l + 1 : buf;
-    size_t o = 0;
-    for (; *l && o + 1 < outlen; l++)
-        out[o++] = ((unsigned char)*l < 0x20) ? ' ' : *l;
-    out[o] = 0;
+    kova_file_last_line(path, out, outlen);
 }
 
 static void console_path(struct kova_driver *d, const char *id, char *out, size_t len)

@@ -96,35 +96,6 @@ static int write_file(const char *dir, const struct kova_md_file *f, char *err, 
     return 0;
 }
 
-/* The last non-empty line of the file at path (at most out's size), "" if none. */
-static void last_line(const char *path, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char buf[2048];
-    off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
-    ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-    close(fd);
-    if (n <= 0)
-        return;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    buf[n] = '\0';
-    char *l = strrchr(buf, '\n');
-    l = l ? l + 1 : buf;
-    size_t ll = strlen(l);
-    if (ll >= outlen)
-        ll = outlen - 1;
-    memcpy(out, l, ll);
-    out[ll] = '\0';
-    for (char *c = out; *c; c++)
-        if ((unsigned char)*c < 0x20)
-            *c = ' ';
-}
-
 /* Runs argv (argv[0] an absolute path) with stdin /dev/null, stdout and stderr to the file
  * outpath, a clean environment; 0 when it exits 0, else -EIO with err saying why. */
 static int run_tool(const char *const *argv, const char *outpath, char *err, size_t errlen)
@@ -150,7 +121,7 @@ static int run_tool(const char *const *argv, const char *outpath, char *err, siz
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
         return 0;
     char line[200];
-    last_line(outpath, line, sizeof(line));
+    kova_file_last_line(outpath, line, sizeof(line));
     if (WIFEXITED(st))
         return kova_err(err, errlen, -EIO, "config drive: %s exited %d: %s", tool, WEXITSTATUS(st),
                         line);

@@ -364,26 +364,11 @@ static void dnsmasq_stop(struct net *n)
 /* The last line dnsmasq wrote to its log (why it exited). */
 static void log_tail(const struct kova_net_host *h, const struct net *n, char *out, size_t len)
 {
-    char path[PATH_LEN], buf[4096];
+    char path[PATH_LEN];
     net_path(h, n, "log", path);
-    snprintf(out, len, "no message");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
-    ssize_t got = pread(fd, buf, sizeof(buf) - 1, from);
-    close(fd);
-    if (got <= 0)
-        return;
-    buf[got] = '\0';
-    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
-        buf[--got] = '\0';
-    const char *line = strrchr(buf, '\n');
-    line = line ? line + 1 : buf;
-    size_t k = strlen(line) < len - 1 ? strlen(line) : len - 1;
-    memcpy(out, line, k);
-    out[k] = '\0';
+    kova_file_last_line(path, out, len);
+    if (!out[0])
+        snprintf(out, len, "no message");
 }
 
 /* Waits until n's dnsmasq has written its pid file (it has bound its sockets then). */

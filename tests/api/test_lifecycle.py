@@ -148,6 +148,10 @@ class Lifecycle(AgentCase):
         d = self.inst_dir(sid)
         for f in ("disk", "disk.info", "console.log", "vmm.log"):
             self.assertTrue(os.path.isfile(os.path.join(d, f)), f)
+        # the fault ends with the VMM's last words: the last line of its vmm.log
+        with open(os.path.join(d, "vmm.log"), errors="replace") as lf:
+            last = [x.strip() for x in lf.read().splitlines() if x.strip()][-1]
+        self.assertIn(": " + last[:60], s["fault"]["message"])
         base = os.path.join(self.a.state_dir, "instances", "_base")
         for iid in (kernel, initrd, disk):
             self.assertTrue(os.path.isfile(

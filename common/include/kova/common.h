@@ -41,6 +41,11 @@ int kova_err(char *err, size_t errlen, int rc, const char *fmt, ...)
  * exec's failure shows as exit status 127). out stays the caller's. */
 pid_t kova_spawn(const char *const *argv, const char *const *envp, int out, bool new_session);
 
+/* The last non-empty line of the file at path (read from its last 4 KiB; a symlink is not
+ * followed), control characters as spaces, cut to outlen - 1 bytes: a helper's or a child's
+ * last words from its log. "" when there is none or the file cannot be read. */
+void kova_file_last_line(const char *path, char *out, size_t outlen);
+
 /* write(2) of all len bytes (EINTR retried); 0 or -errno. */
 int kova_write_all(int fd, const void *buf, size_t len);
 
