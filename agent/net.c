@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "net.h"
 #include "kova/common.h"
+#include "kova/metadata.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,7 +30,7 @@ int agent_net_start(struct agent_net *an, const struct kova_agent_config *cfg, s
         .run_dir = run_dir,
         .dnsmasq = cfg->dnsmasq_path[0] ? cfg->dnsmasq_path : NULL,
         /* the metadata service's listeners bind 169.254.169.254 on each bridge */
-        .metadata_ip = cfg->metadata_off || cfg->metadata_host[0] ? 0 : 0xa9fea9feu,
+        .metadata_ip = cfg->metadata_off || cfg->metadata_host[0] ? 0 : KOVA_MD_SERVICE_IP,
     };
     int r = kova_net_host_start(&nc, &an->host, err, sizeof(err));
     if (r < 0) {

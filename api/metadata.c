@@ -25,7 +25,6 @@
 #include "kova/metadata.h"
 #include "kova/network.h"
 
-#define MD_ADDR      0xa9fea9feu /* 169.254.169.254 */
 #define MD_THREADS   2
 #define MD_CONNS     128
 #define MD_TIMEOUT   30 /* seconds */
@@ -196,7 +195,7 @@ int kova_mdsvc_start(const struct kova_mdsvc_config *cfg, struct kova_mdsvc **ou
         return -ENOMEM;
     s->cfg = *cfg;
     int r = 0;
-    uint32_t addr = MD_ADDR;
+    uint32_t addr = KOVA_MD_SERVICE_IP;
     unsigned port = cfg->port ? cfg->port : 80;
     if (cfg->host && cfg->host[0]) {
         struct in_addr ia;

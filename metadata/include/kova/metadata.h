@@ -55,7 +55,8 @@
 #define KOVA_MD_FILE_PATH    128    /* struct kova_md_file's path buffer */
 #define KOVA_MD_DRIVE_KIB    65536u /* the vfat config drive: 64 MiB, as Nova's */
 #define KOVA_MD_LABEL        "config-2"
-#define KOVA_MD_NICS_MAX     8 /* kova_md_source's NICs: KOVA_DB_PORTS_MAX */
+#define KOVA_MD_SERVICE_IP   0xa9fea9feu /* 169.254.169.254: where guests ask (host order) */
+#define KOVA_MD_NICS_MAX     8           /* kova_md_source's NICs: KOVA_DB_PORTS_MAX */
 
 /* A keypair: type "ssh" (or "x509"), data the OpenSSH public key line. */
 struct kova_md_key {
