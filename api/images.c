@@ -805,9 +805,18 @@ int image_upload_begin(struct kova_req *r)
     if (!load_image(r, r->arg[0], &im))
         return -ENOENT;
     bool may = may_modify(r, &im);
+    bool has_disk = im.has_disk_format, has_container = im.has_container_format;
     kova_db_image_free(&im);
     if (!may)
         return -EPERM;
+    /* as Glance's domain model: data only for an image that says what it is */
+    if (!has_disk || !has_container) {
+        reply_fault(r, 400, "%s must be set prior to saving data.",
+                    !has_disk && !has_container ? "Properties disk_format, container_format"
+                    : !has_disk                 ? "Property disk_format"
+                                                : "Property container_format");
+        return -EINVAL;
+    }
     int n = kova_db_image_set_status(r->db, r->arg[0], "queued", "saving");
     if (n <= 0) {
         if (n < 0)
@@ -1107,9 +1116,15 @@ static void glance_import(struct kova_req *r)
     if (!load_image(r, r->arg[0], &im))
         goto out;
     bool may = may_modify(r, &im);
+    bool has_disk = im.has_disk_format, has_container = im.has_container_format;
     kova_db_image_free(&im);
     if (!may)
         goto out;
+    if (!has_container || !has_disk) { /* Glance's import checks, in its order */
+        reply_fault(r, 409, "'%s' needs to be set before import",
+                    !has_container ? "container_format" : "disk_format");
+        goto out;
+    }
     int n = kova_db_image_set_status(r->db, r->arg[0], "queued", "importing");
     if (n <= 0) {
         reply_fault(r, 409,

@@ -413,6 +413,28 @@ class Images(Base):
         self.fault(400, "PATCH", "/v2/images/%s" % self.make_image(data=None), image=True,
                    raw=b"{not json", headers={"Content-Type": "application/json"})
 
+    def test_data_needs_formats(self):
+        # as Glance: no data for an image that does not say what it is (upload: 400 from its
+        # domain model; import: 409 from the import call), and the image stays queued
+        octet = {"Content-Type": "application/octet-stream"}
+        wd = {"method": {"name": "web-download", "uri": "https://example.com/disk.raw"}}
+        for props, missing, first in (({}, "Properties disk_format, container_format",
+                                       "container_format"),
+                                      ({"container_format": "bare"}, "Property disk_format",
+                                       "disk_format"),
+                                      ({"disk_format": "raw"}, "Property container_format",
+                                       "container_format")):
+            img = self.ok("POST", "/v2/images", dict(props, name="noformat"), status=201,
+                          image=True)
+            f = self.fault(400, "PUT", "/v2/images/%s/file" % img["id"], image=True,
+                           raw=b"data", headers=octet)
+            self.assertIn(missing + " must be set prior to saving data", json.dumps(f))
+            f = self.fault(409, "POST", "/v2/images/%s/import" % img["id"], wd, image=True)
+            self.assertIn("'%s' needs to be set before import" % first, json.dumps(f))
+            got = self.ok("GET", "/v2/images/%s" % img["id"], image=True)
+            self.assertEqual((got["status"], got["size"]), ("queued", None))
+            self.ok("DELETE", "/v2/images/%s" % img["id"], status=204, image=True)
+
     def test_protected_image(self):
         iid = self.make_image(data=None, protected=True)
         self.fault(403, "DELETE", "/v2/images/%s" % iid, image=True)
