@@ -10,7 +10,13 @@ image listener) gives, with a fault body of the right shape; after each test the
 still answer and its database (a dump of state.db) must be what it was before: a refused write
 leaves no row, half-written or whole.
 
-usage: /usr/bin/python3 test_hostile.py --agent PATH/kova-agent
+The same sweep runs under Keystone auth (keystone.auth, tests/keystone/test_keystone.py, with a
+real Keystone): --auth-conf FILE is the agent's config (auth_strategy = keystone) and --tokens
+FILE maps the noauth2 tokens the tables use (admin:admin, demo:demo, other:otherproj) to real
+Keystone tokens of an admin, a member of one project and a member of another; the noauth
+identity endpoint is then absent (404) and not swept.
+
+usage: /usr/bin/python3 test_hostile.py --agent PATH/kova-agent [--auth-conf F --tokens F]
 """
 import glob
 import http.client
@@ -28,6 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kova_agent_fixture import Agent, stop_checked, unittest_main  # noqa: E402
 
 AGENT_BIN = None
+AUTH_CONF = None  # the agent's config text under Keystone auth (--auth-conf), else noauth2
+TOKENS = {}  # noauth2 token -> the real Keystone token sent for it (--tokens)
 A = None  # the shared agent
 F = {}  # fixture ids: sid, iid, qid, fid, kp, mkey, spec, reqid, hyp
 SENT = {}  # test name -> hostile requests sent
@@ -201,7 +209,7 @@ def send(svc, method, path, body=None, token=DEMO, ctype=None, headers=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     h = {}
     if token is not None:
-        h["X-Auth-Token"] = token
+        h["X-Auth-Token"] = TOKENS.get(token, token)
     if ctype is not None:
         h["Content-Type"] = ctype
     h.update(headers or {})
@@ -287,7 +295,7 @@ class Sweep(unittest.TestCase):
 
 def setUpModule():
     global A
-    A = Agent(AGENT_BIN).start()
+    A = Agent(AGENT_BIN, config_text=AUTH_CONF).start()
 
     def ok(svc, method, path, body=None, token=DEMO, status=(200,), ctype=None):
         st, _, raw = send(svc, method, path, body, token,
@@ -360,6 +368,12 @@ class RouteTable(unittest.TestCase):
         src = source_routes()
         self.assertGreater(len(src), 50, "the route tables were not found in %s" % API_DIR)
         table = {(svc, m, pattern_of(svc, t)) for svc, m, t, _, _ in ROUTES}
+        if AUTH_CONF:  # under Keystone the noauth identity endpoint is not served
+            for svc, m, t in sorted(x for x in src if x[2].startswith("/identity")):
+                st, _, _ = send(svc, m, t, {} if m == "POST" else None, token=None,
+                                ctype=JSON_CT if m == "POST" else None)
+                self.assertEqual(st, 404, "%s %s under Keystone auth" % (m, t))
+                src.discard((svc, m, t))
         self.assertEqual(len(table), len(ROUTES), "a route is listed twice")
         self.assertEqual(sorted(src - table), [], "routes of api/*.c missing from ROUTES")
         self.assertEqual(sorted(table - src), [], "routes in ROUTES the router does not have")
@@ -954,9 +968,16 @@ class Headers(Sweep):
 
 
 def configure(opts):
-    global AGENT_BIN
+    global AGENT_BIN, AUTH_CONF, FIELDS
     AGENT_BIN = opts["--agent"]
+    if opts.get("--auth-conf"):
+        with open(opts["--auth-conf"]) as f:
+            AUTH_CONF = f.read()
+        with open(opts["--tokens"]) as f:
+            TOKENS.update(json.load(f))
+        ROUTES[:] = [r for r in ROUTES if not r[2].startswith("/identity")]
+        FIELDS = [x for x in FIELDS if not x[1].startswith("/identity")]
 
 
 if __name__ == "__main__":
-    sys.exit(unittest_main(__doc__, configure))
+    sys.exit(unittest_main(__doc__, configure, options=("--agent", "--auth-conf", "--tokens")))

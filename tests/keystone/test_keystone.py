@@ -11,7 +11,8 @@ through the catalog; a member of project B cannot see or touch project A's serve
 reader gets 403 on create, delete and actions but lists; admin sees both projects with
 --all-projects and alone may use admin routes; a missing, bad or revoked token gets 401 with
 WWW-Authenticate; one CLI reaches both regions; `server create --network NAME` finds the
-network through Nova's os-networks (no network service in the catalog); with Keystone stopped kova answers 503 (never
+network through Nova's os-networks (no network service in the catalog); api.hostile's sweep of
+every route holds under Keystone auth too; with Keystone stopped kova answers 503 (never
 500, never "let it in") and recovers when it is back.
 
 usage: /usr/bin/python3 test_keystone.py --agent PATH/kova-agent --fake-vmm PATH/kova-fake-vmm
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "api"))
 from kova_agent_fixture import Agent, free_port, stop_checked, unittest_main  # noqa: E402
 
 KS_RUN = os.path.join(HERE, "keystone-run.sh")
+HOSTILE = os.path.join(HERE, "..", "api", "test_hostile.py")
 REGISTER = os.path.join(HERE, "..", "..", "deploy", "keystone-register.sh")
 ADMIN_PW = "admin-secret"
 SVC_USER, SVC_PW = "kova", "kova-secret"
@@ -158,6 +160,7 @@ project_domain_name = Default
 token_cache_time = %d
 http_request_timeout = 10
 """ % (ks.url, ks.port, SVC_USER, SVC_PW, CACHE_TIME)
+        cls.auth_conf = conf
         admin_env = cli_env(ks, cls.tmp, "admin", ADMIN_PW, "admin")
         for i, region in enumerate(("RegionOne", "RegionTwo")):
             # RegionOne's agent has a network (its servers get a NIC): the CLI finds it by name
@@ -414,6 +417,26 @@ http_request_timeout = 10
                      "no-such-net", "netvm2", check=False)
         self.assertNotEqual(p.returncode, 0)
         self.cli("alice", "server", "delete", "--wait", s["id"])
+
+    def test_7b_hostile_sweep_under_keystone(self):
+        # api.hostile's whole sweep (every route, tests/api/test_hostile.py) against an agent of
+        # its own under this Keystone: its tables' tokens become real ones (an admin, a member
+        # of pa, a member of pb), so policy, 401s and faults are Keystone's path, not noauth2's
+        conf = os.path.join(self.tmp, "hostile.conf")
+        with open(conf, "w") as f:
+            f.write(self.auth_conf)
+        toks = os.path.join(self.tmp, "hostile-tokens.json")
+        with open(toks, "w") as f:
+            json.dump({"admin:admin": self.tokens["admin"], "demo:demo": self.tokens["alice"],
+                       "other:otherproj": self.tokens["bob"]}, f)
+        p = subprocess.run(["/usr/bin/python3", HOSTILE, "--agent", AGENT_BIN, "--auth-conf",
+                            conf, "--tokens", toks], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600)
+        out = p.stdout.decode(errors="replace")
+        print(out[-3000:], file=sys.stderr)
+        self.assertEqual(p.returncode, 0, "the hostile sweep under Keystone failed:\n" +
+                         out[-8000:])
+        self.assertIn("hostile requests sent", out)
 
     def test_8_cloud_init_user_story(self):
         """Issue 14's commands with the real CLI: keypair create (kova makes the key), server
