@@ -5,8 +5,8 @@
 # stock kernel: simulated PVM and no-KVM hosts, the real decision and the real probe on this host),
 # and that it says so once; the command's output and exit status come back, the share is
 # writable at its own path, KOVA_* variables pass through, /dev/kvm is there, a --forward'ed port
-# reaches a server in the VM, and a command that never ends is killed at the timeout with status
-# 124.
+# reaches a server in the VM, a command that never ends is killed at the timeout with status
+# 124, and a test VM that freezes is killed soon after with status 124.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -100,6 +100,37 @@ took=$(($(date +%s) - start))
 echo "  | hung command: status $rc after ${took}s"
 check "a hung command is killed with status 124" "$([ $rc = 124 ]; echo $?)"
 check "the kill comes at the timeout (45 s + grace)" "$([ $took -ge 45 ] && [ $took -le 75 ]; echo $?)"
+
+# 2b. A test VM that freezes (README "Tests"): QEMU's monitor "stop" halts its vCPUs as the
+#     emulator's freeze does (no vCPU tick any more, QEMU itself still running). The runner's
+#     freeze watch records it, kills the VM and exits with 124 long before the timeout.
+before=$(ls -d "$assets"/jobs/job.* 2>/dev/null | sort)
+start=$(date +%s)
+KOVA_NESTED_FREEZE_S=20 "$run" --timeout 400 -- sh -c 'echo up; sleep 100000' >"$scratch/frz" 2>&1 &
+runner=$!
+job=
+for _ in $(seq 120); do
+    grep -q '^up$' "$scratch/frz" 2>/dev/null && break
+    sleep 1
+done
+job=$(comm -13 <(echo "$before") <(ls -d "$assets"/jobs/job.* 2>/dev/null | sort) | head -1)
+[ -n "$job" ] && printf 'stop\n' | timeout 10 socat - "UNIX-CONNECT:$job/mon.sock" >/dev/null 2>&1
+stopped=$(date +%s)
+wait "$runner"
+rc=$?
+took=$(($(date +%s) - stopped))
+sed 's/^/  | /' "$scratch/frz" | grep -v '^  | up$' | head -5
+echo "  | frozen test VM: status $rc ${took}s after the freeze ($(($(date +%s) - start))s in all)"
+check "a frozen test VM ends the run with status 124" "$([ $rc = 124 ]; echo $?)"
+check "the runner says the test VM froze" "$(grep -q 'the test VM froze' "$scratch/frz"; echo $?)"
+# 20 s without a tick, up to 5 s between looks, 10 s of state dump
+check "it ends soon after the freeze (20 s + the dump), not at the timeout" \
+    "$([ $took -le 90 ]; echo $?)"
+check "the vCPUs' state is kept in stall.txt" \
+    "$(grep -q 'froze' "$job/stall.txt" 2>/dev/null; echo $?)"
+[ -n "$job" ] && rm -rf "$job"
+KOVA_NESTED_FREEZE_S=x "$run" -- true >/dev/null 2>&1
+check "a bad KOVA_NESTED_FREEZE_S gives status 125" "$([ $? = 125 ]; echo $?)"
 
 # 3. Bad usage fails with 125 and runs nothing.
 "$run" --timeout abc -- true >/dev/null 2>&1
