@@ -477,10 +477,19 @@ def part_cloud():
     check(st == 200 and im.get("status") == "active" and im.get("disk_format") == "qcow2",
           "image create --disk-format qcow2 --file (no properties): active (%s)"
           % (im.get("status") if st == 200 else st))
+    # as a user would give it a datasource: a config drive and cloud-config user data (host keys
+    # of one type: RSA key generation alone takes over a minute under emulation)
+    ud = os.path.join(C.ctl, "cloud1-user-data")
+    with open(ud, "w") as f:
+        f.write("#cloud-config\nssh_genkeytypes: [ed25519]\n"
+                "runcmd:\n  - echo KOVA-CLOUD-USERDATA $(cat /sys/class/dmi/id/product_name)"
+                " > /dev/ttyS0\n")
     t0 = time.time()
-    s = osc("server", "create", "--image", "cloud", "--flavor", "kova.cloud", "--wait", "cloud1")
+    s = osc("server", "create", "--image", "cloud", "--flavor", "kova.cloud", "--config-drive",
+            "true", "--user-data", ud, "--wait", "cloud1")
     sid = s["id"]
-    check(s["status"] == "ACTIVE", "server create --wait → ACTIVE (%.0f s)" % (time.time() - t0))
+    check(s["status"] == "ACTIVE", "server create --config-drive true --user-data --wait → "
+          "ACTIVE (%.0f s)" % (time.time() - t0))
     wait_boots(sid, {"logins": 1})
     out = console(sid)
     check("Booting from Hard Disk" in out and "Loading Linux" in out,
@@ -491,6 +500,10 @@ def part_cloud():
     # as a user would: stop it once its first boot is complete (cloud-init's final stage keeps
     # running after the getty, generating host keys; a power button then waits for it)
     wait_boots(sid, {"cloud_init_done": 1})
+    out = console(sid)
+    check("KOVA-CLOUD-USERDATA OpenStack Nova" in out,
+          "cloud-init ran the user data from the config drive, and sees SMBIOS product "
+          "OpenStack Nova (%.0f s after create)" % (time.time() - t0))
     osc("server", "stop", "cloud1", fmt=False)
     wait_status(sid, "SHUTOFF", timeout=300)
     b = wait_boots(sid, {"power_down": 1}, timeout=10)
@@ -831,7 +844,9 @@ def host_main(opt):
                    "--", "/usr/bin/python3", os.path.abspath(__file__), "--serve", C.ctl,
                    "--agent", opt["--agent"], "--vmm", opt["--vmm"],
                    "--port", str(port), "--image-port", str(image_port)]
-            runner = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            # its own process group: a kill at the end must reach the QEMU under it too
+            runner = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
             deadline = time.time() + 300
             while time.time() < deadline and runner.poll() is None:
                 if os.path.exists(os.path.join(C.ctl, "ready")) and http_ok(port):
@@ -876,7 +891,7 @@ def host_main(opt):
         try:
             rc = runner.wait(timeout=180) if runner else None
         except subprocess.TimeoutExpired:
-            runner.kill()  # the runner's own timeout ends the VM
+            os.killpg(runner.pid, signal.SIGKILL)  # the runner, its QEMU and its watch
             rc = runner.wait()
         out.close()
         with open(out_path, errors="replace") as f:
