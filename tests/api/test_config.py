@@ -198,7 +198,8 @@ class Config(unittest.TestCase):
         a = Agent(AGENT_BIN, config_text="[import_filtering_opts]\nallowed_networks = "
                   "127.0.0.1/32\nallowed_ports =\n").start()
         try:
-            st, _, img = a.request("POST", "/v2/images", {"name": "stall"}, image=True)
+            st, _, img = a.request("POST", "/v2/images", {"name": "stall", "disk_format": "raw",
+                                                          "container_format": "bare"}, image=True)
             st, _, b = a.request("POST", "/v2/images/%s/import" % img["id"], {"method": {
                 "name": "web-download",
                 "uri": "http://127.0.0.1:%d/x" % lsock.getsockname()[1]}}, image=True)
