@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Writes the seed corpora of the fuzz targets (corpus-blk/, corpus-api/ next to this file):
-hand-made inputs that each reach one path, valid or hostile. Formats: fuzz_virtio_blk.c and
-fuzz_api.c. Run it again after changing a format; fuzzing finds the rest from these. Files named
-found-* are inputs that fuzzing found (a bug, fixed since): they are kept as they are.
+"""Writes the seed corpora of the fuzz targets (corpus-blk/, corpus-net/, corpus-api/ next to
+this file): hand-made inputs that each reach one path, valid or hostile. Formats:
+fuzz_virtio_blk.c, fuzz_virtio_net.c and fuzz_api.c. Run it again after changing a format;
+fuzzing finds the rest from these. Files named found-* are inputs that fuzzing found (a bug,
+fixed since): they are kept as they are.
 
-Usage: make-seeds.py [blk|api]...   (default: both)
+Usage: make-seeds.py [blk|net|api]...   (default: all)
 """
 import os
 import struct
@@ -258,6 +259,286 @@ def blk_seeds():
     return s
 
 
+# ---------------------------------------------------------------- virtio-net
+
+N_INDIRECT, N_EVENT_IDX, N_MRG, N_SPLIT, N_FULL, N_SMALL = 1, 2, 4, 8, 0x10, 0x20
+NET_HDR, NET_MAX = 12, 65550
+# rings for queues of up to 16 entries, then the buffers
+RX_RING, TX_RING, NDATA = (0x000, 0x100, 0x140), (0x200, 0x300, 0x340), 0x400
+
+
+def s_avail(q, n):
+    """Step: the driver sets queue q's (0 RX, 1 TX) avail index to its start + n (not 0, 0)."""
+    return (n << 3) | (q << 2)
+
+
+def s_tx(budget=64):
+    return ((budget - 1) << 2) | 1
+
+
+def s_rx(budget=64):
+    return ((budget - 1) << 2) | 2
+
+
+def s_frame(k):
+    return (k << 2) | 3
+
+
+class NetQueue:
+    def __init__(self, g, ring, qsize, start):
+        self.g, self.ring, self.qsize, self.start = g, ring, qsize, start
+        self.heads = []
+        self.next_desc = 0
+
+    def chain(self, bufs):
+        """bufs: (addr, len, writable); descriptors from the next free slot, linked."""
+        first = self.next_desc
+        for k, (addr, length, w) in enumerate(bufs):
+            last = k == len(bufs) - 1
+            self.g.desc(self.ring[0], first + k, addr, length,
+                        (0 if last else D_NEXT) | (D_WRITE if w else 0), 0 if last else first + k + 1)
+        self.next_desc = first + len(bufs)
+        self.heads.append(first)
+        return first
+
+    def indirect(self, table, bufs):
+        for k, (addr, length, w) in enumerate(bufs):
+            last = k == len(bufs) - 1
+            self.g.desc(table, k, addr, length, (0 if last else D_NEXT) | (D_WRITE if w else 0),
+                        0 if last else k + 1)
+        head = self.next_desc
+        self.g.desc(self.ring[0], head, table, 16 * len(bufs), D_INDIRECT)
+        self.next_desc += 1
+        self.heads.append(head)
+
+    def publish(self, avail_idx):
+        n = len(self.heads)
+        idx = (self.start + n if avail_idx is None else avail_idx) & 0xffff
+        for k, h in enumerate(self.heads):
+            self.g.put(self.ring[1] + 4 + 2 * ((self.start + k) % self.qsize), struct.pack("<H", h))
+        self.g.put(self.ring[1], struct.pack("<HH", 0, idx))
+
+
+class NetGuest(Guest):
+    """The memory image, both rings, the backend's frames and the steps of one input."""
+
+    def __init__(self, flags=0, rx_qsize=8, tx_qsize=8, rx_start=0, tx_start=0):
+        super().__init__()
+        self.mem = bytearray(NDATA)
+        self.flags = flags
+        self.rx = NetQueue(self, RX_RING, rx_qsize, rx_start)
+        self.tx = NetQueue(self, TX_RING, tx_qsize, tx_start)
+        self.frames = [0, 0, 0, 0]
+        self.steps = []
+
+    def tx_frame(self, addr, length, seed=0):
+        """A header (zeros but for byte 0) and length frame bytes at addr."""
+        self.put(addr, bytes([0x11]) + bytes(NET_HDR - 1) +
+                 bytes((seed + i * 3) & 0xff for i in range(length)))
+
+    def encode(self, rx_avail=None, tx_avail=None):
+        self.rx.publish(rx_avail)
+        self.tx.publish(tx_avail)
+        q = lambda n: n.bit_length() - 1
+        hdr = struct.pack("<BBBBHH", self.flags, q(self.rx.qsize), q(self.tx.qsize), 0,
+                          self.rx.start, self.tx.start)
+        hdr += struct.pack("<6Q", *self.rx.ring, *self.tx.ring)
+        hdr += struct.pack("<4I", *self.frames)
+        assert len(self.steps) <= 16 and 0 not in self.steps
+        hdr += bytes(self.steps) + bytes(16 - len(self.steps))
+        assert len(hdr) == 88
+        return hdr + bytes(self.mem).rstrip(b"\0")
+
+
+def net_seeds():
+    s = {}
+    A = NDATA
+
+    # ---- TX
+    g = NetGuest()
+    g.tx_frame(A, 60)
+    g.tx.chain([(A, NET_HDR + 60, False)])
+    g.steps = [s_tx()]
+    s["tx-one-frame"] = g.encode()
+    g = NetGuest()
+    g.tx_frame(A, 100)
+    g.tx.chain([(A, NET_HDR, False), (A + 5, 0, False), (A + NET_HDR, 100, False)])
+    g.steps = [s_tx()]
+    s["tx-header-split"] = g.encode()
+    g = NetGuest(flags=N_EVENT_IDX, tx_qsize=16, tx_start=0xfffe)
+    for k in range(4):
+        g.tx_frame(A + 0x100 * k, 64 + k, k)
+        g.tx.chain([(A + 0x100 * k, NET_HDR + 64 + k, False)])
+    g.steps = [s_tx(2), s_tx(64)]
+    s["tx-four-wrap-event-idx"] = g.encode()
+    g = NetGuest()
+    g.tx.chain([(A, NET_HDR + NET_MAX, False)])
+    g.tx.chain([(A, NET_HDR + NET_MAX + 1, False)])
+    g.steps = [s_tx()]
+    s["tx-largest-and-oversized"] = g.encode()
+    g = NetGuest()
+    g.tx_frame(A, 60)
+    g.tx.chain([(A, NET_HDR - 4, False)])                         # short header
+    g.tx.chain([(A, NET_HDR + 5, False)])                         # runt
+    g.tx.chain([(A, NET_HDR + 60, False), (A + 0x100, 64, True)])  # writable in a TX chain
+    g.tx.chain([(A, 0, False)])                                   # zero length
+    g.tx.chain([(A, NET_HDR + 60, False)])                        # a good one after them
+    g.steps = [s_tx()]
+    s["tx-bad-chains"] = g.encode()
+    g = NetGuest(flags=N_FULL)
+    g.tx_frame(A, 60)
+    g.tx.chain([(A, NET_HDR + 5, False)])
+    g.tx.chain([(A, NET_HDR + 60, False)])
+    g.steps = [s_tx(), s_tx()]
+    s["tx-backend-full"] = g.encode()
+    g = NetGuest(flags=N_SMALL)
+    g.tx_frame(A, 60)
+    g.tx.chain([(A, NET_HDR + 60, False)])
+    g.tx.chain([(A, NET_HDR + 20000, False)])  # the backend fails it: tx_errors, completed
+    g.tx.chain([(A, NET_HDR + 60, False)])
+    g.steps = [s_tx()]
+    s["tx-backend-error"] = g.encode()
+    g = NetGuest(flags=N_INDIRECT)
+    g.tx_frame(A, 80)
+    g.tx.indirect(A + 0x200, [(A, NET_HDR, False), (A + NET_HDR, 80, False)])
+    g.steps = [s_tx()]
+    s["tx-indirect"] = g.encode()
+    g = NetGuest()
+    g.tx.indirect(A + 0x200, [(A, NET_HDR + 60, False)])
+    g.steps = [s_tx()]
+    s["tx-indirect-not-negotiated"] = g.encode()
+    g = NetGuest()
+    g.desc(TX_RING[0], 0, A, 40, D_NEXT, 1)
+    g.desc(TX_RING[0], 1, A, 40, D_NEXT, 0)
+    g.tx.heads.append(0)
+    g.steps = [s_tx(), s_tx()]
+    s["tx-loop"] = g.encode()
+    g = NetGuest()
+    g.tx.chain([(64 << 30, NET_HDR + 60, False)])
+    g.steps = [s_tx()]
+    s["tx-outside-ram"] = g.encode()
+    g = NetGuest(tx_qsize=16)
+    g.tx_frame(A, 60)
+    g.tx.chain([(A, NET_HDR + 60, False)])
+    g.steps = [s_tx(), s_avail(1, 9), s_tx()]  # 8 more: the same chain (avail slots hold 0)
+    s["tx-avail-refilled"] = g.encode()
+    g = NetGuest()
+    g.tx.chain([(A, NET_HDR + 60, False)])
+    g.steps = [s_tx()]
+    s["tx-avail-far-ahead"] = g.encode(tx_avail=100)
+
+    # ---- RX
+    g = NetGuest()
+    g.frames[0] = NET_HDR + 100
+    g.rx.chain([(A, 2048, True)])
+    g.steps = [s_frame(0), s_rx()]
+    s["rx-one-buffer"] = g.encode()
+    g = NetGuest()
+    g.frames[0] = NET_HDR + 200
+    g.rx.chain([(A, 2048, True)])
+    g.steps = [s_frame(0), s_rx(), s_frame(0), s_frame(0), s_rx(), s_avail(0, 1), s_rx()]
+    s["rx-no-buffer-then-refill"] = g.encode(rx_avail=0)
+    g = NetGuest()
+    g.frames[:2] = [NET_HDR + 60, NET_HDR + 1000]
+    g.rx.chain([(A, 8, True)])                            # smaller than the header
+    g.rx.chain([(A + 0x100, 2048, False)])                # readable
+    g.rx.chain([(A + 0x200, 4, True), (A + 0x300, 2048, True)])  # header over two descriptors
+    g.rx.chain([(A + 0x1000, 1500, True)])
+    g.steps = [s_frame(0), s_frame(1), s_rx()]
+    s["rx-bad-then-good"] = g.encode()
+    g = NetGuest(flags=N_MRG)
+    g.frames[0] = NET_HDR + 3000
+    g.rx.chain([(A, 1024, True)])
+    g.rx.chain([(A + 0x1000, NET_HDR + 10, True), (A + 0x2000, 4000, True)])
+    g.steps = [s_frame(0), s_rx()]
+    s["rx-mrg-two-buffers"] = g.encode()
+    g = NetGuest(flags=N_MRG)
+    g.frames[0] = NET_HDR + 3000
+    g.rx.chain([(A, 1024, True)])
+    g.rx.chain([(A + 0x800, 8, True)])  # bad, after a good one
+    g.rx.chain([(A + 0x1000, 1024, True)])
+    g.rx.chain([(A + 0x2000, 1024, True)])
+    g.steps = [s_frame(0), s_rx(), s_avail(0, 4), s_rx()]
+    s["rx-mrg-waits-for-buffers"] = g.encode(rx_avail=3)
+    g = NetGuest(flags=N_MRG, rx_qsize=2)
+    g.frames[0] = NET_HDR + 3000
+    g.rx.chain([(A, 100, True)])
+    g.rx.chain([(A + 0x100, 100, True)])
+    g.steps = [s_frame(0), s_rx()]
+    s["rx-mrg-ring-too-small"] = g.encode()
+    g = NetGuest()
+    g.frames[:2] = [NET_HDR + 3000, NET_HDR + 60]
+    g.rx.chain([(A, 1500, True)])
+    g.steps = [s_frame(0), s_frame(1), s_rx()]
+    s["rx-too-small-without-mrg"] = g.encode()
+    g = NetGuest()
+    g.frames = [NET_HDR + 3, 0, NET_HDR + NET_MAX + 1, NET_HDR + NET_MAX]
+    g.rx.chain([(A, 0x10000 + NET_HDR, True), (A + 0x10000 + NET_HDR, 0x8000, True)])
+    g.steps = [s_frame(0), s_frame(1), s_frame(2), s_frame(3), s_rx()]
+    s["rx-runt-empty-oversized-largest"] = g.encode()
+    g = NetGuest(flags=N_INDIRECT | N_MRG)
+    g.frames[0] = NET_HDR + 700
+    g.rx.indirect(A + 0x200, [(A, NET_HDR, True), (A + 0x400, 512, True), (A + 0x800, 512, True)])
+    g.steps = [s_frame(0), s_rx()]
+    s["rx-indirect"] = g.encode()
+    g = NetGuest(flags=N_EVENT_IDX | N_MRG, rx_qsize=16, rx_start=0xfffd)
+    g.frames[:2] = [NET_HDR + 600, NET_HDR + 100]
+    for k in range(5):
+        g.rx.chain([(A + 0x400 * k, 256, True)])
+    g.steps = [s_rx(), s_frame(0), s_frame(1), s_rx(1), s_rx(), s_rx()]
+    s["rx-wrap-event-idx"] = g.encode()
+    g = NetGuest()
+    g.frames[0] = NET_HDR + 100
+    g.rx.chain([(64 << 30, 2048, True)])
+    g.steps = [s_frame(0), s_rx(), s_rx()]
+    s["rx-outside-ram"] = g.encode()
+    # frames land on the rings: over the TX descriptors (TX then runs on them), then over the
+    # RX avail ring (its index jumps: the queue breaks)
+    g = NetGuest(flags=N_MRG)
+    g.frames[0] = NET_HDR + 400
+    g.rx.chain([(TX_RING[0], 0x200, True)])
+    g.rx.chain([(RX_RING[1], 64, True)])
+    g.rx.chain([(A, 2048, True)])
+    g.steps = [s_frame(0), s_rx(), s_frame(0), s_rx(), s_tx()]
+    s["rx-overwrites-rings"] = g.encode()
+
+    # ---- both queues, RAM split, large rings
+    g = NetGuest(flags=N_MRG | N_EVENT_IDX | N_INDIRECT)
+    g.frames[:2] = [NET_HDR + 1500, NET_HDR + 64]
+    g.tx_frame(A, 1500)
+    g.tx.chain([(A, NET_HDR + 1500, False)])
+    g.tx.indirect(A + 0x800, [(A, NET_HDR, False), (A + NET_HDR, 64, False)])
+    g.rx.chain([(A + 0x1000, 1024, True)])
+    g.rx.chain([(A + 0x2000, 1024, True)])
+    g.rx.chain([(A + 0x3000, 1024, True)])
+    g.steps = [s_tx(1), s_frame(0), s_rx(1), s_tx(), s_frame(1), s_rx()]
+    s["both-queues"] = g.encode()
+    g = NetGuest(flags=N_SPLIT | N_MRG)
+    g.frames[0] = NET_HDR + 2000
+    g.tx_frame(HIGH + 0x1000, 60)
+    g.tx.chain([(HIGH + 0x1000, NET_HDR + 60, False)])
+    g.rx.chain([(SPLIT_LOW - 0x400, 0x400, True)])
+    g.rx.chain([(HIGH + 0x2000, 0x1000, True)])
+    g.rx.chain([(SPLIT_LOW - 8, 16, True)])  # across the gap: breaks the queue
+    g.steps = [s_tx(), s_frame(0), s_rx(), s_frame(0), s_rx()]
+    s["split-high-ram"] = g.encode()
+    g = NetGuest(flags=N_MRG, rx_qsize=256, tx_qsize=256)
+    g.rx.ring, g.tx.ring = (0x1000, 0x2000, 0x3000), (0x4000, 0x5000, 0x6000)
+    g.frames[0] = NET_HDR + NET_MAX
+    for k in range(40):
+        g.rx.chain([(0x7000 + 0x800 * k, 0x800, True)])  # the frame takes 33 of them
+    g.tx_frame(0x6c00, 60)
+    g.tx.chain([(0x6c00, NET_HDR + 60, False)])
+    g.steps = [s_frame(0), s_rx(), s_tx()]
+    s["queue-size-256"] = g.encode()
+    g = NetGuest()
+    g.rx.ring = (RX_RING[0] + 8, RX_RING[1] + 1, RX_RING[2] + 2)
+    g.tx.ring = (0x1fff0, TX_RING[1], TX_RING[2])
+    g.steps = [s_rx(), s_tx()]
+    s["rings-misaligned-or-past-ram"] = g.encode()
+    return s
+
+
 # ---------------------------------------------------------------- API
 
 IMG1 = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -412,9 +693,11 @@ def write(name, seeds):
 
 
 def main():
-    which = sys.argv[1:] or ["blk", "api"]
+    which = sys.argv[1:] or ["blk", "net", "api"]
     if "blk" in which:
         write("corpus-blk", blk_seeds())
+    if "net" in which:
+        write("corpus-net", net_seeds())
     if "api" in which:
         write("corpus-api", api_seeds())
 
