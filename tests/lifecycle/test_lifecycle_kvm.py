@@ -28,10 +28,14 @@ lifecycle.kvm_cli (--host-driver; runs HERE, at native speed): starts the test V
   curl       the same lifecycle with curl alone: tests/lifecycle/curl-lifecycle.sh (the README's).
   cloud      (lifecycle.cloud) the test cloud image (--cloud-image; Debian 12 genericcloud's
              twin, tests/assets/build-cloud-image.sh) with the CLI: image create --disk-format
-             qcow2 with no properties, server create --wait → ACTIVE, Debian's login: prompt on
-             the console through SeaBIOS and GRUB, console log show, stop (Debian powers off on
-             the ACPI power button), start and reboot --hard each to login: again, qemu-img
-             check of the overlay (from the VM's side), delete.
+             qcow2 with no properties, server create --config-drive true --user-data (cloud-
+             config) --wait → ACTIVE, Debian's login: prompt on the console through SeaBIOS and
+             GRUB, console log show, the user data's line (with SMBIOS's product name), stop
+             (Debian powers off on the ACPI power button), qemu-img check of the overlay (from
+             the VM's side), start to login: again, reboot --hard (through SeaBIOS again),
+             delete. With KOVA_CLOUD_OPS=1 (lifecycle.cloud_full) also, before the hard reboot:
+             reboot --soft (the power button, a new VMM, login: again) and rebuild (a fresh
+             overlay, through SeaBIOS again).
   What only the VM can see (kova-vmm processes, instance dirs, the VMM PIDs in state.db) comes
   from the --serve side through probe files in the shared control dir; at the end the --serve
   side checks that no kova-vmm and no instance dir is left and that the agent stopped cleanly.
@@ -291,7 +295,10 @@ def console_counts(state_dir):
         out[sid] = {"firmware": text.count("Booting from Hard Disk"),
                     "logins": len(LOGIN.findall(text)),
                     "power_down": text.count("reboot: Power down"),
-                    "cloud_init_done": len(CLOUD_INIT_DONE.findall(text))}
+                    "cloud_init_done": len(CLOUD_INIT_DONE.findall(text)),
+                    "userdata": text.count("KOVA-CLOUD-USERDATA OpenStack Nova"),
+                    "disk_bytes": os.path.getsize(os.path.join(d, "disk"))
+                    if os.path.exists(os.path.join(d, "disk")) else -1}
     return out
 
 
@@ -516,12 +523,39 @@ def part_cloud():
     wait_status(sid, "ACTIVE")
     b = wait_boots(sid, {"logins": 2})
     check(b["firmware"] == 2, "server start: through firmware to login: (%r)" % b)
+    if os.environ.get("KOVA_CLOUD_OPS") == "1":  # lifecycle.cloud_full
+        b = cloud_soft_reboot_and_rebuild(sid)
+    fw = b["firmware"]
     osc("server", "reboot", "--hard", "--wait", "cloud1", fmt=False)
-    b = wait_boots(sid, {"firmware": 3}, timeout=300)
-    check(server(sid)["status"] == "ACTIVE" and b["firmware"] == 3,
+    b = wait_boots(sid, {"firmware": fw + 1}, timeout=300)
+    check(server(sid)["status"] == "ACTIVE" and b["firmware"] == fw + 1,
           "reboot --hard --wait → ACTIVE, through SeaBIOS again (%r)" % b)
     osc("server", "delete", "--wait", "cloud1", fmt=False)
     check(server(sid) is None, "delete --wait → 404")
+
+
+def cloud_soft_reboot_and_rebuild(sid):
+    """lifecycle.cloud_full, after boot 2 of part_cloud's server: reboot --soft, rebuild."""
+    # soft reboot: the guest powers itself off on the ACPI power button, a new VMM boots it
+    b = wait_boots(sid, {"cloud_init_done": 2})  # boot 2's cloud-init is over, as for stop
+    pid_before = probe()["rows"].get(sid)
+    osc("server", "reboot", "--soft", "--wait", "cloud1", fmt=False)
+    pid_after = probe()["rows"].get(sid)
+    b = wait_boots(sid, {"logins": 3})
+    check(server(sid)["status"] == "ACTIVE" and b["power_down"] == 2 and b["firmware"] == 3 and
+          pid_after and pid_after != pid_before,
+          "reboot --soft --wait → ACTIVE: Debian powered off on the power button, a new VMM "
+          "booted it through SeaBIOS to login: (%r)" % b)
+    # rebuild (once boot 3 is complete, as the rebuild stops the guest on the power button):
+    # a fresh overlay of the image (three boots wrote to the old one), booted through firmware
+    b = wait_boots(sid, {"cloud_init_done": 3})
+    used = b["disk_bytes"]
+    osc("server", "rebuild", "--image", "cloud", "--wait", "cloud1")
+    b = wait_boots(sid, {"firmware": 1}, timeout=300)  # the rebuilt instance's console log
+    check(server(sid)["status"] == "ACTIVE" and 0 < b["disk_bytes"] < min(used // 2, 4 << 20),
+          "rebuild --wait → ACTIVE on a fresh overlay (%d bytes; the old one %d), through "
+          "SeaBIOS again (%r)" % (b["disk_bytes"], used, b))
+    return b
 
 
 def part_curl():
@@ -891,7 +925,10 @@ def host_main(opt):
         try:
             rc = runner.wait(timeout=180) if runner else None
         except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)  # the runner, its QEMU and its watch
+            os.killpg(runner.pid, signal.SIGKILL)  # the runner and its watch
+            # its QEMU runs under timeout(1), in a process group of its own: found by the
+            # forwarded port, which is this run's alone
+            subprocess.run(["pkill", "-KILL", "-f", "hostfwd=tcp:127.0.0.1:%d-" % port])
             rc = runner.wait()
         out.close()
         with open(out_path, errors="replace") as f:
