@@ -24,6 +24,7 @@
 #include "mem.h"
 #include "virtio_blk.h"
 #include "virtq.h"
+#include "fuzz_chain.h"
 
 #include "kova/common.h"
 #include "kova/qcow2.h"
@@ -115,34 +116,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* A buffer virtq_pop() handed out must be guest RAM of one region. */
-static void check_buf(const struct guest_mem *gm, const struct vq_buf *b)
-{
-    if (b->ptr < gm->host || b->ptr > gm->host + gm->size)
-        fail("buffer outside guest memory");
-    uint64_t off = (uint64_t)(b->ptr - gm->host);
-    uint64_t end = off < gm->low_size ? gm->low_size : gm->size;
-    if (b->len > end - off)
-        fail("buffer crosses the end of its RAM region");
-}
-
 static void check_chain(const struct virtq *vq, const struct guest_mem *gm,
                         const struct vq_chain *c)
 {
-    if (c->head >= vq->size || c->n == 0 || c->n > VQ_MAX_CHAIN)
-        fail("chain head or length");
-    uint64_t rd = 0, wr = 0;
-    for (unsigned i = 0; i < c->n; i++) {
-        check_buf(gm, &c->buf[i]);
-        if (c->buf[i].writable)
-            wr += c->buf[i].len;
-        else if (i && c->buf[i - 1].writable)
-            fail("readable buffer after a writable one");
-        else
-            rd += c->buf[i].len;
-    }
-    if (rd != c->readable || wr != c->writable)
-        fail("chain byte counts");
+    const char *why = fuzz_chain_broken(vq, gm, c);
+    if (why)
+        fail(why);
 }
 
 /* vq_chain_iov() gives exactly [skip, skip + len) of the chosen bytes, or -EINVAL when the
