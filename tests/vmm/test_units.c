@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of kova-vmm's pure parts: bus, the coalesced-write ring, guest memory, boot parameters
- * and e820, ACPI tables, UART, i8042, CMOS, PCI config space, virtio-pci + virtqueue validation,
- * control lines. */
+/* Unit tests of kova-vmm's pure parts: bus, guest memory, boot parameters and e820, ACPI tables,
+ * UART, i8042, CMOS, PCI config space, virtio-pci + virtqueue validation, control lines. */
 #include "acpi.h"
 #include "boot.h"
 #include "bus.h"
-#include "coalesced.h"
 #include "firmware.h"
 #include "fw_cfg.h"
 #include "kova/vmm_control.h"
@@ -94,87 +92,6 @@ static void test_bus(void)
     CHECK(atomic_load(&b.unknown_reads) == 3 && atomic_load(&b.unknown_writes) == 2);
     CHECK(atomic_load(&b.bad_size) == 2);
     bus_destroy(&b);
-}
-
-/* ---- the coalesced-write ring ---- */
-
-struct seq_dev {
-    char seen[16];
-    unsigned n;
-};
-
-static void seq_write(void *o, uint64_t off, const uint8_t *d, uint32_t size)
-{
-    struct seq_dev *q = o;
-    (void)off;
-    (void)size;
-    if (q->n < sizeof(q->seen))
-        q->seen[q->n++] = (char)d[0];
-}
-static const struct bus_ops seq_ops = {fake_read, seq_write};
-
-static void ring_put(struct kvm_coalesced_mmio_ring *r, unsigned max, uint64_t addr, uint32_t len,
-                     int pio, char c)
-{
-    struct kvm_coalesced_mmio *e = &r->coalesced_mmio[r->last];
-    *e = (struct kvm_coalesced_mmio){.phys_addr = addr, .len = len};
-    e->pio = (uint32_t)pio;
-    e->data[0] = (uint8_t)c;
-    r->last = (r->last + 1) % max;
-}
-
-static void test_coalesced(void)
-{
-    static _Alignas(4096) uint8_t page[4096];
-    struct bus pio, mmio;
-    struct seq_dev com = {0}, mm = {0};
-    bus_init(&pio, "pio");
-    bus_init(&mmio, "mmio");
-    CHECK(bus_register(&pio, 0x3f8, 8, &seq_ops, &com, "com1") == 0);
-    CHECK(bus_register(&mmio, 0x3f8, 8, &seq_ops, &mm, "mm") == 0); /* same address, other bus */
-    struct coalesced c;
-    coalesced_init(&c, &pio, &mmio);
-    CHECK(!coalesced_pending(&c) && coalesced_drain(&c) == 0); /* no ring yet */
-    coalesced_attach(&c, page, sizeof(page));
-    struct kvm_coalesced_mmio_ring *r = (void *)page;
-    unsigned max = c.max;
-    CHECK(max == (sizeof(page) - sizeof(*r)) / sizeof(r->coalesced_mmio[0]));
-    CHECK(!coalesced_pending(&c) && coalesced_drain(&c) == 0);
-
-    /* in order, each once, to its own bus */
-    ring_put(r, max, 0x3f8, 1, 1, 'k');
-    ring_put(r, max, 0x3f8, 1, 0, 'M');
-    ring_put(r, max, 0x3f8, 1, 1, 'o');
-    ring_put(r, max, 0x3f9, 1, 1, 'v');
-    CHECK(coalesced_pending(&c));
-    CHECK(coalesced_drain(&c) == 4 && !coalesced_pending(&c) && r->first == r->last);
-    CHECK(com.n == 3 && memcmp(com.seen, "kov", 3) == 0 && mm.n == 1 && mm.seen[0] == 'M');
-    CHECK(coalesced_drain(&c) == 0 && com.n == 3);
-
-    /* across the ring's end */
-    r->first = r->last = max - 1;
-    ring_put(r, max, 0x3f8, 1, 1, 'a');
-    ring_put(r, max, 0x3f8, 1, 1, 'b');
-    CHECK(r->last == 1 && coalesced_drain(&c) == 2 && r->first == 1);
-    CHECK(com.n == 5 && com.seen[3] == 'a' && com.seen[4] == 'b');
-
-    /* hostile entries: a size past 8 and an address no device has go through the bus's checks */
-    ring_put(r, max, 0x3f8, 9, 1, 'x');
-    ring_put(r, max, 0x5000, 1, 1, 'y');
-    CHECK(coalesced_drain(&c) == 2 && com.n == 5);
-    CHECK(atomic_load(&pio.bad_size) == 1 && atomic_load(&pio.unknown_writes) == 1);
-
-    /* indices outside the ring: nothing is read there, the ring starts over */
-    r->first = max + 5;
-    r->last = 3;
-    CHECK(coalesced_drain(&c) == 0 && r->first == 3 && atomic_load(&c.bad) == 1);
-    r->first = 2;
-    r->last = max;
-    CHECK(coalesced_drain(&c) == 0 && r->first == 0 && atomic_load(&c.bad) == 2);
-    CHECK(com.n == 5 && atomic_load(&c.drained) == 8);
-    coalesced_destroy(&c);
-    bus_destroy(&pio);
-    bus_destroy(&mmio);
 }
 
 /* ---- guest memory ---- */
@@ -1367,7 +1284,6 @@ static void test_acpi_fw(void)
 int main(void)
 {
     test_bus();
-    test_coalesced();
     test_mem();
     test_boot();
     test_acpi();

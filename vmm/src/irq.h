@@ -24,10 +24,6 @@ struct irq_sink {
     /* KVM_IOEVENTFD: a guest write of len bytes at MMIO address addr signals eventfd fd in the
      * kernel instead of exiting to the VMM; assign false removes it. 0 or -errno. */
     int (*ioeventfd)(void *opaque, uint64_t addr, uint32_t len, int fd, bool assign);
-    /* KVM_REGISTER_COALESCED_MMIO for ports: guest writes to ports port .. port + len - 1 go
-     * into the coalesced ring (coalesced.h) and reach the bus late, in order, before the VMM
-     * handles any later exit. 0 or -errno. */
-    int (*coalesce_pio)(void *opaque, uint16_t port, uint32_t len);
 };
 
 #endif

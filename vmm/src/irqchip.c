@@ -143,13 +143,6 @@ static int kvm_ioeventfd(void *opaque, uint64_t addr, uint32_t len, int fd, bool
     return ioctl(ic->vm_fd, KVM_IOEVENTFD, &e) < 0 ? -errno : 0;
 }
 
-static int kvm_coalesce_pio(void *opaque, uint16_t port, uint32_t len)
-{
-    struct irqchip *ic = opaque;
-    struct kvm_coalesced_mmio_zone z = {.addr = port, .size = len, .pio = 1};
-    return ioctl(ic->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z) < 0 ? -errno : 0;
-}
-
 /* irqfds and ioeventfds where KVM has them (KOVA_VMM_NO_EVENTFDS=1 turns both off: the
  * KVM_SIGNAL_MSI and MMIO-exit paths, for comparisons and tests). */
 static void setup_eventfd_hooks(int kvm_fd, struct irq_sink *sink)
@@ -174,22 +167,6 @@ static void setup_eventfd_hooks(int kvm_fd, struct irq_sink *sink)
         log_info("KVM lacks ioeventfd: virtqueue notifications exit to the VMM");
 }
 
-/* Coalesced port writes where KVM has the ring (KOVA_VMM_NO_COALESCED=1 turns them off). */
-static void setup_coalesced_hook(int kvm_fd, struct irq_sink *sink)
-{
-    const char *off = getenv("KOVA_VMM_NO_COALESCED");
-    if (off && strcmp(off, "1") == 0) {
-        log_info("coalesced port writes off (KOVA_VMM_NO_COALESCED=1)");
-        return;
-    }
-    if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO) ==
-            KVM_COALESCED_MMIO_PAGE_OFFSET &&
-        ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) > 0)
-        sink->coalesce_pio = kvm_coalesce_pio;
-    else
-        log_info("KVM lacks coalesced port writes: every UART byte exits to the VMM");
-}
-
 void irqchip_init(struct irqchip *ic)
 {
     memset(ic, 0, sizeof(*ic));
@@ -212,7 +189,6 @@ int irqchip_create(struct irqchip *ic, int kvm_fd, int vm_fd, struct irq_sink *s
         return -errno;
     }
     setup_eventfd_hooks(kvm_fd, sink);
-    setup_coalesced_hook(kvm_fd, sink);
     return 0;
 }
 

@@ -47,9 +47,7 @@ void irqchip_init(struct irqchip *ic);
 /* Creates the IRQ chip and the PIT in vm_fd and points *sink at them: set_level and msi always;
  * the MSI-route callbacks with KVM_CAP_IRQFD and enough GSI routes, ioeventfd with
  * KVM_CAP_IOEVENTFD, neither with KOVA_VMM_NO_EVENTFDS=1 (then MSIs go through KVM_SIGNAL_MSI
- * and queue notifications exit to the VMM); coalesce_pio with KVM_CAP_COALESCED_PIO and the
- * ring at KVM_COALESCED_MMIO_PAGE_OFFSET, not with KOVA_VMM_NO_COALESCED=1. 0 or -errno with *why
- * set. */
+ * and queue notifications exit to the VMM). 0 or -errno with *why set. */
 int irqchip_create(struct irqchip *ic, int kvm_fd, int vm_fd, struct irq_sink *sink,
                    const char **why);
 void irqchip_destroy(struct irqchip *ic);

@@ -358,19 +358,10 @@ static const unsigned long net_ioctls[] = {
 
 /* The main thread's: those and the VM's creation. */
 static const unsigned long control_ioctls[] = {
-    KVM_GET_API_VERSION,
-    KVM_CHECK_EXTENSION,
-    KVM_GET_VCPU_MMAP_SIZE,
-    KVM_GET_SUPPORTED_CPUID,
-    KVM_CREATE_VM,
-    KVM_SET_TSS_ADDR,
-    KVM_SET_IDENTITY_MAP_ADDR,
-    KVM_CREATE_IRQCHIP,
-    KVM_CREATE_PIT2,
-    KVM_CREATE_VCPU,
-    KVM_SET_CPUID2,
-    KVM_SET_FPU,
-    KVM_REGISTER_COALESCED_MMIO,
+    KVM_GET_API_VERSION,       KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
+    KVM_GET_SUPPORTED_CPUID,   KVM_CREATE_VM,       KVM_SET_TSS_ADDR,
+    KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP,  KVM_CREATE_PIT2,
+    KVM_CREATE_VCPU,           KVM_SET_CPUID2,      KVM_SET_FPU,
 };
 
 static int allow_names(scmp_filter_ctx ctx, const char *const *names, const char *skip)

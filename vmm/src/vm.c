@@ -87,19 +87,6 @@ void vm_pause(struct vm *vm)
     while (vm->state == VM_RUNNING && vm->parked < vm->running)
         pthread_cond_wait(&vm->parked_cond, &vm->lock);
     pthread_mutex_unlock(&vm->lock);
-    coalesced_drain(&vm->coal); /* paused means every write the guest made has arrived */
-}
-
-int vm_tick_ms(const struct vm *vm)
-{
-    return vm->coal.ring ? 10 : -1;
-}
-
-void vm_tick(struct vm *vm)
-{
-    if (!coalesced_pending(&vm->coal) || !vm->vcpus || !vm->vcpus[0].thread_started)
-        return;
-    pthread_kill(vm->vcpus[0].thread, SIGUSR1); /* KVM_RUN returns EINTR; the loop drains */
 }
 
 void vm_resume(struct vm *vm)
@@ -169,12 +156,10 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
     while (vcpu_may_run(c)) {
-        int err = ioctl(c->fd, KVM_RUN, 0) < 0 ? errno : 0;
-        coalesced_drain(&vm->coal); /* earlier writes first, whatever ended KVM_RUN */
-        if (err) {
-            if (err == EINTR || err == EAGAIN)
+        if (ioctl(c->fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN)
                 continue;
-            vcpu_fail(c, "KVM_RUN failed: errno %llu", (unsigned long long)err);
+            vcpu_fail(c, "KVM_RUN failed: errno %llu", (unsigned long long)errno);
             break;
         }
         switch (run->exit_reason) {
@@ -422,7 +407,6 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
     irqchip_init(&vm->irqchip);
     bus_init(&vm->pio, "pio");
     bus_init(&vm->mmio, "mmio");
-    coalesced_init(&vm->coal, &vm->pio, &vm->mmio);
     vm->ncpus = p->cpus;
     vm->t0_ns = p->t0_ns;
     vm->start_ns = vm_now_ns();
@@ -474,10 +458,6 @@ int vm_create(struct vm *vm, const struct vm_params *p, const char **why)
         if (r < 0)
             return r;
     }
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (vm->irq.coalesce_pio && vm->run_size >= (KVM_COALESCED_MMIO_PAGE_OFFSET + 1) * page)
-        coalesced_attach(&vm->coal,
-                         (uint8_t *)vm->vcpus[0].run + KVM_COALESCED_MMIO_PAGE_OFFSET * page, page);
     if (vm->rom)
         log_debug("firmware: %zu KiB below 4 GiB, %u vCPUs, %llu MiB", vm->rom_size >> 10, p->cpus,
                   (unsigned long long)(p->mem_bytes >> 20));
@@ -520,16 +500,6 @@ void vm_destroy(struct vm *vm)
             struct vcpu *c = &vm->vcpus[i];
             if (c->thread_started)
                 pthread_join(c->thread, NULL);
-        }
-        /* what the guest wrote last reaches its devices before they go */
-        coalesced_drain(&vm->coal);
-        if (vm->coal.ring)
-            log_debug("coalesced writes: %lu drained, %lu bad ring indices",
-                      (unsigned long)atomic_load(&vm->coal.drained),
-                      (unsigned long)atomic_load(&vm->coal.bad));
-        vm->coal.ring = NULL;
-        for (unsigned i = 0; i < vm->ncpus; i++) {
-            struct vcpu *c = &vm->vcpus[i];
             if (c->run)
                 munmap(c->run, vm->run_size);
             if (c->fd >= 0)
@@ -567,6 +537,5 @@ void vm_destroy(struct vm *vm)
     pthread_cond_destroy(&vm->cond);
     pthread_cond_destroy(&vm->parked_cond);
     irqchip_destroy(&vm->irqchip);
-    coalesced_destroy(&vm->coal);
     pthread_mutex_destroy(&vm->lock);
 }

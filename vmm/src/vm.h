@@ -24,7 +24,6 @@
 #include "acpi.h"
 #include "boot.h"
 #include "bus.h"
-#include "coalesced.h"
 #include "cpu.h"
 #include "device.h"
 #include "irq.h"
@@ -117,7 +116,6 @@ struct vm {
     uint64_t start_ns;
     uint64_t stop_ns;                   /* when the state left VM_RUNNING */
     atomic_uint_fast64_t boot_timer_ns; /* 0 until the guest writes the boot timer */
-    struct coalesced coal;              /* the coalesced-write ring (no ring: nothing there) */
 };
 
 uint64_t vm_now_ns(void);
@@ -131,11 +129,6 @@ void vm_stop(struct vm *vm, enum vm_state state, const char *error);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_paused(struct vm *vm);
-/* How often (ms) the VMM's loop should call vm_tick; -1: never. */
-int vm_tick_ms(const struct vm *vm);
-/* Coalesced writes waiting with no exit to drain them (a write whose answer is an interrupt):
- * kicks vCPU 0 out of KVM_RUN, whose loop then drains the ring. */
-void vm_tick(struct vm *vm);
 /* Pulses the ACPI power button. */
 int vm_power_button(struct vm *vm);
 /* Joins the vCPU threads (after vm_stop or a guest-requested stop) and frees everything. */

@@ -466,16 +466,11 @@ int kova_vmm_run(const struct kova_vmm_config *cfg)
             pfds[0] = (struct pollfd){.fd = vm->done_fd, .events = POLLIN};
             pfds[1] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
             size_t n = 2 + kova_ctl_pollfds(&ctl, pfds + 2, 1 + KOVA_CTL_MAX_CLIENTS);
-            int ready = poll(pfds, n, vm_tick_ms(vm));
-            if (ready < 0) {
+            if (poll(pfds, n, -1) < 0) {
                 if (errno == EINTR)
                     continue;
                 vm_stop(vm, VM_ERROR, "poll failed");
                 break;
-            }
-            if (ready == 0) {
-                vm_tick(vm);
-                continue;
             }
             if (pfds[1].revents) {
                 struct signalfd_siginfo si2;

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "serial.h"
-#include "log.h"
 #include "platform.h"
 
 #include <errno.h>
@@ -269,11 +268,6 @@ static int serial_create(const struct device_kind *kind, const struct dev_env *e
         free(s);
         return r;
     }
-    /* The transmit register's writes need no answer: through the coalesced ring, a character
-     * costs the guest one exit (its LSR read) instead of two. DLL shares the port; its writes
-     * keep their order with the LCR writes around them, as the ring drains before every exit. */
-    if (env->irq->coalesce_pio && (r = env->irq->coalesce_pio(env->irq->opaque, PIO_COM1, 1)) < 0)
-        log_info("com1: transmit writes not coalesced: %s", strerror(-r));
     *dev = s;
     return 0;
 }

@@ -7,10 +7,7 @@
  * VMM may not look the path up), else by the path its descriptor's /proc link names; after a
  * rotation the caller's descriptor is pointed (dup3) at the new file, so a device created on it
  * later (a guest reset rebuilds the VM) goes on writing the current log. Other descriptors (a pipe,
- * /dev/null) are written plainly.
- * Where KVM has coalesced port writes (irq.h coalesce_pio), the transmit register's writes reach
- * the device through the VM's ring (coalesced.h): late but in order, before the guest's next
- * exit is handled, so a THRE interrupt raised by one follows at that exit or the VM's tick. */
+ * /dev/null) are written plainly. */
 #ifndef KOVA_VMM_SERIAL_H
 #define KOVA_VMM_SERIAL_H
 
