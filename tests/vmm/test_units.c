@@ -347,6 +347,15 @@ static void test_serial(void)
     CHECK(rec.edges[4] == 4);
     char got[8] = {0};
     CHECK(read(p[0], got, sizeof(got)) == 3 && strcmp(got, "hi\n") == 0);
+    /* A line with no newline waits for one, or for the guest's next IER write (a prompt). */
+    CHECK(fcntl(p[0], F_SETFL, O_NONBLOCK) == 0);
+    for (const char *c = "login: "; *c; c++)
+        out8(o, &s, 0, (uint8_t)*c);
+    CHECK(read(p[0], got, sizeof(got)) < 0 && errno == EAGAIN);
+    out8(o, &s, 1, 0x00);
+    memset(got, 0, sizeof(got));
+    CHECK(read(p[0], got, sizeof(got)) == 7 && strcmp(got, "login: ") == 0);
+    CHECK(fcntl(p[0], F_SETFL, 0) == 0);
     /* Divisor latch access does not transmit. */
     out8(o, &s, 3, 0x80);
     out8(o, &s, 0, 0x01);

@@ -141,6 +141,9 @@ static void serial_write(void *opaque, uint64_t off, const uint8_t *data, uint32
             s->thre_pending = 1;
         s->ier = v & 0x0f;
         update_irq(s);
+        /* Linux writes IER at the end of each console message and of each transmit burst: a
+         * line with no newline yet (a login prompt) reaches the log then, not at the next one */
+        flush_locked(s);
         break;
     case UART_IIR_FCR:
         s->iir_fifo = (v & 0x01) ? 0xc0 : 0;

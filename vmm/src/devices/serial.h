@@ -7,7 +7,9 @@
  * VMM may not look the path up), else by the path its descriptor's /proc link names; after a
  * rotation the caller's descriptor is pointed (dup3) at the new file, so a device created on it
  * later (a guest reset rebuilds the VM) goes on writing the current log. Other descriptors (a pipe,
- * /dev/null) are written plainly. */
+ * /dev/null) are written plainly. Output goes out a line at a time: at a newline, a full
+ * buffer, a guest write of IER (where Linux ends each console message and transmit burst, so a
+ * prompt with no newline shows at once) and serial_flush. */
 #ifndef KOVA_VMM_SERIAL_H
 #define KOVA_VMM_SERIAL_H
 
