@@ -23,6 +23,18 @@ same() {
     echo "ok: $what"
 }
 
+# Random reads of IMG (revisiting recent clusters: kova's cache of decompressed ones) against
+# qemu-img's raw conversion.
+rand_same() {
+    local img=$1 what=$2
+    n=$((n + 1))
+    qemu-img convert -O raw "$img" expect.raw
+    if ! "$tool" randread "$img" qcow2 expect.raw 7 3000; then
+        echo "FAIL: $what: kova's random reads differ from qemu-img"; fails=$((fails + 1)); return
+    fi
+    echo "ok: $what"
+}
+
 # Source data: random, text (compressible), zero and hole regions; 6 MiB + 1234 bytes.
 size=$((6 * 1024 * 1024 + 1234))
 head -c $((2 * 1024 * 1024)) /dev/urandom > src.raw
@@ -45,6 +57,8 @@ for cs in 4096 65536 2097152; do
     same zlib-$cs.qcow2 "convert -c zlib cluster_size=$cs"
     qemu-img convert -c -O qcow2 -o cluster_size=$cs,compression_type=zstd src.raw zstd-$cs.qcow2
     same zstd-$cs.qcow2 "convert -c zstd cluster_size=$cs"
+    rand_same zlib-$cs.qcow2 "random reads, convert -c zlib cluster_size=$cs"
+    rand_same zstd-$cs.qcow2 "random reads, convert -c zstd cluster_size=$cs"
 done
 qemu-img convert -c -O qcow2 -o compat=0.10,cluster_size=512 src.raw zlib-v2-512.qcow2
 same zlib-v2-512.qcow2 "convert -c zlib v2 cluster_size=512"

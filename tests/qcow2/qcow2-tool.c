@@ -2,6 +2,8 @@
 /*
  * Test driver for kova_qcow2 (used by the interop and crash test scripts):
  *   dump IMG FMT OUT                    read the whole disk in odd-sized pieces into a raw file
+ *   randread IMG FMT REF SEED N         N reads at random offsets (up to 3 clusters of 64 KiB,
+ *                                       often revisiting recent ones), each compared with REF
  *   randwrite IMG FMT REF SEED N [MAX]  N random writes/zeroes/discards/flushes, mirrored to REF
  *   crashwriter IMG FMT SEED ACK [MAX]  random writes in flushed groups until killed; after each
  *                                       completed flush, the number of ops covered goes to ACK
@@ -143,6 +145,42 @@ static int cmd_dump(char **a)
     free(buf);
     kova_disk_close(d);
     return 0;
+}
+
+static int cmd_randread(char **a)
+{
+    struct kova_disk *d = open_disk(a[0], a[1], KOVA_DISK_RDONLY);
+    uint64_t size = kova_disk_size(d);
+    uint64_t seed = strtoull(a[3], NULL, 0), n = strtoull(a[4], NULL, 0);
+    uint8_t *ref = malloc(size ? size : 1), *got = malloc(3 * 65536);
+    if (!ref || !got)
+        die("malloc", ENOMEM);
+    read_file(a[2], ref, size);
+    rng_state = mix(seed) | 1;
+    uint64_t recent[32] = {0}, bad = 0;
+    for (uint64_t i = 0; i < n && size; i++) {
+        /* half the time near one of the last 32 offsets: hits on older cached clusters */
+        uint64_t off = rnd() % 2 ? recent[rnd() % 32] + rnd() % 8192 : rnd() % size;
+        if (off >= size)
+            off = rnd() % size;
+        uint64_t len = 1 + rnd() % (3 * 65536);
+        if (len > size - off)
+            len = size - off;
+        recent[i % 32] = off;
+        int rc = kova_disk_pread(d, got, len, off);
+        if (rc < 0) {
+            fprintf(stderr, "qcow2-tool: read at %llu: %s (%s)\n", (unsigned long long)off,
+                    strerror(-rc), kova_disk_last_error(d));
+            exit(1);
+        }
+        if (memcmp(got, ref + off, len) && bad++ < 5)
+            fprintf(stderr, "qcow2-tool: read %llu at %llu differs\n", (unsigned long long)len,
+                    (unsigned long long)off);
+    }
+    free(ref);
+    free(got);
+    kova_disk_close(d);
+    return bad ? 1 : 0;
 }
 
 static int cmd_randwrite(char **a, int n_args)
@@ -391,6 +429,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "dump"))
         return cmd_dump(argv + 2);
+    if (argc >= 7 && !strcmp(argv[1], "randread"))
+        return cmd_randread(argv + 2);
     if (argc >= 7 && !strcmp(argv[1], "randwrite"))
         return cmd_randwrite(argv + 2, argc - 2);
     if (argc >= 6 && !strcmp(argv[1], "crashwriter"))

@@ -92,6 +92,17 @@ struct kova_disk_ops {
 extern const struct kova_disk_ops kd_raw_ops;   /* raw.c */
 extern const struct kova_disk_ops kd_qcow2_ops; /* qcow2_open.c */
 
+#define QC_DCACHE_BYTES (1u << 20) /* decompressed clusters kept per image, at most */
+#define QC_DCACHE_SLOTS 16         /* and at most this many */
+
+/* One decompressed cluster (struct kova_disk's dslots). */
+struct qc_dslot {
+    uint8_t *data;
+    uint64_t key;  /* host offset of the compressed data */
+    uint64_t used; /* dclock at the last hit: the least recently used slot is reused */
+    int valid;
+};
+
 struct kova_disk {
     pthread_mutex_t lock;
     const struct kova_disk_ops *ops;
@@ -131,12 +142,15 @@ struct kova_disk {
     uint64_t end_cluster; /* clusters below this may be in use; at/after it all free */
     struct pending_free *pending;
     size_t npending, cappending;
-    uint8_t *clbuf;  /* one cluster, for copy-on-write */
-    uint8_t *wbuf;   /* one cluster: a partial write's bytes gathered */
-    uint8_t *cbuf;   /* compressed input, 2 clusters + 512 */
-    uint8_t *dcache; /* last decompressed cluster */
-    uint64_t dcache_key;
-    int dcache_valid;
+    uint8_t *clbuf; /* one cluster, for copy-on-write */
+    uint8_t *wbuf;  /* one cluster: a partial write's bytes gathered */
+    uint8_t *cbuf;  /* compressed input, 2 clusters + 512 */
+    /* The last compressed clusters read, decompressed (qcow2_io.c decompress): up to
+     * QC_DCACHE_BYTES in all, at least one; a slot's buffer is allocated at its first use.
+     * Invalidated wholesale when clusters are freed (their host offsets may be reused). */
+    struct qc_dslot *dslots;
+    unsigned ndslots;
+    uint64_t dclock;
     void *zstd_dctx;
     struct kova_disk *backing;
 };

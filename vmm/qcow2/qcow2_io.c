@@ -13,6 +13,7 @@
 #include "qcow2_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -116,17 +117,31 @@ static int l2_set(struct kova_disk *d, uint64_t voff, uint64_t entry)
 
 /* ---------------------------------------------------------------- read */
 
-static int decompress(struct kova_disk *d, const struct qcow2_l2e *e)
+/* The slot holding e's cluster decompressed: a hit, or the least recently used slot refilled.
+ * On success *out points at the cluster's d->cs bytes (valid until the next call, under the
+ * lock). */
+static int decompress(struct kova_disk *d, const struct qcow2_l2e *e, uint8_t **out)
 {
-    if (d->dcache_valid && d->dcache_key == e->offset)
-        return 0;
+    struct qc_dslot *slot = &d->dslots[0];
+    for (unsigned i = 0; i < d->ndslots; i++) {
+        struct qc_dslot *s = &d->dslots[i];
+        if (s->valid && s->key == e->offset) {
+            s->used = ++d->dclock;
+            *out = s->data;
+            return 0;
+        }
+        if (!s->valid ? slot->valid : (slot->valid && s->used < slot->used))
+            slot = s; /* an empty slot first, else the least recently used */
+    }
     size_t clen = (size_t)e->csize;
     if (clen > 2 * d->cs + 512)
         return kd_error(d, -EIO, "corrupt image: compressed cluster too large");
+    if (!slot->data && !(slot->data = malloc(d->cs)))
+        return kd_error(d, -ENOMEM, "out of memory for a decompressed cluster");
     int rc = kd_pread_full(d->fd, d->cbuf, clen, e->offset);
     if (rc < 0)
         return kd_error(d, rc, "reading compressed cluster: %s", strerror(-rc));
-    d->dcache_valid = 0;
+    slot->valid = 0;
     if (d->h.compression_type == 0) {
         z_stream zs;
         memset(&zs, 0, sizeof(zs));
@@ -134,7 +149,7 @@ static int decompress(struct kova_disk *d, const struct qcow2_l2e *e)
             return kd_error(d, -ENOMEM, "zlib init failed");
         zs.next_in = d->cbuf;
         zs.avail_in = (uInt)clen;
-        zs.next_out = d->dcache;
+        zs.next_out = slot->data;
         zs.avail_out = (uInt)d->cs;
         int zr = inflate(&zs, Z_FINISH);
         int ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR || zr == Z_OK) && zs.avail_out == 0;
@@ -148,21 +163,23 @@ static int decompress(struct kova_disk *d, const struct qcow2_l2e *e)
         ZSTD_DCtx *z = d->zstd_dctx;
         ZSTD_DCtx_reset(z, ZSTD_reset_session_only);
         ZSTD_inBuffer in = {d->cbuf, clen, 0};
-        ZSTD_outBuffer out = {d->dcache, d->cs, 0};
+        ZSTD_outBuffer zo = {slot->data, d->cs, 0};
         for (;;) {
-            size_t r = ZSTD_decompressStream(z, &out, &in);
+            size_t r = ZSTD_decompressStream(z, &zo, &in);
             if (ZSTD_isError(r))
                 return kd_error(d, -EIO, "corrupt image: bad zstd data at 0x%llx",
                                 (unsigned long long)e->offset);
-            if (out.pos == out.size)
+            if (zo.pos == zo.size)
                 break;
             if (r == 0 || in.pos == in.size)
                 return kd_error(d, -EIO, "corrupt image: short zstd data at 0x%llx",
                                 (unsigned long long)e->offset);
         }
     }
-    d->dcache_key = e->offset;
-    d->dcache_valid = 1;
+    slot->key = e->offset;
+    slot->used = ++d->dclock;
+    slot->valid = 1;
+    *out = slot->data;
     return 0;
 }
 
@@ -200,11 +217,13 @@ static int read_part(struct kova_disk *d, const struct qcow2_l2e *e, uint8_t *bu
         if (rc < 0)
             return kd_error(d, rc, "read: %s", strerror(-rc));
         return 0;
-    case QCOW2_CL_COMPRESSED:
-        if ((rc = decompress(d, e)) < 0)
+    case QCOW2_CL_COMPRESSED: {
+        uint8_t *cl;
+        if ((rc = decompress(d, e, &cl)) < 0)
             return rc;
-        memcpy(buf, d->dcache + in, n);
+        memcpy(buf, cl + in, n);
         return 0;
+    }
     default:
         return kd_error(d, -EIO, "corrupt image: invalid cluster");
     }
@@ -305,9 +324,10 @@ static int read_vec(struct kova_disk *d, struct kd_iovc *c, size_t len, uint64_t
                 return kd_error(d, rc, "backing file: %s", kova_disk_last_error(d->backing));
             kd_iovc_copy(c, NULL, n - m, 1);
         } else if (lk.e.type == QCOW2_CL_COMPRESSED) {
-            if ((rc = decompress(d, &lk.e)) < 0)
+            uint8_t *cl;
+            if ((rc = decompress(d, &lk.e, &cl)) < 0)
                 return rc;
-            kd_iovc_copy(c, d->dcache + in, n, 1);
+            kd_iovc_copy(c, cl + in, n, 1);
         } else if (lk.e.type == QCOW2_CL_UNALLOCATED || lk.e.type == QCOW2_CL_ZERO_PLAIN ||
                    lk.e.type == QCOW2_CL_ZERO_ALLOC) {
             kd_iovc_copy(c, NULL, n, 1);

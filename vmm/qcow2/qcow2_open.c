@@ -125,8 +125,11 @@ static int alloc_caches(struct kova_disk *d, uint64_t fsize)
     d->clbuf = malloc(cs);
     d->wbuf = malloc(cs);
     d->cbuf = malloc(2 * cs + 512);
-    d->dcache = malloc(cs);
-    if (!d->clbuf || !d->wbuf || !d->cbuf || !d->dcache)
+    d->ndslots = QC_DCACHE_BYTES / cs < 1                 ? 1
+                 : QC_DCACHE_BYTES / cs > QC_DCACHE_SLOTS ? QC_DCACHE_SLOTS
+                                                          : (unsigned)(QC_DCACHE_BYTES / cs);
+    d->dslots = calloc(d->ndslots, sizeof(*d->dslots));
+    if (!d->clbuf || !d->wbuf || !d->cbuf || !d->dslots)
         return -ENOMEM;
     d->end_cluster = (fsize + cs - 1) / cs;
     d->free_hint = 1;
@@ -213,7 +216,9 @@ static void qc_close(struct kova_disk *d)
     free(d->clbuf);
     free(d->wbuf);
     free(d->cbuf);
-    free(d->dcache);
+    for (unsigned i = 0; d->dslots && i < d->ndslots; i++)
+        free(d->dslots[i].data);
+    free(d->dslots);
     if (d->zstd_dctx)
         ZSTD_freeDCtx(d->zstd_dctx);
 }

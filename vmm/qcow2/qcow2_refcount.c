@@ -341,7 +341,8 @@ static int apply_pending(struct kova_disk *d)
                 return rc;
         }
     }
-    d->dcache_valid = 0;
+    for (unsigned i = 0; i < d->ndslots; i++)
+        d->dslots[i].valid = 0; /* a freed compressed cluster's offset may hold new data */
     return qc_cache_write_all(d, &d->rbc);
 }
 
