@@ -2,8 +2,8 @@
 /*
  * Test driver for kova_qcow2 (used by the interop and crash test scripts):
  *   dump IMG FMT OUT                    read the whole disk in odd-sized pieces into a raw file
- *   randread IMG FMT REF SEED N         N reads at random offsets (up to 3 clusters of 64 KiB,
- *                                       often revisiting recent ones), each compared with REF
+ *   randread IMG FMT REF SEED N         N reads of up to 192 KiB at random offsets (half of them
+ *                                       near one of the last 32), each compared with REF
  *   randwrite IMG FMT REF SEED N [MAX]  N random writes/zeroes/discards/flushes, mirrored to REF
  *   crashwriter IMG FMT SEED ACK [MAX]  random writes in flushed groups until killed; after each
  *                                       completed flush, the number of ops covered goes to ACK

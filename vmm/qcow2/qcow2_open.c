@@ -125,9 +125,8 @@ static int alloc_caches(struct kova_disk *d, uint64_t fsize)
     d->clbuf = malloc(cs);
     d->wbuf = malloc(cs);
     d->cbuf = malloc(2 * cs + 512);
-    d->ndslots = QC_DCACHE_BYTES / cs < 1                 ? 1
-                 : QC_DCACHE_BYTES / cs > QC_DCACHE_SLOTS ? QC_DCACHE_SLOTS
-                                                          : (unsigned)(QC_DCACHE_BYTES / cs);
+    uint64_t nslots = QC_DCACHE_BYTES / cs;
+    d->ndslots = nslots < 1 ? 1 : nslots > QC_DCACHE_SLOTS ? QC_DCACHE_SLOTS : (unsigned)nslots;
     d->dslots = calloc(d->ndslots, sizeof(*d->dslots));
     if (!d->clbuf || !d->wbuf || !d->cbuf || !d->dslots)
         return -ENOMEM;
